@@ -1,0 +1,31 @@
+//! The `Engine` boundary: the one trait through which the rest of semantic runs a model.
+//!
+//! Owns: the trait, its value types (batches, model facts, KV types), the llama.cpp implementation
+//! ([`LlamaEngine`], the only code in the workspace that knows llama.cpp), a scripted pure-Rust
+//! [`FakeEngine`] for fast tests, GGUF fingerprints and token sampling.
+//! Does not own: scheduling, agent memory, chat templates or HTTP.
+#![warn(missing_docs)]
+
+mod batch;
+mod engine;
+mod error;
+mod facts;
+mod fake;
+mod fingerprint;
+mod llama;
+pub mod sampler;
+
+pub use batch::{Batch, BatchRow};
+pub use engine::{Engine, EngineConfig, FlashAttention, KvType, TokenizeOptions};
+pub use error::EngineError;
+pub use facts::{ContextInfo, ModelFacts};
+pub use fake::{FakeEngine, FakeScript};
+pub use fingerprint::Fingerprint;
+pub use llama::LlamaEngine;
+pub use sampler::{Sampler, SamplingError, SamplingParams};
+
+/// A token id in the model's vocabulary (llama.cpp's `llama_token`).
+pub type TokenId = i32;
+
+/// A sequence id in the engine context (llama.cpp's `llama_seq_id`). Each live sequence owns its KV cells.
+pub type SeqId = i32;

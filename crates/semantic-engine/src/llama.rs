@@ -1,0 +1,272 @@
+//! `LlamaEngine`: the `Engine` on llama.cpp through `llama-cpp-2`. The only llama.cpp code in the workspace.
+
+use std::num::NonZeroU32;
+use std::path::Path;
+use std::sync::OnceLock;
+
+use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
+use llama_cpp_2::context::session::LlamaStateSeqFlags;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::{DecodeError, LogOptions};
+
+use crate::{
+    Batch, ContextInfo, Engine, EngineConfig, EngineError, FlashAttention, Fingerprint, KvType, ModelFacts, SeqId,
+    TokenId, TokenizeOptions,
+};
+
+/// llama.cpp's backend is process-global state (`llama_backend_init` may run once per process), so
+/// its handle is one too; it is initialised on first use and never freed.
+static BACKEND: OnceLock<Option<LlamaBackend>> = OnceLock::new();
+
+fn backend() -> Result<&'static LlamaBackend, EngineError> {
+    BACKEND
+        .get_or_init(|| {
+            llama_cpp_2::send_logs_to_tracing(LogOptions::default().with_logs_enabled(true));
+            LlamaBackend::init().ok()
+        })
+        .as_ref()
+        .ok_or_else(|| EngineError::Context { reason: "llama.cpp backend initialisation failed".into() })
+}
+
+/// A GGUF model and one llama.cpp context with a unified KV cache shared by all sequences.
+pub struct LlamaEngine {
+    // Field order is load-bearing: `ctx` borrows `*model` and fields drop in declaration order,
+    // so the context is freed before the model it points into.
+    ctx: LlamaContext<'static>,
+    batch: LlamaBatch<'static>,
+    /// For each row of the last decoded batch: did it ask for logits.
+    logit_rows: Vec<bool>,
+    facts: ModelFacts,
+    info: ContextInfo,
+    /// Owned here so that it outlives `ctx` (see above).
+    model: Box<LlamaModel>,
+}
+
+// SAFETY: a llama.cpp context may move between threads as long as only one uses it at a time; the
+// `Engine` trait is `Send` but not `Sync`, and every method takes `&self`/`&mut self` of the one owner.
+unsafe impl Send for LlamaEngine {}
+
+impl LlamaEngine {
+    /// Loads the model and creates its context.
+    pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
+        let path = config.model_path.as_path();
+        std::fs::metadata(path).map_err(|source| EngineError::ModelIo { path: path.to_path_buf(), source })?;
+        let fingerprint = Fingerprint::of_file_cached(path, config.fingerprint_cache.as_deref())?;
+        let backend = backend()?;
+        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+            .map_err(|e| EngineError::ModelLoad { path: path.to_path_buf(), reason: e.to_string() })?;
+        let model = Box::new(model);
+        // SAFETY: the model is boxed (stable address) and lives in the same struct as the context,
+        // which is dropped first (field order above); nothing hands out the 'static reference.
+        let model_ref: &'static LlamaModel = unsafe { &*(model.as_ref() as *const LlamaModel) };
+
+        let threads = match config.threads {
+            0 => std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
+            n => n,
+        };
+        let n_ctx = if config.n_ctx == 0 { model_ref.n_ctx_train() } else { config.n_ctx };
+        let kv = match config.kv_type {
+            KvType::F16 => KvCacheType::F16,
+            KvType::Q8_0 => KvCacheType::Q8_0,
+            KvType::Q4_0 => KvCacheType::Q4_0,
+        };
+        let flash = match (config.flash_attention, config.kv_type) {
+            (FlashAttention::Off, KvType::F16) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
+            (FlashAttention::Off, _) => {
+                return Err(EngineError::Context { reason: "a quantized KV cache needs flash attention".into() })
+            }
+            (FlashAttention::On, _) | (FlashAttention::Auto, KvType::Q8_0 | KvType::Q4_0) => {
+                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
+            }
+            (FlashAttention::Auto, KvType::F16) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+        };
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_batch(config.n_batch)
+            .with_n_ubatch(config.n_batch)
+            .with_n_seq_max(config.n_seq_max)
+            .with_n_threads(threads as i32)
+            .with_n_threads_batch(threads as i32)
+            .with_type_k(kv)
+            .with_type_v(kv)
+            .with_flash_attention_policy(flash)
+            .with_kv_unified(true);
+        let ctx = model_ref
+            .new_context(backend, params)
+            .map_err(|e| EngineError::Context { reason: e.to_string() })?;
+        let info = ContextInfo {
+            n_ctx: ctx.n_ctx(),
+            n_batch: ctx.n_batch(),
+            n_seq_max: config.n_seq_max,
+            kv_type: config.kv_type,
+            threads,
+        };
+        let facts = read_facts(model_ref, path, fingerprint);
+        let batch = LlamaBatch::new(info.n_batch as usize, 1);
+        tracing::info!(model = %facts.name, n_ctx = info.n_ctx, kv = %info.kv_type, threads, "model loaded");
+        Ok(Self { ctx, batch, logit_rows: Vec::new(), facts, info, model })
+    }
+
+    fn check_seq(&self, seq: SeqId) -> Result<(), EngineError> {
+        if seq < 0 || seq as u32 >= self.info.n_seq_max {
+            return Err(EngineError::InvalidBatch { reason: format!("sequence {seq} out of range") });
+        }
+        Ok(())
+    }
+}
+
+fn read_facts(model: &LlamaModel, path: &Path, fingerprint: Fingerprint) -> ModelFacts {
+    let vocab = model.vocab();
+    let special = |t: LlamaToken| (t.0 >= 0).then_some(t.0);
+    let text = |t: Option<TokenId>| {
+        t.map(|t| String::from_utf8_lossy(&vocab.token_to_piece(LlamaToken(t), true, None)).into_owned())
+            .unwrap_or_default()
+    };
+    let bos = special(vocab.bos());
+    let eos = special(vocab.eos());
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    ModelFacts {
+        name: model.meta_val_str("general.name").unwrap_or(stem),
+        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+        n_ctx_train: model.n_ctx_train(),
+        n_vocab: model.n_vocab().max(0) as usize,
+        n_layer: model.n_layer(),
+        n_embd: model.n_embd().max(0) as u32,
+        n_params: model.n_params(),
+        size_bytes: model.size(),
+        bos,
+        eos,
+        eot: special(vocab.eot()),
+        bos_text: text(bos),
+        eos_text: text(eos),
+        add_bos: vocab.should_add_bos(),
+        chat_template: model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
+        fingerprint,
+    }
+}
+
+impl Engine for LlamaEngine {
+    fn facts(&self) -> &ModelFacts {
+        &self.facts
+    }
+
+    fn context(&self) -> ContextInfo {
+        self.info
+    }
+
+    fn tokenize(&self, text: &str, options: TokenizeOptions) -> Result<Vec<TokenId>, EngineError> {
+        if text.len() > i32::MAX as usize / 2 {
+            return Err(EngineError::Tokenize { reason: "text too long".into() });
+        }
+        let vocab = self.model.vocab();
+        Ok(vocab.tokenize(text.as_bytes(), options.add_bos, options.parse_special).into_iter().map(|t| t.0).collect())
+    }
+
+    fn token_bytes(&self, token: TokenId) -> Vec<u8> {
+        if token < 0 || token as usize >= self.facts.n_vocab {
+            return Vec::new();
+        }
+        self.model.vocab().token_to_piece(LlamaToken(token), false, None)
+    }
+
+    fn is_eog(&self, token: TokenId) -> bool {
+        token >= 0 && (token as usize) < self.facts.n_vocab && self.model.vocab().is_eog(LlamaToken(token))
+    }
+
+    fn decode(&mut self, batch: &Batch) -> Result<(), EngineError> {
+        self.logit_rows.clear();
+        if batch.is_empty() || batch.len() > self.info.n_batch as usize {
+            return Err(EngineError::InvalidBatch {
+                reason: format!("{} tokens (allowed 1..={})", batch.len(), self.info.n_batch),
+            });
+        }
+        self.batch.clear();
+        for row in batch.rows() {
+            self.check_seq(row.seq)?;
+            if row.token < 0 || row.token as usize >= self.facts.n_vocab {
+                return Err(EngineError::InvalidBatch { reason: format!("token {} outside the vocabulary", row.token) });
+            }
+            if row.pos >= self.info.n_ctx {
+                return Err(EngineError::InvalidBatch { reason: format!("position {} beyond the context", row.pos) });
+            }
+            self.batch
+                .add(LlamaToken(row.token), row.pos as i32, &[row.seq], row.logits)
+                .map_err(|e| EngineError::InvalidBatch { reason: e.to_string() })?;
+        }
+        match self.ctx.decode(&mut self.batch) {
+            Ok(()) => {
+                self.logit_rows.extend(batch.rows().iter().map(|r| r.logits));
+                Ok(())
+            }
+            Err(DecodeError::NoKvCacheSlot) => Err(EngineError::KvFull { tokens: batch.len() }),
+            Err(e) => Err(EngineError::Decode { reason: e.to_string() }),
+        }
+    }
+
+    fn logits(&self, row: usize) -> Result<&[f32], EngineError> {
+        if !self.logit_rows.get(row).copied().unwrap_or(false) {
+            return Err(EngineError::NoLogits { row });
+        }
+        // `row` asked for logits in the last successful decode, so llama.cpp has them (no panic).
+        Ok(self.ctx.get_logits_ith(row as i32))
+    }
+
+    fn kv_truncate(&mut self, seq: SeqId, from: u32) -> Result<(), EngineError> {
+        self.check_seq(seq)?;
+        match self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(from), None) {
+            Ok(true) => Ok(()),
+            _ => Err(EngineError::Kv { op: "truncate", seq }),
+        }
+    }
+
+    fn kv_copy_prefix(&mut self, src: SeqId, dst: SeqId, len: u32) -> Result<(), EngineError> {
+        self.check_seq(src)?;
+        self.check_seq(dst)?;
+        if len > self.kv_len(src) {
+            return Err(EngineError::Kv { op: "copy_prefix", seq: src });
+        }
+        self.ctx
+            .copy_kv_cache_seq(src, dst, Some(0), Some(len))
+            .map_err(|_| EngineError::Kv { op: "copy_prefix", seq: src })
+    }
+
+    fn kv_len(&self, seq: SeqId) -> u32 {
+        if self.check_seq(seq).is_err() {
+            return 0;
+        }
+        (self.ctx.kv_cache_seq_pos_max(seq) + 1).max(0) as u32
+    }
+
+    fn export_state(&self, seq: SeqId) -> Result<Vec<u8>, EngineError> {
+        self.check_seq(seq)?;
+        let flags = LlamaStateSeqFlags::empty();
+        let size = self.ctx.state_seq_get_size_ext(seq, flags);
+        let mut bytes = vec![0u8; size];
+        // SAFETY: `bytes` has exactly the size llama.cpp asked for this sequence and flags.
+        let written = unsafe { self.ctx.state_seq_get_data_ext(bytes.as_mut_ptr(), seq, flags) };
+        if written != size {
+            return Err(EngineError::Kv { op: "export_state", seq });
+        }
+        Ok(bytes)
+    }
+
+    fn import_state(&mut self, seq: SeqId, state: &[u8]) -> Result<(), EngineError> {
+        self.check_seq(seq)?;
+        if state.is_empty() {
+            return Err(EngineError::StateImport { seq, reason: "empty state".into() });
+        }
+        // SAFETY: llama.cpp reads at most `state.len()` bytes and validates the layout itself.
+        let ok = unsafe { self.ctx.state_seq_set_data_ext(state, seq, LlamaStateSeqFlags::empty()) };
+        if ok {
+            Ok(())
+        } else {
+            let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
+            Err(EngineError::StateImport { seq, reason: "llama.cpp rejected the state".into() })
+        }
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::str::FromStr;
 
 use crate::{Batch, ContextInfo, EngineError, ModelFacts, SeqId, TokenId};
@@ -124,16 +125,8 @@ impl TokenizeOptions {
     pub const PLAIN: Self = Self { add_bos: false, parse_special: false };
 }
 
-/// A loaded model with one inference context holding many sequences.
-///
-/// Invariants every implementation keeps: one thread uses an engine at a time (it is `Send`, not
-/// `Sync`); a failed [`Engine::decode`] leaves every sequence's KV as it was before the call for
-/// positions below the batch's; [`Engine::logits`] is only valid until the next `decode`.
-pub trait Engine: Send {
-    /// Model facts.
-    fn facts(&self) -> &ModelFacts;
-    /// Context parameters.
-    fn context(&self) -> ContextInfo;
+/// The model's tokenizer. Shared by every thread (llama.cpp tokenizes concurrently with decoding).
+pub trait Tokenizer: Send + Sync {
     /// Text to token ids with the model's own tokenizer.
     fn tokenize(&self, text: &str, options: TokenizeOptions) -> Result<Vec<TokenId>, EngineError>;
     /// The bytes one token contributes to the output (special tokens render as nothing).
@@ -145,7 +138,21 @@ pub trait Engine: Send {
     }
     /// True for end-of-generation tokens (EOS, EOT and the like).
     fn is_eog(&self, token: TokenId) -> bool;
-    /// Decodes one batch. On error, nothing in the batch may be assumed to be in the KV cache.
+}
+
+/// A loaded model with one inference context holding many sequences.
+///
+/// Invariants every implementation keeps: one thread uses an engine at a time (it is `Send`, not
+/// `Sync`); a failed [`Engine::decode`] must be followed by the caller truncating the batch's
+/// sequences back to where they were; [`Engine::logits`] is only valid until the next `decode`.
+pub trait Engine: Send {
+    /// Model facts.
+    fn facts(&self) -> &ModelFacts;
+    /// Context parameters.
+    fn context(&self) -> ContextInfo;
+    /// A handle on the tokenizer that other threads may use while this engine decodes.
+    fn tokenizer(&self) -> Arc<dyn Tokenizer>;
+    /// Decodes one batch.
     fn decode(&mut self, batch: &Batch) -> Result<(), EngineError>;
     /// Logits of row `row` of the last decoded batch (a row that asked for logits).
     fn logits(&self, row: usize) -> Result<&[f32], EngineError>;
@@ -168,17 +175,8 @@ impl<E: Engine + ?Sized> Engine for Box<E> {
     fn context(&self) -> ContextInfo {
         (**self).context()
     }
-    fn tokenize(&self, text: &str, options: TokenizeOptions) -> Result<Vec<TokenId>, EngineError> {
-        (**self).tokenize(text, options)
-    }
-    fn token_bytes(&self, token: TokenId) -> Vec<u8> {
-        (**self).token_bytes(token)
-    }
-    fn detokenize(&self, tokens: &[TokenId]) -> String {
-        (**self).detokenize(tokens)
-    }
-    fn is_eog(&self, token: TokenId) -> bool {
-        (**self).is_eog(token)
+    fn tokenizer(&self) -> Arc<dyn Tokenizer> {
+        (**self).tokenizer()
     }
     fn decode(&mut self, batch: &Batch) -> Result<(), EngineError> {
         (**self).decode(batch)

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::{
     Batch, ContextInfo, Engine, EngineError, Fingerprint, KvType, ModelFacts, SeqId, TokenId, TokenizeOptions,
+    Tokenizer,
 };
 
 /// Tokens 0..=255 are bytes; these follow.
@@ -131,21 +132,15 @@ impl FakeEngine {
     }
 }
 
-/// A ChatML template like SmolLM2's, without the default system prompt.
-const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+/// The fake's tokenizer: bytes plus four special tokens.
+pub struct FakeTokenizer {
+    add_bos: bool,
+}
 
-impl Engine for FakeEngine {
-    fn facts(&self) -> &ModelFacts {
-        &self.facts
-    }
-
-    fn context(&self) -> ContextInfo {
-        self.info
-    }
-
+impl Tokenizer for FakeTokenizer {
     fn tokenize(&self, text: &str, options: TokenizeOptions) -> Result<Vec<TokenId>, EngineError> {
         let mut out = Vec::with_capacity(text.len() + 1);
-        if options.add_bos && self.facts.add_bos {
+        if options.add_bos && self.add_bos {
             out.push(BOS);
         }
         let mut rest = text;
@@ -175,6 +170,23 @@ impl Engine for FakeEngine {
 
     fn is_eog(&self, token: TokenId) -> bool {
         token == EOS || token == IM_END
+    }
+}
+
+/// A ChatML template like SmolLM2's, without the default system prompt.
+const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+impl Engine for FakeEngine {
+    fn facts(&self) -> &ModelFacts {
+        &self.facts
+    }
+
+    fn context(&self) -> ContextInfo {
+        self.info
+    }
+
+    fn tokenizer(&self) -> Arc<dyn Tokenizer> {
+        Arc::new(FakeTokenizer { add_bos: self.facts.add_bos })
     }
 
     fn decode(&mut self, batch: &Batch) -> Result<(), EngineError> {
@@ -323,7 +335,7 @@ mod tests {
 
     #[test]
     fn tokenize_parses_specials_only_when_asked() {
-        let e = FakeEngine::new(64, 16, 4);
+        let e = FakeEngine::new(64, 16, 4).tokenizer();
         assert_eq!(e.tokenize("<|im_start|>a", TokenizeOptions::PROMPT).unwrap(), vec![IM_START, 97]);
         assert_eq!(e.tokenize("<s>", TokenizeOptions::PLAIN).unwrap().len(), 3);
         assert_eq!(e.detokenize(&e.tokenize("héllo", TokenizeOptions::PLAIN).unwrap()), "héllo");

@@ -16,12 +16,12 @@ mod llama;
 pub mod sampler;
 
 pub use batch::{Batch, BatchRow};
-pub use engine::{Engine, EngineConfig, FlashAttention, KvType, TokenizeOptions};
+pub use engine::{Engine, EngineConfig, FlashAttention, KvType, TokenizeOptions, Tokenizer};
 pub use error::EngineError;
 pub use facts::{ContextInfo, ModelFacts};
-pub use fake::{FakeEngine, FakeScript};
+pub use fake::{FakeControl, FakeEngine, FakeScript, FakeTokenizer};
 pub use fingerprint::Fingerprint;
-pub use llama::LlamaEngine;
+pub use llama::{LlamaEngine, LlamaTokenizer};
 pub use sampler::{Sampler, SamplingError, SamplingParams};
 
 /// A token id in the model's vocabulary (llama.cpp's `llama_token`).

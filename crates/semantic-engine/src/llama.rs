@@ -2,7 +2,7 @@
 
 use std::num::NonZeroU32;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use llama_cpp_2::context::params::{KvCacheType, LlamaContextParams};
 use llama_cpp_2::context::session::LlamaStateSeqFlags;
@@ -16,7 +16,7 @@ use llama_cpp_2::{DecodeError, LogOptions};
 
 use crate::{
     Batch, ContextInfo, Engine, EngineConfig, EngineError, FlashAttention, Fingerprint, KvType, ModelFacts, SeqId,
-    TokenId, TokenizeOptions,
+    TokenId, TokenizeOptions, Tokenizer,
 };
 
 /// llama.cpp's backend is process-global state (`llama_backend_init` may run once per process), so
@@ -43,13 +43,15 @@ pub struct LlamaEngine {
     logit_rows: Vec<bool>,
     facts: ModelFacts,
     info: ContextInfo,
-    /// Owned here so that it outlives `ctx` (see above).
-    model: Box<LlamaModel>,
+    /// Shares the model (kept alive past `ctx`, see above) with other threads for tokenizing.
+    tokenizer: Arc<LlamaTokenizer>,
 }
 
-// SAFETY: a llama.cpp context may move between threads as long as only one uses it at a time; the
-// `Engine` trait is `Send` but not `Sync`, and every method takes `&self`/`&mut self` of the one owner.
-unsafe impl Send for LlamaEngine {}
+/// The tokenizer half of a loaded model; llama.cpp's tokenizer is safe to call from many threads.
+pub struct LlamaTokenizer {
+    model: Arc<LlamaModel>,
+    n_vocab: usize,
+}
 
 impl LlamaEngine {
     /// Loads the model and creates its context.
@@ -60,10 +62,10 @@ impl LlamaEngine {
         let backend = backend()?;
         let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
             .map_err(|e| EngineError::ModelLoad { path: path.to_path_buf(), reason: e.to_string() })?;
-        let model = Box::new(model);
-        // SAFETY: the model is boxed (stable address) and lives in the same struct as the context,
-        // which is dropped first (field order above); nothing hands out the 'static reference.
-        let model_ref: &'static LlamaModel = unsafe { &*(model.as_ref() as *const LlamaModel) };
+        let model = Arc::new(model);
+        // SAFETY: the model is behind an Arc (stable address) held by the same struct as the context,
+        // which is dropped first (field order above); nothing else sees the 'static reference.
+        let model_ref: &'static LlamaModel = unsafe { &*Arc::as_ptr(&model) };
 
         let threads = match config.threads {
             0 => std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
@@ -109,7 +111,8 @@ impl LlamaEngine {
         let facts = read_facts(model_ref, path, fingerprint);
         let batch = LlamaBatch::new(info.n_batch as usize, 1);
         tracing::info!(model = %facts.name, n_ctx = info.n_ctx, kv = %info.kv_type, threads, "model loaded");
-        Ok(Self { ctx, batch, logit_rows: Vec::new(), facts, info, model })
+        let tokenizer = Arc::new(LlamaTokenizer { n_vocab: facts.n_vocab, model });
+        Ok(Self { ctx, batch, logit_rows: Vec::new(), facts, info, tokenizer })
     }
 
     fn check_seq(&self, seq: SeqId) -> Result<(), EngineError> {
@@ -150,15 +153,7 @@ fn read_facts(model: &LlamaModel, path: &Path, fingerprint: Fingerprint) -> Mode
     }
 }
 
-impl Engine for LlamaEngine {
-    fn facts(&self) -> &ModelFacts {
-        &self.facts
-    }
-
-    fn context(&self) -> ContextInfo {
-        self.info
-    }
-
+impl Tokenizer for LlamaTokenizer {
     fn tokenize(&self, text: &str, options: TokenizeOptions) -> Result<Vec<TokenId>, EngineError> {
         if text.len() > i32::MAX as usize / 2 {
             return Err(EngineError::Tokenize { reason: "text too long".into() });
@@ -168,14 +163,28 @@ impl Engine for LlamaEngine {
     }
 
     fn token_bytes(&self, token: TokenId) -> Vec<u8> {
-        if token < 0 || token as usize >= self.facts.n_vocab {
+        if token < 0 || token as usize >= self.n_vocab {
             return Vec::new();
         }
         self.model.vocab().token_to_piece(LlamaToken(token), false, None)
     }
 
     fn is_eog(&self, token: TokenId) -> bool {
-        token >= 0 && (token as usize) < self.facts.n_vocab && self.model.vocab().is_eog(LlamaToken(token))
+        token >= 0 && (token as usize) < self.n_vocab && self.model.vocab().is_eog(LlamaToken(token))
+    }
+}
+
+impl Engine for LlamaEngine {
+    fn facts(&self) -> &ModelFacts {
+        &self.facts
+    }
+
+    fn context(&self) -> ContextInfo {
+        self.info
+    }
+
+    fn tokenizer(&self) -> Arc<dyn Tokenizer> {
+        self.tokenizer.clone()
     }
 
     fn decode(&mut self, batch: &Batch) -> Result<(), EngineError> {

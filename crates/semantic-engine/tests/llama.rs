@@ -38,7 +38,7 @@ fn greedy(engine: &mut LlamaEngine, seq: SeqId, prompt: &[TokenId], n: usize) ->
 }
 
 fn prompt(engine: &LlamaEngine, text: &str) -> Vec<TokenId> {
-    engine.tokenize(text, TokenizeOptions::PROMPT).unwrap()
+    engine.tokenizer().tokenize(text, TokenizeOptions::PROMPT).unwrap()
 }
 
 #[test]
@@ -50,8 +50,8 @@ fn facts_describe_smollm2() {
     assert_eq!(f.n_ctx_train, 8192);
     assert!(f.chat_template.as_deref().is_some_and(|t| t.contains("<|im_start|>")));
     assert_eq!(f.fingerprint.to_hex(), "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53");
-    assert!(e.is_eog(f.eos.unwrap()));
-    assert_eq!(e.detokenize(&prompt(&e, "Hello world")), "Hello world");
+    assert!(e.tokenizer().is_eog(f.eos.unwrap()));
+    assert_eq!(e.tokenizer().detokenize(&prompt(&e, "Hello world")), "Hello world");
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn greedy_is_deterministic_and_sensible() {
     e.kv_truncate(0, 0).unwrap();
     let b = greedy(&mut e, 0, &p, 12);
     assert_eq!(a, b);
-    assert!(e.detokenize(&a).contains("Paris"), "{:?}", e.detokenize(&a));
+    assert!(e.tokenizer().detokenize(&a).contains("Paris"), "{:?}", e.tokenizer().detokenize(&a));
 }
 
 #[test]

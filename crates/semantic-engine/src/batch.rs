@@ -73,7 +73,10 @@ mod tests {
     fn push_span_marks_only_last_row_for_logits() {
         let mut b = Batch::new();
         assert_eq!(b.push_span(3, &[10, 11, 12], 5, true), Some(2));
-        assert_eq!(b.rows().iter().map(|r| (r.pos, r.logits)).collect::<Vec<_>>(), vec![(5, false), (6, false), (7, true)]);
+        assert_eq!(
+            b.rows().iter().map(|r| (r.pos, r.logits)).collect::<Vec<_>>(),
+            vec![(5, false), (6, false), (7, true)]
+        );
         assert_eq!(b.push_span(4, &[], 0, true), None);
         assert_eq!(b.len(), 3);
     }

@@ -2,8 +2,8 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use crate::{Batch, ContextInfo, EngineError, ModelFacts, SeqId, TokenId};
 

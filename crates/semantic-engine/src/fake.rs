@@ -16,7 +16,8 @@ const EOS: TokenId = 257;
 const IM_START: TokenId = 258;
 const IM_END: TokenId = 259;
 const N_VOCAB: usize = 260;
-const SPECIALS: [(&str, TokenId); 4] = [("<s>", BOS), ("</s>", EOS), ("<|im_start|>", IM_START), ("<|im_end|>", IM_END)];
+const SPECIALS: [(&str, TokenId); 4] =
+    [("<s>", BOS), ("</s>", EOS), ("<|im_start|>", IM_START), ("<|im_end|>", IM_END)];
 const STATE_MAGIC: &[u8; 8] = b"FAKEKV01";
 
 /// Picks the next token from everything in the sequence so far (prompt and generated tokens).
@@ -217,7 +218,8 @@ impl Engine for FakeEngine {
             if row.token < 0 || row.token as usize >= N_VOCAB {
                 return Err(EngineError::InvalidBatch { reason: format!("token {}", row.token) });
             }
-            let expected = next_pos.entry(row.seq).or_insert_with(|| self.kv.get(&row.seq).map_or(0, |v| v.len() as u32));
+            let expected =
+                next_pos.entry(row.seq).or_insert_with(|| self.kv.get(&row.seq).map_or(0, |v| v.len() as u32));
             if row.pos != *expected {
                 return Err(EngineError::InvalidBatch {
                     reason: format!("sequence {} position {} but expected {}", row.seq, row.pos, expected),
@@ -291,7 +293,8 @@ impl Engine for FakeEngine {
         if rest.len() != count * 4 {
             return Err(bad("length mismatch"));
         }
-        let tokens: Vec<TokenId> = rest.chunks_exact(4).map(|c| TokenId::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        let tokens: Vec<TokenId> =
+            rest.chunks_exact(4).map(|c| TokenId::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         if self.used_cells() + tokens.len() > self.info.n_ctx as usize {
             return Err(bad("no room in the KV cache"));
         }

@@ -61,7 +61,9 @@ impl Fingerprint {
         };
         let entry = dir.join(format!("{}.sha256", &Self(Sha256::digest(key.as_bytes()).into()).to_hex()[..32]));
         if let Ok(text) = fs::read_to_string(&entry) {
-            if let Some((stored_key, hex)) = text.rsplit_once('\n').and_then(|(k, h)| Some((k, Self::from_hex(h.trim())?))) {
+            if let Some((stored_key, hex)) =
+                text.rsplit_once('\n').and_then(|(k, h)| Some((k, Self::from_hex(h.trim())?)))
+            {
                 if stored_key == key {
                     return Ok(hex);
                 }

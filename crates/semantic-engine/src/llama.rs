@@ -15,7 +15,7 @@ use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::{DecodeError, LogOptions};
 
 use crate::{
-    Batch, ContextInfo, Engine, EngineConfig, EngineError, FlashAttention, Fingerprint, KvType, ModelFacts, SeqId,
+    Batch, ContextInfo, Engine, EngineConfig, EngineError, Fingerprint, FlashAttention, KvType, ModelFacts, SeqId,
     TokenId, TokenizeOptions, Tokenizer,
 };
 
@@ -98,9 +98,7 @@ impl LlamaEngine {
             .with_type_v(kv)
             .with_flash_attention_policy(flash)
             .with_kv_unified(true);
-        let ctx = model_ref
-            .new_context(backend, params)
-            .map_err(|e| EngineError::Context { reason: e.to_string() })?;
+        let ctx = model_ref.new_context(backend, params).map_err(|e| EngineError::Context { reason: e.to_string() })?;
         let info = ContextInfo {
             n_ctx: ctx.n_ctx(),
             n_batch: ctx.n_batch(),
@@ -198,7 +196,9 @@ impl Engine for LlamaEngine {
         for row in batch.rows() {
             self.check_seq(row.seq)?;
             if row.token < 0 || row.token as usize >= self.facts.n_vocab {
-                return Err(EngineError::InvalidBatch { reason: format!("token {} outside the vocabulary", row.token) });
+                return Err(EngineError::InvalidBatch {
+                    reason: format!("token {} outside the vocabulary", row.token),
+                });
             }
             if row.pos >= self.info.n_ctx {
                 return Err(EngineError::InvalidBatch { reason: format!("position {} beyond the context", row.pos) });

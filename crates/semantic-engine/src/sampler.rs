@@ -1,9 +1,1263 @@
-//! TEMPORARY stub (replaced by helper's sampler).
-#![allow(missing_docs)]
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SamplingParams { pub temperature: f32, pub seed: Option<u64> }
+//! Token sampling: turns one row of logits into the next token id (logit bias, repetition / frequency / presence
+//! penalties, then greedy argmax or top-k / top-p / min-p / temperature sampling with a seedable RNG), and keeps the
+//! per-sequence token history those penalties need. It does not own the model, batches, detokenization or stop
+//! conditions, and knows nothing of llama.cpp beyond its token ids (`i32`) and its sampler-chain semantics.
+//!
+//! The pipeline mirrors llama.cpp's common sampler chain:
+//! `logit_bias -> penalties (repetition, then frequency/presence) -> greedy argmax`, or, when sampling,
+//! `-> top_k -> top_p -> min_p -> temperature -> softmax -> draw`. Cost per call is O(vocab): the row is copied into a
+//! reused buffer (skipped on the greedy path when nothing adjusts logits); argmax, softmax weights and sums run
+//! over fixed-size lanes so that they vectorize (with a libm-free `exp`); top-k is a heap scan or a selection,
+//! never a sort; top-p is a weighted quickselect on integer keys; an untruncated distribution is sampled with a
+//! cumulative draw over per-chunk sums, without sorting anything.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rand::distributions::{Distribution, Standard};
+use rand::rngs::{OsRng, StdRng};
+use rand::SeedableRng;
+
+/// Default penalty window, as in llama.cpp (`--repeat-last-n 64`).
+pub const DEFAULT_PENALTY_LAST_N: usize = 64;
+
+/// Largest temperature [`SamplingParams::validate`] accepts.
+const MAX_TEMPERATURE: f32 = 100.0;
+
+/// Largest magnitude of presence / frequency penalty [`SamplingParams::validate`] accepts (OpenAI's range).
+const MAX_OPENAI_PENALTY: f32 = 2.0;
+
+/// Token ids are `i32`, so only the first `i32::MAX + 1` entries of a row are addressable. Every index below this
+/// fits both `i32` and `u32`, which is the invariant behind the `as` casts on candidate indices.
+const MAX_VOCAB: usize = i32::MAX as usize + 1;
+
+/// Where top-p's first partition cuts: most of a language model's probability mass sits in a few dozen tokens.
+const NUCLEUS_FIRST_PIVOT: usize = 63;
+
+/// Top-p sorts the undecided range outright once it is this small.
+const NUCLEUS_SORT_BELOW: usize = 64;
+
+/// Largest top-k done by a heap scan; beyond it a selection over all candidates is cheaper.
+const HEAP_TOP_K: usize = 128;
+
+/// Heap replacements a top-k scan may make before it gives way to a selection. On rows in random order it makes
+/// about k ln(n / k) (under 800 for k = 128 over 49k tokens).
+const HEAP_REPLACEMENTS: usize = 4096;
+
+/// Lanes of the vectorizable reductions.
+const LANES: usize = 8;
+
+/// Tokens per chunk of the untruncated cumulative draw.
+const DRAW_CHUNK: usize = 256;
+
+/// Sampling settings for one request.
+///
+/// Defaults are OpenAI-ish and neutral: temperature 1.0, top_p 1.0 (off), top_k 0 (off), min_p 0.0 (off),
+/// penalties neutral over a 64-token window, no logit bias, seed `None`. [`SamplingParams::greedy`] is the same with
+/// temperature 0.
+///
+/// [`Sampler`] never panics on out-of-range values; call [`SamplingParams::validate`] on user input to reject them
+/// with a message instead of having them silently clamped or ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    /// Softmax temperature. 0 (or less, or NaN) means greedy: argmax, ties to the lowest token id, like
+    /// llama.cpp's greedy sampler. Applied after truncation (top-k / top-p / min-p), as in llama.cpp.
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely tokens; 0 means off.
+    pub top_k: u32,
+    /// Nucleus sampling: keep the smallest set of most likely tokens whose probability (at temperature 1, after
+    /// top-k) reaches `top_p`; 1.0 means off.
+    pub top_p: f32,
+    /// Drop tokens whose probability is below `min_p` times the top token's; 0.0 means off.
+    pub min_p: f32,
+    /// llama.cpp repetition penalty; 1.0 means off. Every distinct token in the last `penalty_last_n` tokens of the
+    /// context (prompt included) has its logit divided by the penalty when positive, multiplied when not.
+    pub repetition_penalty: f32,
+    /// OpenAI presence penalty; 0.0 means off. Subtracted once from the logit of every token that was generated
+    /// (not merely in the prompt) within the last `penalty_last_n` tokens.
+    pub presence_penalty: f32,
+    /// OpenAI frequency penalty; 0.0 means off. Subtracted `count` times from the logit of every token generated
+    /// `count` times within the last `penalty_last_n` tokens.
+    pub frequency_penalty: f32,
+    /// Window of most recent context tokens (prompt and generated) the penalties look at; 0 disables penalties.
+    pub penalty_last_n: usize,
+    /// `(token, bias)` pairs added to the logits before anything else; `f32::NEG_INFINITY` bans a token. Repeated
+    /// tokens add up; tokens outside the vocabulary are ignored.
+    pub logit_bias: Vec<(i32, f32)>,
+    /// RNG seed: the same seed and the same sequence of logits give the same tokens (for a given `rand` version).
+    /// `None` seeds from the operating system.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        Self {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            penalty_last_n: DEFAULT_PENALTY_LAST_N,
+            logit_bias: Vec::new(),
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    /// The defaults with temperature 0: deterministic argmax decoding.
+    pub fn greedy() -> Self {
+        Self { temperature: 0.0, ..Self::default() }
+    }
+
+    /// Whether sampling is greedy (temperature 0, negative or NaN); greedy sampling never touches the RNG.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature.is_nan() || self.temperature <= 0.0
+    }
+
+    /// Checks every field against the range the API accepts; the error names the first offending field.
+    ///
+    /// Accepted: temperature finite in [0, 100]; top_p in (0, 1]; min_p in [0, 1]; repetition_penalty finite and
+    /// positive; presence and frequency penalties in [-2, 2]; logit biases finite or `-inf` on token ids >= 0.
+    /// Whether a biased token exists in the vocabulary is not known here; unknown ids are ignored when sampling.
+    pub fn validate(&self) -> Result<(), SamplingError> {
+        let t = self.temperature;
+        if !(0.0..=MAX_TEMPERATURE).contains(&t) {
+            return Err(invalid("temperature", format!("must be in [0, {MAX_TEMPERATURE}], got {t}")));
+        }
+        let p = self.top_p;
+        if !(p > 0.0 && p <= 1.0) {
+            return Err(invalid("top_p", format!("must be in (0, 1], got {p}")));
+        }
+        let m = self.min_p;
+        if !(0.0..=1.0).contains(&m) {
+            return Err(invalid("min_p", format!("must be in [0, 1], got {m}")));
+        }
+        let r = self.repetition_penalty;
+        if !(r.is_finite() && r > 0.0) {
+            return Err(invalid("repetition_penalty", format!("must be a finite number > 0, got {r}")));
+        }
+        let openai_range = -MAX_OPENAI_PENALTY..=MAX_OPENAI_PENALTY;
+        if !openai_range.contains(&self.presence_penalty) {
+            return Err(invalid("presence_penalty", format!("must be in [-2, 2], got {}", self.presence_penalty)));
+        }
+        if !openai_range.contains(&self.frequency_penalty) {
+            return Err(invalid("frequency_penalty", format!("must be in [-2, 2], got {}", self.frequency_penalty)));
+        }
+        for &(token, bias) in &self.logit_bias {
+            if token < 0 {
+                return Err(invalid("logit_bias", format!("token id must be >= 0, got {token}")));
+            }
+            if bias.is_nan() || bias == f32::INFINITY {
+                return Err(invalid(
+                    "logit_bias",
+                    format!("bias for token {token} must be finite or -inf, got {bias}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn repetition_active(&self) -> bool {
+        let r = self.repetition_penalty;
+        r.is_finite() && r > 0.0 && r != 1.0
+    }
+
+    /// A penalty that is NaN or infinite (only possible without `validate`) is treated as off.
+    fn openai_penalty(value: f32) -> f32 {
+        if value.is_finite() {
+            value
+        } else {
+            0.0
+        }
+    }
+
+    fn penalties_active(&self) -> bool {
+        self.penalty_last_n > 0
+            && (self.repetition_active()
+                || Self::openai_penalty(self.presence_penalty) != 0.0
+                || Self::openai_penalty(self.frequency_penalty) != 0.0)
+    }
+}
+
+/// Why a [`SamplingParams`] was rejected.
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SamplingError { #[error("invalid sampling parameter {field}: {reason}")] Invalid { field: &'static str, reason: String } }
-pub struct Sampler;
-pub fn top2_gap(_l: &[f32]) -> f32 { 0.0 }
-pub fn argmax(l: &[f32]) -> i32 { let mut b=0; for (i,&v) in l.iter().enumerate() { if v > l[b] { b=i; } } b as i32 }
+pub enum SamplingError {
+    /// A field is outside the accepted range.
+    #[error("invalid sampling parameter {field}: {reason}")]
+    Invalid {
+        /// The field's name, as in [`SamplingParams`] (and the OpenAI request body).
+        field: &'static str,
+        /// What was wrong, including the rejected value.
+        reason: String,
+    },
+}
+
+fn invalid(field: &'static str, reason: String) -> SamplingError {
+    SamplingError::Invalid { field, reason }
+}
+
+/// Whether a history token came from the prompt or was generated; only generated tokens count for the OpenAI
+/// presence and frequency penalties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Prompt,
+    Generated,
+}
+
+/// Occurrences of one token inside the penalty window.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    in_window: usize,
+    generated: usize,
+}
+
+/// The last `last_n` context tokens and per-token counts over them, updated incrementally so that applying
+/// penalties costs O(distinct tokens in the window), not O(window) or O(vocab).
+#[derive(Debug, Default)]
+struct PenaltyHistory {
+    /// 0 when no penalty is active: nothing is recorded at all.
+    last_n: usize,
+    window: VecDeque<(i32, Origin)>,
+    counts: HashMap<i32, Counts>,
+}
+
+impl PenaltyHistory {
+    fn new(last_n: usize) -> Self {
+        Self { last_n, ..Self::default() }
+    }
+
+    fn push(&mut self, token: i32, origin: Origin) {
+        if self.last_n == 0 {
+            return;
+        }
+        if self.window.len() >= self.last_n {
+            if let Some((old, old_origin)) = self.window.pop_front() {
+                self.forget(old, old_origin);
+            }
+        }
+        self.window.push_back((token, origin));
+        let counts = self.counts.entry(token).or_default();
+        counts.in_window += 1;
+        if origin == Origin::Generated {
+            counts.generated += 1;
+        }
+    }
+
+    fn forget(&mut self, token: i32, origin: Origin) {
+        if let Some(counts) = self.counts.get_mut(&token) {
+            counts.in_window = counts.in_window.saturating_sub(1);
+            if origin == Origin::Generated {
+                counts.generated = counts.generated.saturating_sub(1);
+            }
+            if counts.in_window == 0 {
+                self.counts.remove(&token);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.counts.is_empty()
+    }
+
+    /// llama.cpp's penalties sampler, except that presence/frequency count generated tokens only.
+    fn apply(&self, params: &SamplingParams, logits: &mut [f32]) {
+        let repetition = params.repetition_active().then_some(params.repetition_penalty);
+        let presence = SamplingParams::openai_penalty(params.presence_penalty);
+        let frequency = SamplingParams::openai_penalty(params.frequency_penalty);
+        for (&token, counts) in &self.counts {
+            let Some(logit) = slot(logits, token) else {
+                continue;
+            };
+            let mut value = *logit;
+            if let Some(penalty) = repetition {
+                value = if value > 0.0 { value / penalty } else { value * penalty };
+            }
+            if counts.generated > 0 {
+                value -= counts.generated as f32 * frequency + presence;
+            }
+            *logit = sanitize(value);
+        }
+    }
+}
+
+/// Per-sequence sampler state: the params, the RNG and the token history used for penalties, plus scratch buffers
+/// reused across calls so that sampling allocates nothing once warm.
+pub struct Sampler {
+    params: SamplingParams,
+    rng: StdRng,
+    history: PenaltyHistory,
+    /// Adjusted logits of the current row; the untruncated path turns them into weights in place.
+    logits: Vec<f32>,
+    /// Per-token weights for the truncating path (only the candidates' entries are meaningful).
+    weights: Vec<f32>,
+    /// Candidate sort keys (see [`candidate_key`]) for the truncating path.
+    candidates: Vec<u64>,
+    /// Per-chunk weight sums for the untruncated path's cumulative draw.
+    chunk_sums: Vec<f64>,
+}
+
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler")
+            .field("params", &self.params)
+            .field("history_len", &self.history.window.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sampler {
+    /// A sampler for one sequence. `params` is used as given: validate user input first.
+    ///
+    /// With `seed: None` the RNG is seeded from the operating system (`OsRng`, available because `rand`'s `std`
+    /// feature enables `getrandom`); should that fail, from the system clock hashed with std's per-process random
+    /// keys, so construction never panics.
+    pub fn new(params: SamplingParams) -> Self {
+        let rng = match params.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_rng(OsRng).unwrap_or_else(|_| StdRng::seed_from_u64(fallback_seed())),
+        };
+        let last_n = if params.penalties_active() { params.penalty_last_n } else { 0 };
+        Self {
+            params,
+            rng,
+            history: PenaltyHistory::new(last_n),
+            logits: Vec::new(),
+            weights: Vec::new(),
+            candidates: Vec::new(),
+            chunk_sums: Vec::new(),
+        }
+    }
+
+    /// Tokens already in context (e.g. the prompt) that count for the penalty window.
+    ///
+    /// As in llama.cpp, the repetition penalty looks at the last `penalty_last_n` tokens of the whole context,
+    /// prompt included. The OpenAI presence and frequency penalties count generated tokens only (OpenAI's
+    /// semantics), so prompt tokens merely occupy window slots for them. Call before the first [`Sampler::sample`];
+    /// calling again later appends more context (e.g. a tool result) and counts it as prompt.
+    pub fn accept_prompt(&mut self, tokens: &[i32]) {
+        let start = tokens.len().saturating_sub(self.history.last_n);
+        for &token in &tokens[start..] {
+            self.history.push(token, Origin::Prompt);
+        }
+    }
+
+    /// Picks the next token from one row of logits (length = vocabulary size). Does NOT record it: call
+    /// [`Sampler::accept`] with the token actually emitted.
+    ///
+    /// NaN logits count as `-inf`. The stochastic path draws exactly one number from the RNG per call (none for the
+    /// degenerate rows below); the greedy path draws none. Degenerate rows still yield a token rather than a panic:
+    /// if any logit is `+inf` the lowest such id is returned, and if every token is `-inf` after bias and penalties
+    /// (an empty row, or a fully banned vocabulary) the result is 0.
+    pub fn sample(&mut self, logits: &[f32]) -> i32 {
+        let logits = &logits[..logits.len().min(MAX_VOCAB)];
+        let greedy = self.params.is_greedy();
+        if greedy && self.params.logit_bias.is_empty() && self.history.is_empty() {
+            return argmax(logits);
+        }
+        self.adjust(logits);
+        if greedy {
+            return argmax(&self.logits);
+        }
+        let max = max_logit(&self.logits);
+        if !max.is_finite() {
+            // No distribution to draw from: everything banned, or +inf dominates (argmax finds the first +inf).
+            return argmax(&self.logits);
+        }
+        let u: f64 = Standard.sample(&mut self.rng);
+        let temperature = self.params.temperature;
+        let top_k = usize::try_from(self.params.top_k).unwrap_or(usize::MAX);
+        let truncates = (top_k > 0 && top_k < self.logits.len()) || self.params.top_p < 1.0;
+        if truncates {
+            self.truncate(max);
+            self.draw_candidates(max, temperature, u)
+        } else {
+            let floor = min_p_floor(max, self.params.min_p);
+            draw_full(&mut self.logits, &mut self.chunk_sums, [max, floor, temperature], u)
+        }
+    }
+
+    /// Records a token as generated (updates the penalty history).
+    pub fn accept(&mut self, token: i32) {
+        self.history.push(token, Origin::Generated);
+    }
+
+    /// The params this sampler was built with.
+    pub fn params(&self) -> &SamplingParams {
+        &self.params
+    }
+
+    /// Copies `logits` into the scratch buffer (NaN -> -inf), then applies logit bias and penalties.
+    fn adjust(&mut self, logits: &[f32]) {
+        self.logits.clear();
+        self.logits.extend(logits.iter().map(|&l| sanitize(l)));
+        for &(token, bias) in &self.params.logit_bias {
+            if let Some(logit) = slot(&mut self.logits, token) {
+                *logit = sanitize(*logit + bias);
+            }
+        }
+        self.history.apply(&self.params, &mut self.logits);
+    }
+
+    /// Fills `self.candidates` with the keys of the tokens that survive top-k, top-p and min-p, in llama.cpp's
+    /// order. `max` is the largest adjusted logit, finite.
+    fn truncate(&mut self, max: f32) {
+        let logits = &self.logits;
+        let candidates = &mut self.candidates;
+        let weights = &mut self.weights;
+        let top_k = usize::try_from(self.params.top_k).unwrap_or(usize::MAX);
+        let top_k = if top_k < logits.len() { top_k } else { 0 };
+        let top_p = self.params.top_p;
+        let nucleus = top_p < 1.0; // NaN: off
+        let floor = min_p_floor(max, self.params.min_p);
+        candidates.clear();
+        weights.resize(logits.len(), 0.0);
+        let total = if top_k > 0 {
+            // Top-k and min-p each keep a prefix of the descending order, so min-p may go first and shrink the
+            // work; top-p normalizes over the top-k survivors, so with top-p min-p has to wait.
+            let early_floor = if nucleus { f32::NEG_INFINITY } else { floor };
+            if top_k > HEAP_TOP_K || !top_k_keys(logits, top_k, early_floor, candidates) {
+                candidates.clear();
+                push_keys(logits, early_floor, candidates);
+                if top_k < candidates.len() {
+                    candidates.select_nth_unstable(top_k - 1);
+                    candidates.truncate(top_k);
+                }
+            }
+            if !nucleus {
+                return;
+            }
+            let mut total = 0.0;
+            for &key in candidates.iter() {
+                if let Some(w) = weights.get_mut(key_index(key)) {
+                    *w = exp_nonpositive(logit_of(logits, key) - max);
+                    total += f64::from(*w);
+                }
+            }
+            candidates.retain(|&key| logit_of(logits, key) >= floor);
+            total
+        } else {
+            // Tokens below `cut` weigh less than (1 - top_p) / n each, so together less than (1 - top_p) of the
+            // total (>= 1, the top token's weight): the nucleus lies above `cut`. The sums double-check it.
+            let cut = (max + ((1.0 - top_p) / logits.len() as f32).ln()).min(max);
+            let (total, above) = weigh_row(logits, max, cut, weights);
+            let lowest = if nucleus && above >= f64::from(top_p) * total { floor.max(cut) } else { floor };
+            push_keys(logits, lowest, candidates);
+            if !nucleus {
+                return;
+            }
+            total
+        };
+        let len = nucleus_len(candidates, weights, f64::from(top_p) * total);
+        candidates.truncate(len);
+    }
+
+    /// Draws from the softmax (at `temperature`) of the candidates left by [`Sampler::truncate`].
+    fn draw_candidates(&mut self, max: f32, temperature: f32, u: f64) -> i32 {
+        self.weights.resize(self.logits.len(), 0.0);
+        let mut total = 0.0;
+        for &key in &self.candidates {
+            let i = key_index(key);
+            if let (Some(w), Some(&l)) = (self.weights.get_mut(i), self.logits.get(i)) {
+                *w = exp_nonpositive((l - max) / temperature);
+                total += f64::from(*w);
+            }
+        }
+        let target = u * total;
+        let mut cumulative = 0.0;
+        let mut last = None;
+        for &key in &self.candidates {
+            let w = self.weights.get(key_index(key)).copied().unwrap_or(0.0);
+            if w > 0.0 {
+                cumulative += f64::from(w);
+                last = Some(key);
+                if target < cumulative {
+                    return to_token(key_index(key));
+                }
+            }
+        }
+        // Only reachable through rounding (or no candidates, which a finite `max` rules out).
+        last.map_or(0, |key| to_token(key_index(key)))
+    }
+}
+
+/// Index of the largest logit, ties to the lowest index; NaN counts as `-inf`. Returns 0 for an empty row or one
+/// with nothing above `-inf`. Only the first `i32::MAX + 1` entries are looked at (token ids are `i32`).
+pub fn argmax(logits: &[f32]) -> i32 {
+    let logits = &logits[..logits.len().min(MAX_VOCAB)];
+    // One pass over fixed-size lanes so that it vectorizes: each lane keeps its maximum and where it first saw it
+    // (strict `>`: NaN never wins, and later equal values do not replace earlier ones).
+    let mut best = [f32::NEG_INFINITY; LANES];
+    let mut at = [0u32; LANES];
+    let mut chunks = logits.chunks_exact(LANES);
+    for (c, chunk) in (&mut chunks).enumerate() {
+        if let Ok(chunk) = <&[f32; LANES]>::try_from(chunk) {
+            let base = (c * LANES) as u32; // < MAX_VOCAB
+            for (j, ((best, at), &l)) in best.iter_mut().zip(&mut at).zip(chunk).enumerate() {
+                if l > *best {
+                    *best = l;
+                    *at = base + j as u32;
+                }
+            }
+        }
+    }
+    let done = logits.len() - chunks.remainder().len();
+    let tail = chunks.remainder().iter().enumerate().map(|(j, &l)| (l, (done + j) as u32));
+    let (mut max, mut index) = (f32::NEG_INFINITY, 0);
+    for (l, i) in best.into_iter().zip(at).chain(tail) {
+        if l > max || (l == max && i < index) {
+            (max, index) = (l, i);
+        }
+    }
+    if max == f32::NEG_INFINITY {
+        0
+    } else {
+        to_token(index as usize)
+    }
+}
+
+/// Gap between the largest and second-largest logits (NaN counts as `-inf`), for "nearly tied" diagnostics: 0 when
+/// the top two are tied (including both infinite), `f32::INFINITY` when there are fewer than two logits or only
+/// the top one is above `-inf`.
+pub fn top2_gap(logits: &[f32]) -> f32 {
+    if logits.len() < 2 {
+        return f32::INFINITY;
+    }
+    let mut first = f32::NEG_INFINITY;
+    let mut second = f32::NEG_INFINITY;
+    for &logit in logits {
+        let logit = sanitize(logit);
+        if logit > first {
+            second = first;
+            first = logit;
+        } else if logit > second {
+            second = logit;
+        }
+    }
+    let gap = first - second;
+    if gap.is_nan() {
+        0.0
+    } else {
+        gap
+    }
+}
+
+fn sanitize(logit: f32) -> f32 {
+    if logit.is_nan() {
+        f32::NEG_INFINITY
+    } else {
+        logit
+    }
+}
+
+fn slot(logits: &mut [f32], token: i32) -> Option<&mut f32> {
+    usize::try_from(token).ok().and_then(|i| logits.get_mut(i))
+}
+
+fn to_token(index: usize) -> i32 {
+    i32::try_from(index).unwrap_or(i32::MAX)
+}
+
+/// Largest logit, NaN ignored (`-inf` for an empty row), over eight independent lanes so that it vectorizes.
+fn max_logit(logits: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = logits.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &l) in lanes.iter_mut().zip(chunk) {
+            *lane = if l > *lane { l } else { *lane };
+        }
+    }
+    let rest = chunks.remainder().iter().chain(&lanes);
+    rest.fold(f32::NEG_INFINITY, |m, &l| if l > m { l } else { m })
+}
+
+/// Sum in f64 over eight independent lanes, so that it vectorizes; the grouping is fixed, hence deterministic.
+fn lane_sum(values: &[f32]) -> f64 {
+    let mut lanes = [0.0f64; LANES];
+    let mut chunks = values.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in lanes.iter_mut().zip(chunk) {
+            *lane += f64::from(v);
+        }
+    }
+    let rest: f64 = chunks.remainder().iter().map(|&v| f64::from(v)).sum();
+    lanes.iter().sum::<f64>() + rest
+}
+
+/// `e^x` for `x <= 0` (Cephes' `expf`: relative error below 1e-7), 0 below -87 (where f32 turns subnormal) and for
+/// NaN. Branch-free and libm-free so that loops over a whole row vectorize; also the same bits on every platform.
+fn exp_nonpositive(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding it rounds to an integer, kept in the low mantissa bits.
+    let t = x * std::f32::consts::LOG2_E + ROUND;
+    let n = t - ROUND;
+    let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4; // x - n ln 2, ln 2 split for precision
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1)
+        * r
+        + 0.5;
+    let e_r = p * (r * r) + r + 1.0;
+    // 2^n built from n's bits in `t` (no float -> int conversion, which would not vectorize). For x < -87 or NaN
+    // these bits are garbage, and the select below discards them.
+    let two_n = f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127).wrapping_shl(23));
+    if x >= -87.0 {
+        e_r * two_n
+    } else {
+        0.0
+    }
+}
+
+/// Sort key of a candidate: ascending key order is descending logit, then ascending token id (the greedy tie
+/// rule), so selections and sorts compare plain integers. The token id is the low 32 bits.
+fn candidate_key(index: usize, logit: f32) -> u64 {
+    // `+ 0.0` turns -0.0 into 0.0: they must tie.
+    let bits = (logit + 0.0).to_bits();
+    // IEEE order as unsigned order: negative floats reversed below positive ones.
+    let ascending = if bits >> 31 == 1 { !bits } else { bits | 0x8000_0000 };
+    // index < MAX_VOCAB fits 32 bits.
+    (u64::from(!ascending) << 32) | index as u64
+}
+
+fn key_index(key: u64) -> usize {
+    (key & u64::from(u32::MAX)) as usize
+}
+
+fn logit_of(logits: &[f32], key: u64) -> f32 {
+    logits.get(key_index(key)).copied().unwrap_or(f32::NEG_INFINITY)
+}
+
+/// Appends the keys of the finite logits at or above `floor`.
+fn push_keys(logits: &[f32], floor: f32, out: &mut Vec<u64>) {
+    let kept = logits.iter().enumerate().filter(|&(_, &l)| l > f32::NEG_INFINITY && l >= floor);
+    out.extend(kept.map(|(i, &l)| candidate_key(i, l)));
+}
+
+/// Fills `weights` with `e^(l - max)` for the whole row; returns their total and the part from logits >= `cut`.
+/// Separate simple passes over fixed-size lanes, so that each vectorizes.
+fn weigh_row(logits: &[f32], max: f32, cut: f32, weights: &mut [f32]) -> (f64, f64) {
+    for (w, &l) in weights.iter_mut().zip(logits) {
+        *w = exp_nonpositive(l - max);
+    }
+    let mut above = [0.0f64; LANES];
+    let mut weight_chunks = weights.chunks_exact(LANES);
+    let mut logit_chunks = logits.chunks_exact(LANES);
+    for (w, l) in (&mut weight_chunks).zip(&mut logit_chunks) {
+        if let (Ok(w), Ok(l)) = (<&[f32; LANES]>::try_from(w), <&[f32; LANES]>::try_from(l)) {
+            for ((above, &w), &l) in above.iter_mut().zip(w).zip(l) {
+                *above += f64::from(if l >= cut { w } else { 0.0 });
+            }
+        }
+    }
+    let rest = weight_chunks.remainder().iter().zip(logit_chunks.remainder());
+    let rest: f64 = rest.map(|(&w, &l)| f64::from(if l >= cut { w } else { 0.0 })).sum();
+    (lane_sum(weights), above.iter().sum::<f64>() + rest)
+}
+
+/// The keys of the `k` best logits at or above `floor` (k >= 1), by one scan that keeps a max-heap of keys whose
+/// top is the worst one kept: most tokens cost a single comparison with that token's logit. Returns false, with
+/// `out` in no useful state, when the row makes the heap churn (e.g. logits ascending with the id), so that the
+/// caller can switch to a selection instead of paying n log k.
+fn top_k_keys(logits: &[f32], k: usize, floor: f32, out: &mut Vec<u64>) -> bool {
+    out.clear();
+    let mut heap = BinaryHeap::from(std::mem::take(out)); // empty, keeps the allocation
+    let mut rest = logits.iter().enumerate();
+    for (i, &l) in rest.by_ref() {
+        if l > f32::NEG_INFINITY && l >= floor {
+            heap.push(candidate_key(i, l));
+            if heap.len() >= k {
+                break;
+            }
+        }
+    }
+    let mut churned = false;
+    if let Some(&top) = heap.peek().filter(|_| heap.len() >= k) {
+        let mut worst = logit_of(logits, top);
+        let mut budget = HEAP_REPLACEMENTS;
+        // Later ids lose ties, so only a strictly larger logit displaces the worst kept token.
+        for (i, &l) in rest {
+            if l > worst {
+                if budget == 0 {
+                    churned = true;
+                    break;
+                }
+                budget -= 1;
+                if let Some(mut top) = heap.peek_mut() {
+                    *top = candidate_key(i, l);
+                }
+                worst = heap.peek().map_or(l, |&top| logit_of(logits, top));
+            }
+        }
+    }
+    *out = heap.into_vec();
+    !churned
+}
+
+/// Lowest logit min-p keeps: p_i >= min_p * p_max  <=>  l_i >= l_max + ln(min_p). `-inf` when min-p is off.
+fn min_p_floor(max: f32, min_p: f32) -> f32 {
+    if min_p > 0.0 {
+        max + min_p.min(1.0).ln()
+    } else {
+        f32::NEG_INFINITY
+    }
+}
+
+/// Length of the nucleus: the shortest prefix of the descending order whose `weights` reach `target` (all
+/// candidates if they never do), moved to the front of `keys` (in no particular order). A weighted quickselect:
+/// each round partitions the undecided range and keeps the half the boundary lies in, so the cost is O(n) however
+/// flat the distribution; the first pivot is the 64th candidate, since the nucleus is usually that small.
+fn nucleus_len(keys: &mut [u64], weights: &[f32], target: f64) -> usize {
+    let weight = |key: &u64| f64::from(weights.get(key_index(*key)).copied().unwrap_or(0.0));
+    let (mut lo, mut hi) = (0, keys.len());
+    // Mass of keys[..lo]: the best `lo` candidates, all inside the nucleus and short of the target.
+    let mut above = 0.0;
+    let mut pivot = NUCLEUS_FIRST_PIVOT;
+    while hi - lo > NUCLEUS_SORT_BELOW {
+        let mid = lo + pivot.min((hi - lo) / 2);
+        keys[lo..hi].select_nth_unstable(mid - lo);
+        let upper: f64 = keys[lo..=mid].iter().map(weight).sum();
+        if above + upper >= target {
+            hi = mid + 1;
+        } else {
+            above += upper;
+            lo = mid + 1;
+        }
+        pivot = usize::MAX;
+    }
+    keys[lo..hi].sort_unstable();
+    let mut cumulative = above;
+    for (i, key) in keys.iter().enumerate().take(hi).skip(lo) {
+        cumulative += weight(key);
+        if cumulative >= target {
+            return i + 1;
+        }
+    }
+    hi
+}
+
+/// Draws from the softmax of the whole row without sorting it. `logits` become weights in place (0 for `-inf` and
+/// below the min-p `floor`), summed per chunk; the draw then walks the chunk sums and scans one chunk.
+/// `[max, floor, temperature]`: the largest logit (finite), the min-p floor, the temperature (> 0).
+fn draw_full(logits: &mut [f32], chunk_sums: &mut Vec<f64>, [max, floor, temperature]: [f32; 3], u: f64) -> i32 {
+    chunk_sums.clear();
+    let mut total = 0.0;
+    for chunk in logits.chunks_mut(DRAW_CHUNK) {
+        for value in chunk.iter_mut() {
+            let l = *value;
+            let w = exp_nonpositive((l - max) / temperature);
+            *value = if l > f32::NEG_INFINITY && l >= floor { w } else { 0.0 };
+        }
+        let sum = lane_sum(chunk);
+        chunk_sums.push(sum);
+        total += sum;
+    }
+    let weights: &[f32] = logits;
+    let target = u * total;
+    let mut before = 0.0;
+    let mut last = None;
+    for (c, &sum) in chunk_sums.iter().enumerate() {
+        if sum > 0.0 {
+            if target < before + sum {
+                return pick_in_chunk(weights, c, before, target);
+            }
+            last = Some(c);
+            before += sum;
+        }
+    }
+    // Only reachable through rounding: the last token with any weight.
+    last.map_or(0, |c| pick_in_chunk(weights, c, 0.0, f64::INFINITY))
+}
+
+/// Cumulative scan of chunk `c`, starting from the mass `before` it; the chunk's last weighted token if rounding
+/// keeps `target` out of reach.
+fn pick_in_chunk(weights: &[f32], c: usize, before: f64, target: f64) -> i32 {
+    let start = c.saturating_mul(DRAW_CHUNK);
+    let chunk = weights.get(start..).unwrap_or(&[]);
+    let mut cumulative = before;
+    let mut last = start;
+    for (i, &w) in chunk.iter().take(DRAW_CHUNK).enumerate() {
+        if w > 0.0 {
+            cumulative += f64::from(w);
+            last = start + i;
+            if target < cumulative {
+                break;
+            }
+        }
+    }
+    to_token(last)
+}
+
+/// Seed for `seed: None` when the OS RNG fails: the clock hashed with std's randomly keyed hasher (whose keys also
+/// differ per `RandomState`), so two samplers created in the same nanosecond still differ.
+fn fallback_seed() -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u128(nanos);
+    hasher.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// ln 0.5, ln 0.3, ln 0.2: softmax gives back 0.5, 0.3, 0.2.
+    fn ln_probs() -> [f32; 3] {
+        [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()]
+    }
+
+    type Mutate = fn(&mut SamplingParams);
+    /// (case, params, generated tokens, logits, expected token)
+    type Outcome<'a> = (&'a str, Mutate, &'a [i32], &'a [f32], i32);
+    /// (case, params, prompt, generated tokens, logits, expected adjusted logits)
+    type Adjusted<'a> = (&'a str, Mutate, &'a [i32], &'a [i32], &'a [f32], &'a [f32]);
+
+    fn seeded(params: &SamplingParams, seed: u64) -> Sampler {
+        Sampler::new(SamplingParams { seed: Some(seed), ..params.clone() })
+    }
+
+    const NAN: f32 = f32::NAN;
+    const INF: f32 = f32::INFINITY;
+
+    fn with(f: impl FnOnce(&mut SamplingParams)) -> SamplingParams {
+        let mut params = SamplingParams::default();
+        f(&mut params);
+        params
+    }
+
+    /// A case whose outcome does not depend on the seed: sampled under 20 seeds after accepting `generated`.
+    fn check(case: &str, mutate: Mutate, generated: &[i32], logits: &[f32], expected: i32) {
+        let params = with(mutate);
+        for seed in 0..20 {
+            let mut sampler = seeded(&params, seed);
+            for &token in generated {
+                sampler.accept(token);
+            }
+            let got = sampler.sample(logits);
+            assert_eq!(got, expected, "{case} (seed {seed}): {params:?}, logits {logits:?}");
+        }
+    }
+
+    #[test]
+    fn deterministic_outcomes() {
+        // One case per line reads as a table; rustfmt would break the long ones.
+        #[rustfmt::skip]
+        let cases: &[Outcome] = &[
+            ("greedy", |p| p.temperature = 0.0, &[], &[0.1, 2.0, -1.0], 1),
+            ("greedy tie -> lowest id", |p| p.temperature = 0.0, &[], &[1.0, 3.0, 3.0], 1),
+            ("greedy -0 ties 0", |p| p.temperature = 0.0, &[], &[-0.0, 0.0], 0),
+            ("greedy NaN is -inf", |p| p.temperature = 0.0, &[], &[NAN, 0.5, NAN], 1),
+            ("greedy all NaN", |p| p.temperature = 0.0, &[], &[NAN, NAN], 0),
+            ("greedy empty row", |p| p.temperature = 0.0, &[], &[], 0),
+            ("greedy -inf row", |p| p.temperature = 0.0, &[], &[-INF, -1e30], 1),
+            ("greedy ignores top_k/top_p", |p| (p.temperature, p.top_p, p.top_k) = (0.0, 0.1, 3), &[], &[0.0, 1.0, 0.5], 1),
+            ("negative temperature is greedy", |p| p.temperature = -1.0, &[], &[0.0, 1.0, 0.5], 1),
+            ("NaN temperature is greedy", |p| p.temperature = NAN, &[], &[0.0, 1.0, 0.5], 1),
+            ("top_k 1 = greedy", |p| p.top_k = 1, &[], &[1.0, 3.0, 3.0, 2.9], 1),
+            ("top_k 1 -0 ties 0", |p| p.top_k = 1, &[], &[-0.0, 0.0], 0),
+            ("top_k 1 NaN is -inf", |p| p.top_k = 1, &[], &[NAN, 0.5, NAN], 1),
+            ("tiny top_p", |p| p.top_p = 1e-6, &[], &[1.0, 1.2, 1.1], 1),
+            ("tiny top_p after top_k", |p| (p.top_p, p.top_k) = (1e-6, 2), &[], &[1.0, 1.2, 1.1], 1),
+            ("top_p <= 0 keeps the top", |p| p.top_p = -1.0, &[], &[1.0, 1.2, 1.1], 1),
+            // e^-0.5 < 0.7: only token 0 survives min_p, on the untruncated and the truncating path.
+            ("min_p", |p| p.min_p = 0.7, &[], &[0.0, -0.5, -0.9], 0),
+            ("min_p after top_k", |p| (p.min_p, p.top_k) = (0.7, 2), &[], &[0.0, -0.5, -0.9], 0),
+            ("min_p with top_p", |p| (p.min_p, p.top_p) = (0.7, 0.99), &[], &[0.0, -0.5, -0.9], 0),
+            ("min_p > 1 keeps the top", |p| p.min_p = 5.0, &[], &[0.0, -0.5, -0.9], 0),
+            ("low temperature", |p| p.temperature = 1e-4, &[], &[1.0, 1.5, 1.4], 1),
+            ("low temperature after top_k", |p| (p.temperature, p.top_k) = (1e-4, 2), &[], &[1.0, 1.5, 1.4], 1),
+            ("-inf bias bans (greedy)", |p| (p.temperature, p.logit_bias) = (0.0, vec![(1, -INF)]), &[], &[0.1, 2.0, 1.0], 2),
+            ("-inf bias bans (sampled)", |p| p.logit_bias = vec![(1, -INF)], &[], &[0.0, 5.0, -100.0], 0),
+            ("large bias forces (sampled)", |p| p.logit_bias = vec![(2, 100.0)], &[], &[1.0, 2.0, 0.0], 2),
+            ("large bias forces (greedy)", |p| (p.temperature, p.logit_bias) = (0.0, vec![(2, 100.0)]), &[], &[1.0, 2.0, 0.0], 2),
+            ("bias on unknown id ignored", |p| (p.temperature, p.logit_bias) = (0.0, vec![(7, 100.0)]), &[], &[1.0, 2.0, 0.0], 1),
+            // Banning the whole vocabulary has no right answer; it yields 0 rather than a panic.
+            ("all banned", |p| p.logit_bias = vec![(0, -INF), (1, -INF)], &[], &[1.0, 2.0], 0),
+            ("all banned, top_k", |p| (p.logit_bias, p.top_k) = (vec![(0, -INF), (1, -INF)], 1), &[], &[1.0, 2.0], 0),
+            ("+inf wins, lowest id", |_| {}, &[], &[0.0, INF, INF], 1),
+            // 2.0 / 1.5 < 1.9, 2.0 - 0.2 < 1.9: each penalty flips the greedy choice.
+            ("repetition flips greedy", |p| (p.temperature, p.repetition_penalty) = (0.0, 1.5), &[0], &[2.0, 1.9], 1),
+            ("frequency flips greedy", |p| (p.temperature, p.frequency_penalty) = (0.0, 0.2), &[0], &[2.0, 1.9], 1),
+            ("presence flips greedy", |p| (p.temperature, p.presence_penalty) = (0.0, 0.2), &[0], &[2.0, 1.9], 1),
+            ("repetition, sampled", |p| (p.top_k, p.repetition_penalty) = (1, 1.5), &[0], &[2.0, 1.9], 1),
+        ];
+        for &(case, mutate, generated, logits, expected) in cases {
+            check(case, mutate, generated, logits, expected);
+        }
+    }
+
+    #[test]
+    fn bias_and_penalties() {
+        /// Applies bias and penalties after `prompt` and `generated`, and compares the adjusted row.
+        fn check_adjusted(case: &str, mutate: Mutate, prompt: &[i32], generated: &[i32], logits: &[f32], want: &[f32]) {
+            let mut sampler = seeded(&with(mutate), 0);
+            sampler.accept_prompt(prompt);
+            for &token in generated {
+                sampler.accept(token);
+            }
+            sampler.adjust(logits);
+            let close = |(a, b): (&f32, &f32)| a == b || (a - b).abs() < 1e-5;
+            let same = sampler.logits.len() == want.len() && sampler.logits.iter().zip(want).all(close);
+            assert!(same, "{case}: got {:?}, want {want:?}", sampler.logits);
+        }
+        const L: &[f32] = &[2.0, -2.0, 1.0];
+        #[rustfmt::skip]
+        let cases: &[Adjusted] = &[
+            ("neutral", |_| {}, &[], &[0, 1], L, L),
+            ("repetition: positive / r, negative * r", |p| p.repetition_penalty = 2.0, &[], &[0, 1], L, &[1.0, -4.0, 1.0]),
+            ("repetition once per distinct token", |p| p.repetition_penalty = 2.0, &[], &[0, 0, 0], L, &[1.0, -2.0, 1.0]),
+            ("repetition < 1 boosts", |p| p.repetition_penalty = 0.5, &[], &[0], L, &[4.0, -2.0, 1.0]),
+            ("repetition of a zero logit", |p| p.repetition_penalty = 2.0, &[], &[0], &[0.0, 1.0], &[0.0, 1.0]),
+            ("frequency scales with count", |p| p.frequency_penalty = 0.5, &[], &[0, 0, 0, 2], L, &[0.5, -2.0, 0.5]),
+            ("negative frequency boosts", |p| p.frequency_penalty = -0.5, &[], &[1, 1], L, &[2.0, -1.0, 1.0]),
+            ("presence applies once", |p| p.presence_penalty = 0.5, &[], &[0, 0, 0, 2], L, &[1.5, -2.0, 0.5]),
+            ("repetition, then frequency + presence", |p| (p.repetition_penalty, p.frequency_penalty, p.presence_penalty) = (2.0, 0.5, 0.25), &[], &[0, 0], L, &[-0.25, -2.0, 1.0]),
+            ("prompt counts for repetition", |p| p.repetition_penalty = 2.0, &[0, 1], &[], L, &[1.0, -4.0, 1.0]),
+            ("prompt not for frequency", |p| p.frequency_penalty = 0.5, &[0, 1], &[], L, L),
+            ("prompt not for presence", |p| p.presence_penalty = 0.5, &[0, 1], &[], L, L),
+            ("prompt + generated", |p| (p.repetition_penalty, p.frequency_penalty, p.presence_penalty) = (2.0, 0.5, 0.25), &[0], &[0], L, &[0.25, -2.0, 1.0]),
+            ("window drops old generated", |p| (p.penalty_last_n, p.frequency_penalty) = (2, 1.0), &[], &[0, 1, 2], L, &[2.0, -3.0, 0.0]),
+            ("window keeps the prompt's tail", |p| (p.penalty_last_n, p.repetition_penalty) = (2, 2.0), &[0, 1, 2, 1], &[], L, &[2.0, -4.0, 0.5]),
+            ("window spans prompt and generated", |p| (p.penalty_last_n, p.repetition_penalty) = (3, 2.0), &[0, 1], &[2, 2], L, &[2.0, -4.0, 0.5]),
+            ("window counts generated only", |p| (p.penalty_last_n, p.frequency_penalty) = (3, 1.0), &[0, 0, 0], &[0, 1], L, &[1.0, -3.0, 1.0]),
+            ("window 0 disables", |p| (p.penalty_last_n, p.repetition_penalty) = (0, 2.0), &[0], &[1, 2], L, L),
+            ("huge window", |p| (p.penalty_last_n, p.frequency_penalty) = (usize::MAX, 1.0), &[], &[0; 100], L, &[-98.0, -2.0, 1.0]),
+            ("unknown ids in history ignored", |p| p.frequency_penalty = 1.0, &[-5], &[-1, 3, 99], L, L),
+            ("biases add up, unknown ids ignored", |p| p.logit_bias = vec![(0, 1.0), (0, 1.0), (9, 5.0), (-1, 5.0)], &[], &[], L, &[4.0, -2.0, 1.0]),
+            ("-inf bias", |p| p.logit_bias = vec![(1, -INF)], &[], &[], L, &[2.0, -INF, 1.0]),
+            ("NaN logit and NaN bias -> -inf", |p| p.logit_bias = vec![(2, NAN)], &[], &[], &[NAN, 1.0, 1.0], &[-INF, 1.0, -INF]),
+            // Penalties that validate rejects are treated as off rather than poisoning the row.
+            ("repetition 0 is off", |p| p.repetition_penalty = 0.0, &[], &[0], L, L),
+            ("NaN frequency is off", |p| p.frequency_penalty = NAN, &[], &[0], L, L),
+            ("infinite presence is off", |p| p.presence_penalty = INF, &[], &[0], L, L),
+        ];
+        for &(case, mutate, prompt, generated, logits, want) in cases {
+            check_adjusted(case, mutate, prompt, generated, logits, want);
+        }
+    }
+
+    #[test]
+    fn argmax_and_gap() {
+        let (nan, inf) = (NAN, INF);
+        let cases: &[(&[f32], i32, f32)] = &[
+            (&[], 0, inf),
+            (&[3.0], 0, inf),
+            (&[1.0, 3.0, 2.5], 1, 0.5),
+            (&[3.0, 1.0, 3.0], 0, 0.0),
+            (&[nan, 2.0, 1.0], 1, 1.0),
+            (&[nan, nan], 0, 0.0),
+            (&[-inf, -inf, -inf], 0, 0.0),
+            (&[-inf, 1.0, -inf], 1, inf),
+            (&[inf, inf, 0.0], 0, 0.0),
+            (&[0.0, inf, 1.0], 1, inf),
+            (&[-0.0, 0.0], 0, 0.0),
+        ];
+        for &(logits, index, gap) in cases {
+            assert_eq!(argmax(logits), index, "argmax {logits:?}");
+            assert_eq!(top2_gap(logits), gap, "top2_gap {logits:?}");
+        }
+        // Against a plain scan, on rows of every length around the lane width, with many ties and NaNs.
+        let mut rng = StdRng::seed_from_u64(5);
+        for len in 0..40 {
+            for _ in 0..50 {
+                let row: Vec<f32> = (0..len)
+                    .map(|_| Standard.sample(&mut rng))
+                    .map(|x: f32| if x < 0.1 { NAN } else { (x * 4.0).floor() - 2.0 })
+                    .collect();
+                let mut want = 0;
+                for (i, &l) in row.iter().enumerate() {
+                    if l > row[want] || row[want].is_nan() && !l.is_nan() {
+                        want = i;
+                    }
+                }
+                assert_eq!(argmax(&row), want as i32, "{row:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_seed_same_tokens_different_seed_different() {
+        let logits = [0.0, 0.1, 0.2, 0.3, -0.1, 0.05, 0.0, 0.15];
+        let draw = |params: &SamplingParams, seed| {
+            let mut sampler = seeded(params, seed);
+            let mut step = || {
+                let token = sampler.sample(&logits);
+                sampler.accept(token);
+                token
+            };
+            (0..200).map(|_| step()).collect::<Vec<_>>()
+        };
+        for params in [
+            SamplingParams::default(),
+            with(|p| (p.top_k, p.top_p) = (6, 0.9)),
+            with(|p| (p.min_p, p.temperature) = (0.5, 0.7)),
+            with(|p| (p.repetition_penalty, p.frequency_penalty) = (1.3, 0.2)),
+        ] {
+            assert_eq!(draw(&params, 42), draw(&params, 42), "{params:?}");
+            assert_ne!(draw(&params, 42), draw(&params, 43), "{params:?}");
+        }
+        // Greedy never touches the RNG, so the seed is irrelevant.
+        let greedy = SamplingParams::greedy();
+        assert_eq!(draw(&greedy, 1), vec![3; 200]);
+        assert_eq!(draw(&greedy, 2), vec![3; 200]);
+    }
+
+    #[test]
+    fn empirical_frequencies_match() {
+        let sqrt = [0.5f64.sqrt(), 0.3f64.sqrt(), 0.2f64.sqrt()];
+        let sqrt_sum: f64 = sqrt.iter().sum();
+        let cases: Vec<(SamplingParams, [f64; 3])> = vec![
+            (SamplingParams::default(), [0.5, 0.3, 0.2]),
+            (with(|p| p.top_p = 0.99), [0.5, 0.3, 0.2]),
+            (with(|p| p.top_k = 3), [0.5, 0.3, 0.2]),
+            (with(|p| p.top_k = 2), [0.625, 0.375, 0.0]),
+            (with(|p| p.top_p = 0.7), [0.625, 0.375, 0.0]),
+            (with(|p| p.min_p = 0.5), [0.625, 0.375, 0.0]),
+            (with(|p| p.temperature = 2.0), sqrt.map(|s| s / sqrt_sum)),
+        ];
+        for (params, expected) in cases {
+            let mut sampler = seeded(&params, 7);
+            let mut counts = [0u32; 3];
+            let draws = 20_000;
+            for _ in 0..draws {
+                let token = sampler.sample(&ln_probs());
+                counts[usize::try_from(token).unwrap()] += 1;
+            }
+            for (i, (&count, &want)) in counts.iter().zip(&expected).enumerate() {
+                let got = f64::from(count) / f64::from(draws);
+                assert!((got - want).abs() < 0.02, "token {i}: {got} vs {want}; {params:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn full_draw_walks_chunks() {
+        // Mass spread over several draw chunks, ids far apart; the draw must land where a plain cumulative scan does.
+        let probs: [(usize, f64); 4] = [(5, 0.4), (700, 0.3), (1500, 0.2), (2999, 0.1)];
+        for filler in [-INF, -40.0] {
+            let mut row = vec![filler; 3000];
+            for (i, p) in probs {
+                row[i] = (p as f32).ln();
+            }
+            let max = max_logit(&row);
+            // min_p 0.3 cuts 0.1 / 0.4; what is left renormalizes.
+            for (min_p, kept) in [(0.0, 4), (0.3, 3)] {
+                let total: f64 = probs[..kept].iter().map(|&(_, p)| p).sum();
+                let mut cumulative = 0.0;
+                let bounds: Vec<(f64, usize)> = probs[..kept]
+                    .iter()
+                    .map(|&(i, p)| {
+                        cumulative += p / total;
+                        (cumulative, i)
+                    })
+                    .collect();
+                for j in 0..1000 {
+                    let u = (f64::from(j) + 0.5) / 1000.0;
+                    if bounds.iter().any(|&(b, _)| (b - u).abs() < 1e-4) {
+                        continue; // too close to a boundary for f32 weights
+                    }
+                    let want = bounds.iter().find(|&&(b, _)| u < b).map(|&(_, i)| to_token(i));
+                    let mut weights = row.clone();
+                    let got = draw_full(&mut weights, &mut Vec::new(), [max, min_p_floor(max, min_p), 1.0], u);
+                    assert_eq!(Some(got), want, "u {u}, min_p {min_p}, filler {filler}");
+                }
+            }
+        }
+    }
+
+    /// Reference truncation with a full sort and std's `exp`, to compare with the selection-based one.
+    fn reference_kept(logits: &[f32], params: &SamplingParams) -> Vec<usize> {
+        let mut all: Vec<(usize, f32)> = logits.iter().copied().enumerate().collect();
+        all.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        let max = all[0].1;
+        let weight = |l: f32| f64::from(l - max).exp();
+        if params.top_k > 0 {
+            all.truncate(params.top_k as usize);
+        }
+        if params.top_p < 1.0 {
+            let target = f64::from(params.top_p) * all.iter().map(|&(_, l)| weight(l)).sum::<f64>();
+            let mut cumulative = 0.0;
+            let reached = all.iter().position(|&(_, l)| {
+                cumulative += weight(l);
+                cumulative >= target
+            });
+            all.truncate(reached.map_or(all.len(), |i| i + 1));
+        }
+        let floor = min_p_floor(max, params.min_p);
+        let mut kept: Vec<usize> = all.into_iter().filter(|&(_, l)| l >= floor).map(|(i, _)| i).collect();
+        kept.sort_unstable();
+        kept
+    }
+
+    fn kept(params: &SamplingParams, row: &[f32]) -> Vec<usize> {
+        let mut sampler = seeded(params, 0);
+        sampler.adjust(row);
+        sampler.truncate(max_logit(row));
+        let mut kept: Vec<usize> = sampler.candidates.iter().map(|&key| key_index(key)).collect();
+        kept.sort_unstable();
+        kept
+    }
+
+    #[test]
+    fn truncation_matches_full_sort() {
+        let mut rng = StdRng::seed_from_u64(3);
+        let uniform: Vec<f32> = (0..5000).map(|_| Standard.sample(&mut rng)).collect();
+        let spread: Vec<f32> = uniform.iter().map(|x| x * 12.0).collect();
+        let peaked: Vec<f32> =
+            uniform.iter().enumerate().map(|(i, x)| x + if i % 700 == 5 { 9.0 } else { 0.0 }).collect();
+        let flat = vec![0.0f32; 1000];
+        // Top-p must normalize over all top-k survivors, min-p's rejects included: with k 10, p 0.7 and min_p 0.5
+        // the nucleus is {0, 1, 2}; applying min-p first would shrink the total and the nucleus to {0, 1}.
+        let stepped: Vec<f32> = [0.0, -0.5, -0.5].into_iter().chain([-3.0; 7]).chain([-5.0; 20]).collect();
+        // Ascending logits make the top-k heap churn until it gives way to a selection.
+        let ascending: Vec<f32> = (0..5000).map(|i| i as f32 / 100.0).collect();
+        #[rustfmt::skip]
+        let settings = [
+            (0, 0.5, 0.0), (0, 0.9, 0.0), (0, 0.999, 0.0), (40, 1.0, 0.0), (40, 0.9, 0.0), (1024, 0.9, 0.0),
+            (1025, 0.9, 0.0), (4000, 0.95, 0.0), (0, 0.95, 0.05), (100, 0.99, 0.2), (1, 0.5, 0.9), (3000, 1.0, 0.01),
+            (10, 0.7, 0.5), (10, 0.95, 0.5), (0, 0.7, 0.5),
+        ];
+        for (top_k, top_p, min_p) in settings {
+            let params = with(|p| (p.top_k, p.top_p, p.min_p) = (top_k, top_p, min_p));
+            for row in [&spread, &peaked, &uniform, &flat, &ascending, &stepped] {
+                assert_eq!(kept(&params, row), reference_kept(row, &params), "{params:?}, len {}", row.len());
+            }
+        }
+        // On a flat row the nucleus is exactly the lowest half of the ids.
+        assert_eq!(kept(&with(|p| p.top_p = 0.5), &flat), (0..500).collect::<Vec<_>>());
+        assert_eq!(kept(&with(|p| p.top_k = 10), &flat), (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn fast_exp_and_keys() {
+        for i in 0..=87_000 {
+            let x = -(i as f32) / 1000.0;
+            let (fast, exact) = (f64::from(exp_nonpositive(x)), f64::from(x).exp());
+            assert!(((fast - exact) / exact).abs() < 2e-7, "exp({x}): {fast} vs {exact}");
+        }
+        for (x, want) in [(0.0, 1.0), (-0.0, 1.0), (-87.5, 0.0), (-1e30, 0.0), (-INF, 0.0), (NAN, 0.0)] {
+            assert_eq!(exp_nonpositive(x), want, "exp({x})");
+        }
+        // Ascending keys: descending logit, then ascending id; -0.0 ties 0.0.
+        let row = [1.0, -0.0, 0.0, f32::MAX, -1e-40, 1e-40, f32::MIN, 1.0, -2.5];
+        let mut keys: Vec<u64> = row.iter().enumerate().map(|(i, &l)| candidate_key(i, l)).collect();
+        keys.sort_unstable();
+        let order: Vec<usize> = keys.iter().map(|&key| key_index(key)).collect();
+        assert_eq!(order, [3, 0, 7, 5, 1, 2, 4, 8, 6]);
+    }
+
+    #[test]
+    fn validate_names_each_bad_field() {
+        #[rustfmt::skip]
+        let bad: &[(Mutate, &str)] = &[
+            (|p| p.temperature = -0.1, "temperature"),
+            (|p| p.temperature = 100.5, "temperature"),
+            (|p| p.temperature = NAN, "temperature"),
+            (|p| p.temperature = INF, "temperature"),
+            (|p| p.top_p = 0.0, "top_p"),
+            (|p| p.top_p = 1.01, "top_p"),
+            (|p| p.top_p = NAN, "top_p"),
+            (|p| p.min_p = -0.01, "min_p"),
+            (|p| p.min_p = 1.5, "min_p"),
+            (|p| p.min_p = NAN, "min_p"),
+            (|p| p.repetition_penalty = 0.0, "repetition_penalty"),
+            (|p| p.repetition_penalty = -1.0, "repetition_penalty"),
+            (|p| p.repetition_penalty = INF, "repetition_penalty"),
+            (|p| p.repetition_penalty = NAN, "repetition_penalty"),
+            (|p| p.presence_penalty = 2.5, "presence_penalty"),
+            (|p| p.presence_penalty = NAN, "presence_penalty"),
+            (|p| p.frequency_penalty = -2.5, "frequency_penalty"),
+            (|p| p.frequency_penalty = -INF, "frequency_penalty"),
+            (|p| p.logit_bias = vec![(-1, 1.0)], "logit_bias"),
+            (|p| p.logit_bias = vec![(3, 1.0), (4, NAN)], "logit_bias"),
+            (|p| p.logit_bias = vec![(3, INF)], "logit_bias"),
+        ];
+        for (mutate, field) in bad {
+            let params = with(mutate);
+            match params.validate() {
+                Err(SamplingError::Invalid { field: got, reason }) => {
+                    assert_eq!(got, *field, "{params:?}: {reason}");
+                    let message = SamplingError::Invalid { field: got, reason }.to_string();
+                    assert!(message.starts_with(&format!("invalid sampling parameter {field}: ")), "{message}");
+                }
+                Ok(()) => panic!("{params:?} should be rejected for {field}"),
+            }
+        }
+        let good: &[Mutate] = &[
+            |_| {},
+            |p| p.temperature = 0.0,
+            |p| p.temperature = 100.0,
+            |p| (p.top_p, p.min_p) = (1e-9, 1.0),
+            |p| (p.presence_penalty, p.frequency_penalty) = (-2.0, 2.0),
+            |p| p.repetition_penalty = 1e-3,
+            |p| (p.top_k, p.penalty_last_n, p.seed) = (u32::MAX, usize::MAX, Some(u64::MAX)),
+            |p| p.logit_bias = vec![(0, f32::NEG_INFINITY), (i32::MAX, -100.0), (5, 1e30)],
+        ];
+        for mutate in good {
+            let params = with(mutate);
+            assert_eq!(params.validate(), Ok(()), "{params:?}");
+        }
+        assert_eq!(SamplingParams::greedy().validate(), Ok(()));
+    }
+
+    #[test]
+    fn defaults_and_accessors() {
+        let d = SamplingParams::default();
+        let want = "SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0, penalty_last_n: 64, logit_bias: [], seed: None }";
+        assert_eq!(format!("{d:?}"), want);
+        assert!(!d.is_greedy());
+        assert!(SamplingParams::greedy().is_greedy());
+        assert_eq!(Sampler::new(d.clone()).params(), &d);
+        // Unseeded samplers draw from OS entropy: 64 draws over 1000 flat tokens coinciding is a bug, not luck.
+        let flat = vec![0.0; 1000];
+        let mut a = Sampler::new(d.clone());
+        let mut b = Sampler::new(d);
+        let draws_a: Vec<i32> = (0..64).map(|_| a.sample(&flat)).collect();
+        let draws_b: Vec<i32> = (0..64).map(|_| b.sample(&flat)).collect();
+        assert_ne!(draws_a, draws_b);
+        assert_ne!(fallback_seed(), fallback_seed());
+        assert!(format!("{a:?}").starts_with("Sampler { params: SamplingParams"));
+        // The step loop owns samplers on its own thread.
+        fn send<T: Send + 'static>() {}
+        send::<Sampler>();
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let rows: &[&[f32]] = &[
+            &[],
+            &[NAN],
+            &[-INF],
+            &[INF, -INF, NAN],
+            &[f32::MAX, f32::MIN, 0.0],
+            &[f32::MIN_POSITIVE, -f32::MIN_POSITIVE, 1e-45],
+            &[1e38, -1e38, 1e38],
+        ];
+        #[rustfmt::skip]
+        let params: &[Mutate] = &[
+            |_| {},
+            |p| p.temperature = 0.0,
+            |p| (p.top_k, p.top_p, p.min_p) = (u32::MAX, NAN, NAN),
+            |p| (p.top_k, p.top_p, p.min_p) = (1, -3.0, -1.0),
+            |p| (p.temperature, p.top_p) = (INF, 0.5),
+            |p| (p.temperature, p.min_p) = (f32::MIN_POSITIVE, 1.0),
+            |p| (p.repetition_penalty, p.presence_penalty, p.frequency_penalty) = (-1.0, INF, NAN),
+            |p| (p.repetition_penalty, p.frequency_penalty, p.penalty_last_n) = (1e-30, 2.0, usize::MAX),
+            |p| p.logit_bias = vec![(0, INF), (1, NAN), (-7, 1.0), (i32::MAX, 1.0), (0, -INF)],
+        ];
+        for &mutate in params {
+            let params = with(mutate);
+            for &row in rows {
+                let mut sampler = seeded(&params, 0);
+                sampler.accept_prompt(&[0, -1, i32::MAX, 2, 0]);
+                for _ in 0..3 {
+                    let token = sampler.sample(row);
+                    let in_range = usize::try_from(token).is_ok_and(|t| t < row.len().max(1));
+                    assert!(in_range, "token {token} for {row:?} under {params:?}");
+                    sampler.accept(token);
+                    sampler.accept(i32::MIN);
+                }
+            }
+        }
+    }
+}

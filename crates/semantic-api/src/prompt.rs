@@ -1,0 +1,50 @@
+//! `Prompter`: chat messages to prompt token ids (template render, then the model's tokenizer).
+
+use std::sync::Arc;
+
+use semantic_chat::{ChatError, ChatTemplate, Message};
+use semantic_engine::{EngineError, ModelFacts, TokenId, TokenizeOptions, Tokenizer};
+
+/// Renders messages with the GGUF's own template and tokenizes with the model's tokenizer.
+pub struct Prompter {
+    template: ChatTemplate,
+    tokenizer: Arc<dyn Tokenizer>,
+    add_bos: bool,
+    bos_text: String,
+}
+
+/// Why a prompt could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PromptError {
+    /// The template rejected the conversation (e.g. a role it does not support).
+    #[error(transparent)]
+    Template(#[from] ChatError),
+    /// The tokenizer failed.
+    #[error(transparent)]
+    Tokenize(#[from] EngineError),
+}
+
+impl Prompter {
+    /// A prompter for one model.
+    pub fn new(template: ChatTemplate, tokenizer: Arc<dyn Tokenizer>, facts: &ModelFacts) -> Self {
+        Self { template, tokenizer, add_bos: facts.add_bos, bos_text: facts.bos_text.clone() }
+    }
+
+    /// The rendered prompt text (generation prompt appended).
+    pub fn render(&self, messages: &[Message], tools: Option<&serde_json::Value>) -> Result<String, ChatError> {
+        self.template.render(messages, tools, true)
+    }
+
+    /// Token ids for a rendered prompt: special tokens parsed, BOS added when the model wants one
+    /// and the template did not already write it.
+    pub fn tokenize(&self, text: &str) -> Result<Vec<TokenId>, EngineError> {
+        let add_bos = self.add_bos && (self.bos_text.is_empty() || !text.starts_with(&self.bos_text));
+        self.tokenizer.tokenize(text, TokenizeOptions { add_bos, parse_special: true })
+    }
+
+    /// Messages to token ids.
+    pub fn chat(&self, messages: &[Message], tools: Option<&serde_json::Value>) -> Result<Vec<TokenId>, PromptError> {
+        let text = self.render(messages, tools)?;
+        Ok(self.tokenize(&text)?)
+    }
+}

@@ -1,0 +1,67 @@
+//! `RawConfig`: one layer of configuration, every field optional.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ConfigError;
+
+/// One layer (flags+env, or a TOML file). `merge` puts a higher layer over a lower one.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// GGUF model file.
+    pub model: Option<PathBuf>,
+    /// Directory for agent memory and caches.
+    pub cache_dir: Option<PathBuf>,
+    /// Address to bind.
+    pub host: Option<String>,
+    /// Port to bind (0 = any free port).
+    pub port: Option<u16>,
+    /// Allow binding to a non-loopback address.
+    pub allow_remote: Option<bool>,
+    /// KV cells shared by all sequences.
+    pub ctx_size: Option<u32>,
+    /// Decode threads (0 = all CPUs).
+    pub threads: Option<u32>,
+    /// KV cache type: f16, q8_0 or q4_0.
+    pub kv_type: Option<String>,
+    /// Most live engine sequences (running + hot agents).
+    pub seq_max: Option<u32>,
+    /// Most sequences decoding at once.
+    pub max_running: Option<usize>,
+    /// Tokens per engine step.
+    pub step_tokens: Option<usize>,
+    /// Admission queue bound.
+    pub queue_capacity: Option<usize>,
+    /// Default completion length when a request names none.
+    pub default_max_tokens: Option<usize>,
+}
+
+impl RawConfig {
+    /// Reads a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Self, ConfigError> {
+        let file_err = |reason: String| ConfigError::File { path: path.display().to_string(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(e.to_string()))?;
+        toml::from_str(&text).map_err(|e| file_err(e.to_string()))
+    }
+
+    /// `self` over `lower`: each field from `self` if set, else from `lower`.
+    pub fn merge(self, lower: RawConfig) -> RawConfig {
+        RawConfig {
+            model: self.model.or(lower.model),
+            cache_dir: self.cache_dir.or(lower.cache_dir),
+            host: self.host.or(lower.host),
+            port: self.port.or(lower.port),
+            allow_remote: self.allow_remote.or(lower.allow_remote),
+            ctx_size: self.ctx_size.or(lower.ctx_size),
+            threads: self.threads.or(lower.threads),
+            kv_type: self.kv_type.or(lower.kv_type),
+            seq_max: self.seq_max.or(lower.seq_max),
+            max_running: self.max_running.or(lower.max_running),
+            step_tokens: self.step_tokens.or(lower.step_tokens),
+            queue_capacity: self.queue_capacity.or(lower.queue_capacity),
+            default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
+        }
+    }
+}

@@ -1,0 +1,203 @@
+//! `Scheduler`: the cloneable async handle; `RequestStream`: one request's events.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use semantic_engine::{ContextInfo, Engine, ModelFacts, Tokenizer};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::sequence::Sequence;
+use crate::step::{Command, State};
+use crate::{Event, GenerateRequest, SchedulerConfig, SubmitError};
+
+/// Counters shared between the handle and the step thread.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub queued: AtomicUsize,
+    pub running: AtomicUsize,
+    pub kv_reserved: AtomicUsize,
+    pub steps: AtomicU64,
+    pub draining: AtomicBool,
+}
+
+/// A point-in-time view of the scheduler, for health checks and metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SchedulerStats {
+    /// Requests accepted but not yet running.
+    pub queued: usize,
+    /// Requests decoding.
+    pub running: usize,
+    /// KV cells reserved by running requests.
+    pub kv_reserved: usize,
+    /// KV cells in the context.
+    pub kv_capacity: usize,
+    /// Engine steps so far.
+    pub steps: u64,
+    /// True once a drain started.
+    pub draining: bool,
+    /// Admission queue bound.
+    pub queue_capacity: usize,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Requests that finished during the drain.
+    pub completed: usize,
+    /// Requests cut at the deadline (they got a `Cancelled` finish).
+    pub cut: usize,
+}
+
+struct Inner {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    facts: ModelFacts,
+    context: ContextInfo,
+    tokenizer: Arc<dyn Tokenizer>,
+    config: SchedulerConfig,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Handle on the step thread. Cheap to clone; the thread ends when every handle is dropped and
+/// its work is done.
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+/// The events of one request. Dropping it cancels the request at the next step.
+pub struct RequestStream {
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+impl RequestStream {
+    /// Next event; `None` after `Done`.
+    pub async fn recv(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// Next event, blocking the current (non-async) thread.
+    pub fn blocking_recv(&mut self) -> Option<Event> {
+        self.rx.blocking_recv()
+    }
+}
+
+impl Scheduler {
+    /// Moves `engine` onto a new step thread and returns the handle.
+    pub fn start<E: Engine + 'static>(engine: E, config: SchedulerConfig) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared::default());
+        let facts = engine.facts().clone();
+        let context = engine.context();
+        let tokenizer = engine.tokenizer();
+        // The command channel bounds memory; admission itself is bounded by `queue_capacity`.
+        let (tx, rx) = mpsc::channel(config.queue_capacity + 16);
+        let state = State::new(engine, config.clone(), Arc::clone(&shared));
+        let thread = std::thread::Builder::new().name("semantic-step".into()).spawn(move || state.run(rx))?;
+        Ok(Self {
+            inner: Arc::new(Inner { tx, shared, facts, context, tokenizer, config, thread: Mutex::new(Some(thread)) }),
+        })
+    }
+
+    /// Model facts.
+    pub fn facts(&self) -> &ModelFacts {
+        &self.inner.facts
+    }
+
+    /// Context parameters.
+    pub fn context(&self) -> ContextInfo {
+        self.inner.context
+    }
+
+    /// The tokenizer, usable from any thread.
+    pub fn tokenizer(&self) -> &Arc<dyn Tokenizer> {
+        &self.inner.tokenizer
+    }
+
+    /// Most tokens (prompt + completion) one request may use.
+    pub fn max_sequence_tokens(&self) -> usize {
+        self.inner.context.n_ctx.min(self.inner.facts.n_ctx_train) as usize
+    }
+
+    /// Queues a request. Fails at once, queuing nothing, when it cannot be served.
+    pub fn submit(&self, request: GenerateRequest) -> Result<RequestStream, SubmitError> {
+        if request.prompt.is_empty() {
+            return Err(SubmitError::Invalid { reason: "the prompt is empty".into() });
+        }
+        if request.max_tokens == 0 {
+            return Err(SubmitError::Invalid { reason: "max_tokens must be at least 1".into() });
+        }
+        let limit = self.max_sequence_tokens();
+        if request.prompt.len() + request.max_tokens > limit {
+            return Err(SubmitError::ContextOverflow {
+                prompt: request.prompt.len(),
+                max_tokens: request.max_tokens,
+                limit,
+            });
+        }
+        let shared = &self.inner.shared;
+        if shared.draining.load(Ordering::Acquire) {
+            return Err(SubmitError::Draining);
+        }
+        let queued = shared.queued.fetch_add(1, Ordering::AcqRel);
+        if queued >= self.inner.config.queue_capacity {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(SubmitError::QueueFull { queued });
+        }
+        // Unbounded on purpose: the step thread must never block on a slow client; a stream holds
+        // at most max_tokens + 1 events.
+        let (events, rx) = mpsc::unbounded_channel();
+        let seq = Sequence::new(request, events);
+        match self.inner.tx.try_send(Command::Submit(Box::new(seq))) {
+            Ok(()) => Ok(RequestStream { rx }),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                shared.queued.fetch_sub(1, Ordering::AcqRel);
+                Err(SubmitError::QueueFull { queued })
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                shared.queued.fetch_sub(1, Ordering::AcqRel);
+                Err(SubmitError::Draining)
+            }
+        }
+    }
+
+    /// Stops admission, lets running and queued requests finish until `timeout`, then cuts the rest.
+    pub async fn drain(&self, timeout: Duration) -> DrainReport {
+        self.inner.shared.draining.store(true, Ordering::Release);
+        let (reply, done) = oneshot::channel();
+        let deadline = Instant::now() + timeout;
+        if self.inner.tx.send(Command::Drain { deadline, reply }).await.is_err() {
+            return DrainReport::default();
+        }
+        done.await.unwrap_or_default()
+    }
+
+    /// True once a drain started.
+    pub fn is_draining(&self) -> bool {
+        self.inner.shared.draining.load(Ordering::Acquire)
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> SchedulerStats {
+        let s = &self.inner.shared;
+        SchedulerStats {
+            queued: s.queued.load(Ordering::Relaxed),
+            running: s.running.load(Ordering::Relaxed),
+            kv_reserved: s.kv_reserved.load(Ordering::Relaxed),
+            kv_capacity: self.inner.context.n_ctx as usize,
+            steps: s.steps.load(Ordering::Relaxed),
+            draining: s.draining.load(Ordering::Relaxed),
+            queue_capacity: self.inner.config.queue_capacity,
+        }
+    }
+
+    /// Waits for the step thread to end (after every other handle is dropped). Idempotent.
+    pub fn join(self) {
+        let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        drop(self);
+        if let Some(handle) = handle {
+            let _ = handle.join();
+        }
+    }
+}

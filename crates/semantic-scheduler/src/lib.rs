@@ -1,0 +1,19 @@
+//! The scheduler: admission queue and a continuous-batching step loop on one dedicated engine thread.
+//!
+//! Owns: request admission (queue bound, context validation), building one engine batch per step
+//! from one decode token of every running sequence plus prefill chunks under a token budget,
+//! sampling, UTF-8-safe streaming with stop strings, cancellation, fault isolation and drain.
+//! Does not own: HTTP, chat templates (prompts arrive as token ids), agent memory persistence.
+#![warn(missing_docs)]
+
+mod config;
+mod error;
+mod handle;
+mod request;
+mod sequence;
+mod step;
+
+pub use config::SchedulerConfig;
+pub use error::SubmitError;
+pub use handle::{DrainReport, RequestStream, Scheduler, SchedulerStats};
+pub use request::{Event, FinishReason, GenerateRequest, Timings, Usage};

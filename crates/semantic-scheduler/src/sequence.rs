@@ -1,0 +1,156 @@
+//! `Sequence`: one request's state on the step thread, from admission to its last event.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use semantic_chat::{StopMatcher, Utf8Stream};
+use semantic_engine::{Sampler, SeqId, TokenId, Tokenizer};
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::{Event, FinishReason, GenerateRequest, Timings, Usage};
+
+/// A request being served.
+pub(crate) struct Sequence {
+    /// Engine sequence id, once running.
+    pub seq: Option<SeqId>,
+    pub prompt: Vec<TokenId>,
+    /// Tokens of this sequence already in the KV cache.
+    pub n_past: usize,
+    pub max_tokens: usize,
+    pub generated: usize,
+    /// Sampled but not yet decoded (fed at the next step).
+    pub pending: Option<TokenId>,
+    pub cached_tokens: usize,
+    sampler: Sampler,
+    utf8: Utf8Stream,
+    stop: StopMatcher,
+    unsent: Vec<TokenId>,
+    events: UnboundedSender<Event>,
+    submitted: Instant,
+    admitted: Option<Instant>,
+    prefilled: Option<Instant>,
+    first_token: Option<Instant>,
+}
+
+impl Sequence {
+    pub fn new(request: GenerateRequest, events: UnboundedSender<Event>) -> Self {
+        Self {
+            seq: None,
+            prompt: request.prompt,
+            n_past: 0,
+            max_tokens: request.max_tokens,
+            generated: 0,
+            pending: None,
+            cached_tokens: 0,
+            sampler: Sampler::new(request.sampling),
+            utf8: Utf8Stream::new(),
+            stop: StopMatcher::new(request.stop),
+            unsent: Vec::new(),
+            events,
+            submitted: Instant::now(),
+            admitted: None,
+            prefilled: None,
+            first_token: None,
+        }
+    }
+
+    /// KV cells this request may need at most.
+    pub fn reservation(&self) -> usize {
+        self.prompt.len() + self.max_tokens
+    }
+
+    /// True when the client stopped listening.
+    pub fn is_abandoned(&self) -> bool {
+        self.events.is_closed()
+    }
+
+    /// Prompt tokens still to prefill.
+    pub fn prefill_left(&self) -> usize {
+        self.prompt.len().saturating_sub(self.n_past)
+    }
+
+    pub fn admit(&mut self, seq: SeqId) {
+        self.seq = Some(seq);
+        self.admitted = Some(Instant::now());
+        self.sampler.accept_prompt(&self.prompt);
+    }
+
+    pub fn mark_prefilled(&mut self) {
+        if self.prefilled.is_none() {
+            self.prefilled = Some(Instant::now());
+        }
+    }
+
+    pub fn sample(&mut self, logits: &[f32]) -> TokenId {
+        self.sampler.sample(logits)
+    }
+
+    /// Handles a freshly sampled token; returns why the sequence ends, if it does.
+    pub fn on_token(&mut self, token: TokenId, tokenizer: &Arc<dyn Tokenizer>) -> Option<FinishReason> {
+        self.first_token.get_or_insert_with(Instant::now);
+        if tokenizer.is_eog(token) {
+            return Some(FinishReason::Stop);
+        }
+        self.generated += 1;
+        self.sampler.accept(token);
+        self.unsent.push(token);
+        let text = self.utf8.push(&tokenizer.token_bytes(token));
+        let step = self.stop.push(&text);
+        if !step.emit.is_empty() {
+            let tokens = std::mem::take(&mut self.unsent);
+            let _ = self.events.send(Event::Delta { text: step.emit, tokens });
+        }
+        if let Some(i) = step.stopped {
+            return Some(FinishReason::StopString(i));
+        }
+        if self.generated >= self.max_tokens {
+            return Some(FinishReason::Length);
+        }
+        self.pending = Some(token);
+        None
+    }
+
+    /// Sends the last event. Held-back text is flushed unless a stop string ended the stream.
+    pub fn finish(mut self, reason: FinishReason) {
+        if matches!(reason, FinishReason::Stop | FinishReason::Length) {
+            let mut text = self.utf8.finish();
+            text = {
+                let mut step = self.stop.push(&text);
+                step.emit.push_str(&self.stop.finish());
+                step.emit
+            };
+            if !text.is_empty() || !self.unsent.is_empty() {
+                let tokens = std::mem::take(&mut self.unsent);
+                let _ = self.events.send(Event::Delta { text, tokens });
+            }
+        }
+        let now = Instant::now();
+        let decode_secs = self.first_token.map(|t| now.duration_since(t).as_secs_f64()).unwrap_or(0.0);
+        let computed = self.prompt.len().saturating_sub(self.cached_tokens);
+        let prefill = match (self.admitted, self.prefilled) {
+            (Some(a), Some(p)) => p.duration_since(a),
+            _ => Default::default(),
+        };
+        let timings = Timings {
+            queue: self.admitted.map(|a| a.duration_since(self.submitted)).unwrap_or_default(),
+            prefill,
+            time_to_first_token: self.first_token.map(|t| t.duration_since(self.submitted)).unwrap_or_default(),
+            decode_tokens_per_second: if decode_secs > 0.0 && self.generated > 1 {
+                (self.generated - 1) as f64 / decode_secs
+            } else {
+                0.0
+            },
+            prefill_tokens_per_second: if prefill.as_secs_f64() > 0.0 {
+                computed as f64 / prefill.as_secs_f64()
+            } else {
+                0.0
+            },
+        };
+        let usage = Usage {
+            prompt_tokens: self.prompt.len(),
+            cached_tokens: self.cached_tokens,
+            completion_tokens: self.generated,
+        };
+        let _ = self.events.send(Event::Done { reason, usage, timings });
+    }
+}

@@ -1,0 +1,158 @@
+//! Command-line interface: subcommands, flags (each also a `SEMANTIC_*` env var) and config layering.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use semantic_config::{Config, RawConfig};
+use semantic_engine::{Engine, EngineConfig, KvType, LlamaEngine};
+
+/// semantic: a local LLM server with per-agent KV memory that survives restarts.
+#[derive(Debug, Parser)]
+#[command(name = "semantic", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate text once from a prompt (prints only the generated text to stdout).
+    Generate(crate::generate::GenerateArgs),
+    /// Print model facts and fingerprint.
+    Info(CommonArgs),
+    /// Run the HTTP server.
+    Serve(CommonArgs),
+    /// Print the resolved configuration (secrets masked).
+    Config(CommonArgs),
+}
+
+/// Flags every subcommand shares. Flags beat `SEMANTIC_*` env vars, which beat the TOML file.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// TOML config file (lowest layer above defaults).
+    #[arg(long, env = "SEMANTIC_CONFIG")]
+    config: Option<PathBuf>,
+    /// GGUF model file [default: models/SmolLM2-135M-Instruct.Q4_1.gguf].
+    #[arg(long, env = "SEMANTIC_MODEL")]
+    model: Option<PathBuf>,
+    /// Directory for agent memory and caches [default: .semantic].
+    #[arg(long, env = "SEMANTIC_CACHE_DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Address to bind [default: 127.0.0.1].
+    #[arg(long, env = "SEMANTIC_HOST")]
+    host: Option<String>,
+    /// Port to bind [default: 8000].
+    #[arg(long, env = "SEMANTIC_PORT")]
+    port: Option<u16>,
+    /// Allow binding to a non-loopback address.
+    #[arg(long, env = "SEMANTIC_ALLOW_REMOTE")]
+    allow_remote: bool,
+    /// KV cells shared by all sequences [default: 16384].
+    #[arg(long, env = "SEMANTIC_CTX_SIZE")]
+    ctx_size: Option<u32>,
+    /// Decode threads, 0 = all CPUs [default: 0].
+    #[arg(long, env = "SEMANTIC_THREADS")]
+    threads: Option<u32>,
+    /// KV cache type: f16, q8_0 or q4_0 [default: f16].
+    #[arg(long, env = "SEMANTIC_KV_TYPE")]
+    kv_type: Option<String>,
+    /// Most live engine sequences [default: 32].
+    #[arg(long, env = "SEMANTIC_SEQ_MAX")]
+    seq_max: Option<u32>,
+    /// Most sequences decoding at once [default: 8].
+    #[arg(long, env = "SEMANTIC_MAX_RUNNING")]
+    max_running: Option<usize>,
+    /// Tokens per engine step (decode + prefill chunks) [default: 512].
+    #[arg(long, env = "SEMANTIC_STEP_TOKENS")]
+    step_tokens: Option<usize>,
+    /// Admission queue bound [default: 64].
+    #[arg(long, env = "SEMANTIC_QUEUE_CAPACITY")]
+    queue_capacity: Option<usize>,
+    /// Completion length when a request names none [default: 512].
+    #[arg(long, env = "SEMANTIC_DEFAULT_MAX_TOKENS")]
+    default_max_tokens: Option<usize>,
+}
+
+impl CommonArgs {
+    /// Flags + env over the TOML file over defaults.
+    pub fn resolve(&self) -> Result<Config> {
+        let flags = RawConfig {
+            model: self.model.clone(),
+            cache_dir: self.cache_dir.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            allow_remote: self.allow_remote.then_some(true),
+            ctx_size: self.ctx_size,
+            threads: self.threads,
+            kv_type: self.kv_type.clone(),
+            seq_max: self.seq_max,
+            max_running: self.max_running,
+            step_tokens: self.step_tokens,
+            queue_capacity: self.queue_capacity,
+            default_max_tokens: self.default_max_tokens,
+        };
+        let file = match &self.config {
+            Some(path) => RawConfig::from_toml_file(path)?,
+            None => RawConfig::default(),
+        };
+        Ok(Config::resolve(flags.merge(file))?)
+    }
+}
+
+/// Loads the model the configuration names.
+pub fn load_engine(config: &Config) -> Result<LlamaEngine> {
+    let kv_type: KvType = config.kv_type.parse().map_err(anyhow::Error::msg)?;
+    let engine_config = EngineConfig {
+        model_path: config.model.clone(),
+        n_ctx: config.ctx_size,
+        n_batch: config.step_tokens as u32,
+        n_seq_max: config.seq_max,
+        threads: config.threads,
+        kv_type,
+        flash_attention: semantic_engine::FlashAttention::Auto,
+        fingerprint_cache: Some(config.cache_dir.join("fingerprints")),
+    };
+    LlamaEngine::load(&engine_config)
+        .with_context(|| format!("loading {} (run scripts/setup to fetch the default model)", config.model.display()))
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Generate(args) => crate::generate::run(args),
+        Command::Info(args) => info(&args.resolve()?),
+        Command::Serve(args) => crate::serve::run(args.resolve()?),
+        Command::Config(args) => {
+            print!("{}", args.resolve()?.to_toml());
+            Ok(())
+        }
+    }
+}
+
+fn info(config: &Config) -> Result<()> {
+    let engine = load_engine(config)?;
+    let f = engine.facts();
+    let c = engine.context();
+    let token = |t: Option<i32>| t.map_or("none".to_string(), |t| t.to_string());
+    println!("name:          {}", f.name);
+    println!("architecture:  {}", f.architecture);
+    println!("file:          {}", config.model.display());
+    println!("fingerprint:   sha256:{}", f.fingerprint);
+    println!("parameters:    {}", f.n_params);
+    println!("size:          {} bytes", f.size_bytes);
+    println!("layers:        {}", f.n_layer);
+    println!("embedding:     {}", f.n_embd);
+    println!("train context: {}", f.n_ctx_train);
+    println!("vocab:         {}", f.n_vocab);
+    println!("bos/eos/eot:   {} / {} / {}", token(f.bos), token(f.eos), token(f.eot));
+    println!("add bos:       {}", f.add_bos);
+    println!(
+        "context:       {} cells, batch {}, {} sequences, kv {}, {} threads",
+        c.n_ctx, c.n_batch, c.n_seq_max, c.kv_type, c.threads
+    );
+    match &f.chat_template {
+        Some(t) => println!("chat template:\n{t}"),
+        None => println!("chat template: none"),
+    }
+    Ok(())
+}

@@ -22,7 +22,9 @@ const STATE_MAGIC: &[u8; 8] = b"FAKEKV01";
 
 /// Picks the next token from everything in the sequence so far (prompt and generated tokens).
 #[derive(Clone)]
-pub struct FakeScript(Arc<dyn Fn(&[TokenId]) -> TokenId + Send + Sync>);
+pub struct FakeScript(Arc<ScriptFn>);
+
+type ScriptFn = dyn Fn(&[TokenId]) -> TokenId + Send + Sync;
 
 impl FakeScript {
     /// The default: a lowercase letter or space chosen by a hash of the whole history, so any KV

@@ -110,7 +110,22 @@ impl LlamaEngine {
         let batch = LlamaBatch::new(info.n_batch as usize, 1);
         tracing::info!(model = %facts.name, n_ctx = info.n_ctx, kv = %info.kv_type, threads, "model loaded");
         let tokenizer = Arc::new(LlamaTokenizer { n_vocab: facts.n_vocab, model });
-        Ok(Self { ctx, batch, logit_rows: Vec::new(), facts, info, tokenizer })
+        let mut engine = Self { ctx, batch, logit_rows: Vec::new(), facts, info, tokenizer };
+        engine.warm_up();
+        Ok(engine)
+    }
+
+    /// Decodes one token and forgets it, as llama.cpp's own tools do, so that graph allocation and
+    /// first touches of the weights are not billed to the first request.
+    fn warm_up(&mut self) {
+        let token = self.facts.bos.or(self.facts.eos).unwrap_or(0);
+        let mut batch = Batch::new();
+        batch.push(0, token, 0, true);
+        if let Err(err) = self.decode(&batch) {
+            tracing::warn!(%err, "warm-up decode failed");
+        }
+        let _ = self.ctx.clear_kv_cache_seq(None, None, None);
+        self.logit_rows.clear();
     }
 
     fn check_seq(&self, seq: SeqId) -> Result<(), EngineError> {

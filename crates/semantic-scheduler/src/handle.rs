@@ -41,6 +41,26 @@ pub struct SchedulerStats {
     pub queue_capacity: usize,
 }
 
+/// Why the step thread could not start.
+#[derive(Debug)]
+pub enum SpawnError<E> {
+    /// The thread could not be created.
+    Io(std::io::Error),
+    /// The engine factory failed.
+    Engine(E),
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for SpawnError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::Io(e) => write!(f, "cannot start the step thread: {e}"),
+            SpawnError::Engine(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl<E: std::fmt::Debug + std::fmt::Display> std::error::Error for SpawnError<E> {}
+
 /// What a drain did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DrainReport {
@@ -87,14 +107,54 @@ impl RequestStream {
 impl Scheduler {
     /// Moves `engine` onto a new step thread and returns the handle.
     pub fn start<E: Engine + 'static>(engine: E, config: SchedulerConfig) -> std::io::Result<Self> {
+        Self::spawn(move || Ok::<E, std::convert::Infallible>(engine), config).map_err(|e| match e {
+            SpawnError::Io(e) => e,
+            SpawnError::Engine(never) => match never {},
+        })
+    }
+
+    /// Creates the engine on a new step thread (so the thread that decodes is the one that loaded
+    /// the model and warmed up its thread pool) and returns the handle once it is ready.
+    pub fn spawn<E, F, Err>(make_engine: F, config: SchedulerConfig) -> Result<Self, SpawnError<Err>>
+    where
+        E: Engine + 'static,
+        F: FnOnce() -> Result<E, Err> + Send + 'static,
+        Err: Send + 'static,
+    {
         let shared = Arc::new(Shared::default());
-        let facts = engine.facts().clone();
-        let context = engine.context();
-        let tokenizer = engine.tokenizer();
         // The command channel bounds memory; admission itself is bounded by `queue_capacity`.
         let (tx, rx) = mpsc::channel(config.queue_capacity + 16);
-        let state = State::new(engine, config.clone(), Arc::clone(&shared));
-        let thread = std::thread::Builder::new().name("semantic-step".into()).spawn(move || state.run(rx))?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel(1);
+        let thread_shared = Arc::clone(&shared);
+        let thread_config = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("semantic-step".into())
+            .spawn(move || {
+                let engine = match make_engine() {
+                    Ok(engine) => engine,
+                    Err(err) => {
+                        let _ = ready_tx.send(Err(err));
+                        return;
+                    }
+                };
+                let ready = (engine.facts().clone(), engine.context(), engine.tokenizer());
+                let state = State::new(engine, thread_config, thread_shared);
+                if ready_tx.send(Ok(ready)).is_ok() {
+                    state.run(rx);
+                }
+            })
+            .map_err(SpawnError::Io)?;
+        let (facts, context, tokenizer) = match ready_rx.recv() {
+            Ok(Ok(ready)) => ready,
+            Ok(Err(err)) => {
+                let _ = thread.join();
+                return Err(SpawnError::Engine(err));
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(SpawnError::Io(std::io::Error::other("the step thread died while loading the engine")));
+            }
+        };
         Ok(Self {
             inner: Arc::new(Inner { tx, shared, facts, context, tokenizer, config, thread: Mutex::new(Some(thread)) }),
         })

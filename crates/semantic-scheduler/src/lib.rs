@@ -15,5 +15,5 @@ mod step;
 
 pub use config::SchedulerConfig;
 pub use error::SubmitError;
-pub use handle::{DrainReport, RequestStream, Scheduler, SchedulerStats};
+pub use handle::{DrainReport, RequestStream, Scheduler, SchedulerStats, SpawnError};
 pub use request::{Event, FinishReason, GenerateRequest, Timings, Usage};

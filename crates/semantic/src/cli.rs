@@ -6,6 +6,7 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use semantic_config::{Config, RawConfig};
 use semantic_engine::{Engine, EngineConfig, KvType, LlamaEngine};
+use semantic_scheduler::{Scheduler, SchedulerConfig, SpawnError};
 
 /// semantic: a local LLM server with per-agent KV memory that survives restarts.
 #[derive(Debug, Parser)]
@@ -98,6 +99,15 @@ impl CommonArgs {
         };
         Ok(Config::resolve(flags.merge(file))?)
     }
+}
+
+/// Starts the step thread, loading the model on it.
+pub fn start_scheduler(config: &Config, scheduler: SchedulerConfig) -> Result<Scheduler> {
+    let engine_config = config.clone();
+    Scheduler::spawn(move || load_engine(&engine_config), scheduler).map_err(|e| match e {
+        SpawnError::Engine(err) => err,
+        SpawnError::Io(err) => anyhow::Error::new(err),
+    })
 }
 
 /// Loads the model the configuration names.

@@ -7,10 +7,10 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use semantic_api::prompt::Prompter;
 use semantic_chat::Message;
-use semantic_engine::{Engine, SamplingParams, TokenizeOptions};
-use semantic_scheduler::{Event, FinishReason, GenerateRequest, Scheduler, SchedulerConfig};
+use semantic_engine::{SamplingParams, TokenizeOptions};
+use semantic_scheduler::{Event, FinishReason, GenerateRequest, SchedulerConfig};
 
-use crate::cli::{load_engine, CommonArgs};
+use crate::cli::{start_scheduler, CommonArgs};
 
 /// Arguments of `semantic generate`.
 #[derive(Debug, Args)]
@@ -54,9 +54,10 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let config = args.common.resolve()?;
-    let engine = load_engine(&config)?;
-    let facts = engine.facts().clone();
-    let tokenizer = engine.tokenizer();
+    let scheduler_config = SchedulerConfig { max_running: 1, step_token_budget: config.step_tokens, queue_capacity: 1 };
+    let scheduler = start_scheduler(&config, scheduler_config)?;
+    let facts = scheduler.facts().clone();
+    let tokenizer = scheduler.tokenizer().clone();
     let prompt = match (&args.prompt, &args.prompt_file, &args.chat) {
         (Some(text), _, _) => tokenizer.tokenize(text, TokenizeOptions::PROMPT)?,
         (_, Some(path), _) => {
@@ -88,8 +89,6 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
     }
     sampling.validate()?;
-    let scheduler_config = SchedulerConfig { max_running: 1, step_token_budget: config.step_tokens, queue_capacity: 1 };
-    let scheduler = Scheduler::start(engine, scheduler_config)?;
     let mut events =
         scheduler.submit(GenerateRequest { prompt, max_tokens: args.max_tokens, sampling, stop: Vec::new() })?;
     let mut stdout = std::io::stdout().lock();

@@ -6,8 +6,8 @@ use anyhow::{Context, Result};
 use semantic_api::{AppState, ServeOptions};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
-use semantic_engine::{Engine, ModelFacts};
-use semantic_scheduler::{Scheduler, SchedulerConfig};
+use semantic_engine::ModelFacts;
+use semantic_scheduler::SchedulerConfig;
 
 /// Used when a GGUF carries no chat template.
 const FALLBACK_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -23,15 +23,14 @@ pub fn chat_template(facts: &ModelFacts) -> Result<ChatTemplate> {
 
 pub fn run(config: Config) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let engine = crate::cli::load_engine(&config)?;
-    let facts = engine.facts().clone();
-    let template = chat_template(&facts)?;
     let scheduler_config = SchedulerConfig {
         max_running: config.max_running,
         step_token_budget: config.step_tokens,
         queue_capacity: config.queue_capacity,
     };
-    let scheduler = Scheduler::start(engine, scheduler_config)?;
+    let scheduler = crate::cli::start_scheduler(&config, scheduler_config)?;
+    let facts = scheduler.facts().clone();
+    let template = chat_template(&facts)?;
     let options =
         ServeOptions { model_name: model_name(&config, &facts), default_max_tokens: config.default_max_tokens };
     let state = AppState::new(scheduler.clone(), template, options);

@@ -207,15 +207,20 @@ impl<E: Engine> State<E> {
     fn finish_many(&mut self, mut finished: Vec<(usize, FinishReason)>) {
         finished.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
         finished.dedup_by_key(|(i, _)| *i);
+        let mut done = Vec::with_capacity(finished.len());
         for (index, reason) in finished {
             let seq = self.running.swap_remove(index);
             self.release(&seq);
             if let Some(drain) = &mut self.drain {
                 drain.completed += 1;
             }
+            done.push((seq, reason));
+        }
+        // Resources are released and published before any client hears that its request ended.
+        self.publish();
+        for (seq, reason) in done {
             seq.finish(reason);
         }
-        self.publish();
     }
 
     fn release(&mut self, seq: &Sequence) {

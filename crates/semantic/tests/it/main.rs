@@ -1,0 +1,5 @@
+//! End-to-end tests: the real `semantic` binary on 127.0.0.1:0 with the default SmolLM2 model.
+
+mod harness;
+mod openai;
+mod server;

@@ -1,0 +1,66 @@
+//! The server process: health, CLI parity, graceful shutdown.
+
+use std::process::Command;
+
+use crate::harness::{model_path, Server};
+
+#[test]
+fn health_reports_ok_and_shutdown_on_sigterm_exits_zero() {
+    let server = Server::start(&[]);
+    let health = server.request("GET", "/health", None);
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json()["status"], "ok");
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn generate_prints_the_greedy_text_of_the_chat_endpoint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_semantic"))
+        .args(["generate", "--chat", "Name a color.", "--max-tokens", "24", "--temperature", "0", "--ctx-size", "4096"])
+        .arg("--model")
+        .arg(model_path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli_text = String::from_utf8(out.stdout).unwrap();
+    let server = Server::start(&[]);
+    let body = serde_json::json!({"messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 24, "temperature": 0});
+    let response = server.post_json("/v1/chat/completions", &body);
+    assert_eq!(response.status, 200, "{}", response.body);
+    let api_text = response.json()["choices"][0]["message"]["content"].as_str().unwrap().to_string();
+    assert!(!api_text.is_empty());
+    assert_eq!(cli_text.trim_end_matches('\n'), api_text);
+}
+
+#[test]
+fn info_prints_the_fingerprint() {
+    let out = Command::new(env!("CARGO_BIN_EXE_semantic")).arg("info").arg("--model").arg(model_path()).output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"), "{text}");
+    assert!(text.contains("architecture:  llama"));
+}
+
+#[test]
+fn config_layers_flags_over_env_over_file() {
+    let dir = crate::harness::tempdir::TempDir::new("cfg");
+    let file = dir.path().join("semantic.toml");
+    std::fs::write(&file, "port = 1111\nkv_type = \"q8_0\"\nmax_running = 3\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_semantic"))
+        .args(["config", "--port", "3333"])
+        .arg("--config")
+        .arg(&file)
+        .env("SEMANTIC_PORT", "2222")
+        .env("SEMANTIC_MAX_RUNNING", "4")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("port = 3333"), "{text}");
+    assert!(text.contains("max_running = 4"), "{text}");
+    assert!(text.contains("kv_type = \"q8_0\""), "{text}");
+    let bad = Command::new(env!("CARGO_BIN_EXE_semantic")).args(["config", "--host", "0.0.0.0"]).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--allow-remote"));
+}

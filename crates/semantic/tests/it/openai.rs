@@ -23,7 +23,8 @@ fn streamed_deltas_equal_the_non_streamed_answer() {
     assert!(streamed.header("content-type").unwrap().starts_with("text/event-stream"));
     let data = streamed.sse_data();
     assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
-    let chunks: Vec<serde_json::Value> = data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
+    let chunks: Vec<serde_json::Value> =
+        data[..data.len() - 1].iter().map(|d| serde_json::from_str(d).unwrap()).collect();
     let joined: String =
         chunks.iter().filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str().map(str::to_string)).collect();
     assert_eq!(joined, text);
@@ -49,7 +50,8 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
         assert_eq!(err["error"]["type"], "invalid_request_error", "{body}");
         assert_eq!(err["error"]["param"], param, "{body}");
     }
-    let malformed = server.request_with("POST", "/v1/chat/completions", &[("content-type", "application/json")], Some("{not json"));
+    let malformed =
+        server.request_with("POST", "/v1/chat/completions", &[("content-type", "application/json")], Some("{not json"));
     assert_eq!(malformed.status, 400);
     assert!(malformed.json()["error"]["message"].is_string());
     assert_eq!(server.request("GET", "/health", None).status, 200);

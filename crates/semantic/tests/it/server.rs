@@ -35,7 +35,8 @@ fn generate_prints_the_greedy_text_of_the_chat_endpoint() {
 
 #[test]
 fn info_prints_the_fingerprint() {
-    let out = Command::new(env!("CARGO_BIN_EXE_semantic")).arg("info").arg("--model").arg(model_path()).output().unwrap();
+    let out =
+        Command::new(env!("CARGO_BIN_EXE_semantic")).arg("info").arg("--model").arg(model_path()).output().unwrap();
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
     assert!(text.contains("sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"), "{text}");

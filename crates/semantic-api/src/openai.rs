@@ -256,7 +256,7 @@ fn prepare(state: &AppState, req: ChatCompletionRequest) -> Result<(GenerateRequ
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => state.options.default_max_tokens.min(limit.saturating_sub(prompt.len()).max(1)),
     };
-    Ok((GenerateRequest { prompt, max_tokens, sampling, stop }, req.stream, include_usage))
+    Ok((GenerateRequest { prompt, max_tokens, sampling, stop, agent: Default::default() }, req.stream, include_usage))
 }
 
 /// `POST /v1/chat/completions`.

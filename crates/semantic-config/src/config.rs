@@ -43,6 +43,10 @@ pub struct Config {
     pub queue_capacity: usize,
     /// Default completion length.
     pub default_max_tokens: usize,
+    /// RAM budget for warm agents, bytes.
+    pub memory_warm_bytes: u64,
+    /// Disk budget for cold agents, bytes.
+    pub memory_disk_bytes: u64,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -92,7 +96,17 @@ impl Config {
         if default_max_tokens == 0 {
             return Err(invalid("default_max_tokens", "must be at least 1"));
         }
+        let memory_warm_mb = raw.memory_warm_mb.unwrap_or(1024);
+        if memory_warm_mb > 1 << 20 {
+            return Err(invalid("memory_warm_mb", format!("{memory_warm_mb} (expected at most 1048576)")));
+        }
+        let memory_disk_gb = raw.memory_disk_gb.unwrap_or(20.0);
+        if !(0.0..=1e6).contains(&memory_disk_gb) {
+            return Err(invalid("memory_disk_gb", format!("{memory_disk_gb} (expected 0..=1000000)")));
+        }
         Ok(Self {
+            memory_warm_bytes: memory_warm_mb << 20,
+            memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
             model: raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL)),
             cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
             server: ServerConfig { host, port: raw.port.unwrap_or(8000) },
@@ -124,6 +138,8 @@ impl Config {
         let _ = writeln!(out, "step_tokens = {}", self.step_tokens);
         let _ = writeln!(out, "queue_capacity = {}", self.queue_capacity);
         let _ = writeln!(out, "default_max_tokens = {}", self.default_max_tokens);
+        let _ = writeln!(out, "memory_warm_mb = {}", self.memory_warm_bytes >> 20);
+        let _ = writeln!(out, "memory_disk_gb = {:?}", self.memory_disk_bytes as f64 / (1u64 << 30) as f64);
         out
     }
 }
@@ -152,6 +168,7 @@ mod tests {
         check(RawConfig { max_running: Some(64), seq_max: Some(8), ..Default::default() }, Some("max_running"));
         check(RawConfig { step_tokens: Some(2), ..Default::default() }, Some("step_tokens"));
         check(RawConfig { queue_capacity: Some(0), ..Default::default() }, Some("queue_capacity"));
+        check(RawConfig { memory_disk_gb: Some(-1.0), ..Default::default() }, Some("memory_disk_gb"));
     }
 
     #[test]

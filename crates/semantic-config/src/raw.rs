@@ -36,6 +36,10 @@ pub struct RawConfig {
     pub queue_capacity: Option<usize>,
     /// Default completion length when a request names none.
     pub default_max_tokens: Option<usize>,
+    /// RAM budget for warm agents (exported KV states), in MiB.
+    pub memory_warm_mb: Option<u64>,
+    /// Disk budget for cold agent files, in GiB.
+    pub memory_disk_gb: Option<f64>,
 }
 
 impl RawConfig {
@@ -62,6 +66,8 @@ impl RawConfig {
             step_tokens: self.step_tokens.or(lower.step_tokens),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
             default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
+            memory_warm_mb: self.memory_warm_mb.or(lower.memory_warm_mb),
+            memory_disk_gb: self.memory_disk_gb.or(lower.memory_disk_gb),
         }
     }
 }

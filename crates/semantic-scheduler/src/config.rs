@@ -9,10 +9,12 @@ pub struct SchedulerConfig {
     pub step_token_budget: usize,
     /// Most requests admitted but not yet running; more get [`crate::SubmitError::QueueFull`].
     pub queue_capacity: usize,
+    /// Agent memory tiers and budgets.
+    pub memory: crate::MemoryConfig,
 }
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
-        Self { max_running: 8, step_token_budget: 512, queue_capacity: 64 }
+        Self { max_running: 8, step_token_budget: 512, queue_capacity: 64, memory: crate::MemoryConfig::default() }
     }
 }

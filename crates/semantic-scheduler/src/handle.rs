@@ -10,7 +10,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::sequence::Sequence;
 use crate::step::{Command, State};
-use crate::{Event, GenerateRequest, SchedulerConfig, SubmitError};
+use semantic_memory::{AgentInfo, AgentKey, Namespace, Tier};
+
+use crate::admin::{AgentCommand, AgentOpError, FlushReport};
+use crate::{CacheSource, Event, GenerateRequest, SchedulerConfig, SubmitError};
 
 /// Counters shared between the handle and the step thread.
 #[derive(Debug, Default)]
@@ -20,6 +23,118 @@ pub(crate) struct Shared {
     pub kv_reserved: AtomicUsize,
     pub steps: AtomicU64,
     pub draining: AtomicBool,
+    pub memory: Arc<MemoryCounters>,
+}
+
+/// Agent-memory counters and gauges, written by the step thread and the writer, read for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryCounters {
+    pub hot: AtomicUsize,
+    pub warm: AtomicUsize,
+    pub cold: AtomicUsize,
+    pub warm_bytes: AtomicU64,
+    pub disk_bytes: AtomicU64,
+    /// Lookups: [miss, hot, warm, cold].
+    lookups: [AtomicU64; 4],
+    /// Reused prompt tokens: [hot, warm, disk, shared_prefix].
+    reused_tokens: [AtomicU64; 4],
+    /// Evictions out of: [hot, warm, disk].
+    evictions: [AtomicU64; 3],
+    /// Rejected files: [corrupt, version, foreign, import, io].
+    rejected: [AtomicU64; 5],
+    persists: AtomicU64,
+    persist_micros: AtomicU64,
+    persist_failures: AtomicU64,
+}
+
+const REJECT_REASONS: [&str; 5] = ["corrupt", "version", "foreign", "import", "io"];
+const SOURCES: [CacheSource; 4] = [CacheSource::Hot, CacheSource::Warm, CacheSource::Disk, CacheSource::SharedPrefix];
+
+impl MemoryCounters {
+    pub fn looked_up(&self, tier: Option<Tier>) {
+        let i = match tier {
+            None => 0,
+            Some(Tier::Hot) => 1,
+            Some(Tier::Warm) => 2,
+            Some(Tier::Cold) => 3,
+        };
+        self.lookups[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reused(&self, source: CacheSource, tokens: usize) {
+        let i = SOURCES.iter().position(|s| *s == source).unwrap_or(0);
+        self.reused_tokens[i].fetch_add(tokens as u64, Ordering::Relaxed);
+    }
+
+    pub fn evicted(&self, from: &str) {
+        let i = match from {
+            "hot" => 0,
+            "warm" => 1,
+            _ => 2,
+        };
+        self.evictions[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, reason: &str) {
+        let i = REJECT_REASONS.iter().position(|r| *r == reason).unwrap_or(4);
+        self.rejected[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn persisted(&self, elapsed: Duration) {
+        self.persists.fetch_add(1, Ordering::Relaxed);
+        self.persist_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn persist_failed(&self) {
+        self.persist_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> MemoryStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MemoryStats {
+            hot: self.hot.load(Ordering::Relaxed),
+            warm: self.warm.load(Ordering::Relaxed),
+            cold: self.cold.load(Ordering::Relaxed),
+            warm_bytes: load(&self.warm_bytes),
+            disk_bytes: load(&self.disk_bytes),
+            lookups: [("miss", 0), ("hot", 1), ("warm", 2), ("cold", 3)].map(|(n, i)| (n, load(&self.lookups[i]))),
+            reused_tokens: [0, 1, 2, 3].map(|i| (SOURCES[i].as_str(), load(&self.reused_tokens[i]))),
+            evictions: [("hot", 0), ("warm", 1), ("disk", 2)].map(|(n, i)| (n, load(&self.evictions[i]))),
+            rejected_files: [0, 1, 2, 3, 4].map(|i| (REJECT_REASONS[i], load(&self.rejected[i]))),
+            persists: load(&self.persists),
+            persist_seconds: load(&self.persist_micros) as f64 / 1e6,
+            persist_failures: load(&self.persist_failures),
+        }
+    }
+}
+
+/// Agent memory figures for health and metrics (labels are fixed, bounded sets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryStats {
+    /// Agents per tier.
+    pub hot: usize,
+    /// Agents held as bytes in RAM.
+    pub warm: usize,
+    /// Agents on disk only.
+    pub cold: usize,
+    /// RAM used by warm agents.
+    pub warm_bytes: u64,
+    /// Disk used by agent files.
+    pub disk_bytes: u64,
+    /// Memory lookups by the tier that answered (`miss` = nothing stored for the named agent).
+    pub lookups: [(&'static str, u64); 4],
+    /// Prompt tokens reused, by source.
+    pub reused_tokens: [(&'static str, u64); 4],
+    /// Evictions by the tier left.
+    pub evictions: [(&'static str, u64); 3],
+    /// Agent files refused, by reason.
+    pub rejected_files: [(&'static str, u64); 5],
+    /// Completed persists.
+    pub persists: u64,
+    /// Total seconds spent writing agent files.
+    pub persist_seconds: f64,
+    /// Failed persists.
+    pub persist_failures: u64,
 }
 
 /// A point-in-time view of the scheduler, for health checks and metrics.
@@ -250,6 +365,52 @@ impl Scheduler {
             draining: s.draining.load(Ordering::Relaxed),
             queue_capacity: self.inner.config.queue_capacity,
         }
+    }
+
+    /// Agent memory figures.
+    pub fn memory_stats(&self) -> MemoryStats {
+        self.inner.shared.memory.snapshot()
+    }
+
+    async fn agent_call<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> AgentCommand) -> Option<T> {
+        let (reply, rx) = oneshot::channel();
+        self.inner.tx.send(Command::Agents(make(reply))).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// Agents of a namespace.
+    pub async fn list_agents(&self, namespace: Namespace) -> Vec<AgentInfo> {
+        self.agent_call(|reply| AgentCommand::List { namespace, reply }).await.unwrap_or_default()
+    }
+
+    /// One agent.
+    pub async fn agent(&self, key: AgentKey) -> Option<AgentInfo> {
+        self.agent_call(|reply| AgentCommand::Get { key, reply }).await.flatten()
+    }
+
+    /// Deletes an agent everywhere.
+    pub async fn delete_agent(&self, key: AgentKey) -> Result<(), AgentOpError> {
+        self.agent_call(|reply| AgentCommand::Delete { key, reply }).await.unwrap_or(Err(AgentOpError::NotFound))
+    }
+
+    /// Moves an agent to disk now.
+    pub async fn evict_agent(&self, key: AgentKey) -> Result<AgentInfo, AgentOpError> {
+        self.agent_call(|reply| AgentCommand::Evict { key, reply }).await.unwrap_or(Err(AgentOpError::NotFound))
+    }
+
+    /// Pins or unpins an agent.
+    pub async fn pin_agent(&self, key: AgentKey, pinned: bool) -> Result<AgentInfo, AgentOpError> {
+        self.agent_call(|reply| AgentCommand::Pin { key, pinned, reply }).await.unwrap_or(Err(AgentOpError::NotFound))
+    }
+
+    /// Persists every dirty agent.
+    pub async fn flush_agents(&self) -> FlushReport {
+        self.agent_call(|reply| AgentCommand::Flush { reply }).await.unwrap_or_default()
+    }
+
+    /// Deletes all agents of a namespace (or all).
+    pub async fn clear_agents(&self, namespace: Option<Namespace>) -> usize {
+        self.agent_call(|reply| AgentCommand::Clear { namespace, reply }).await.unwrap_or(0)
     }
 
     /// Waits for the step thread to end (after every other handle is dropped). Idempotent.

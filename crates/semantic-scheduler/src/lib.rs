@@ -6,6 +6,8 @@
 //! Does not own: HTTP, chat templates (prompts arrive as token ids), agent memory persistence.
 #![warn(missing_docs)]
 
+mod admin;
+mod agents;
 mod config;
 mod error;
 mod handle;
@@ -13,7 +15,11 @@ mod request;
 mod sequence;
 mod step;
 
+pub(crate) use admin::AgentCommand;
+pub use admin::{AgentOpError, FlushReport};
+pub use agents::MemoryConfig;
 pub use config::SchedulerConfig;
 pub use error::SubmitError;
-pub use handle::{DrainReport, RequestStream, Scheduler, SchedulerStats, SpawnError};
-pub use request::{Event, FinishReason, GenerateRequest, Timings, Usage};
+pub use handle::{DrainReport, MemoryStats, RequestStream, Scheduler, SchedulerStats, SpawnError};
+pub use request::{AgentRef, CacheSource, Event, FinishReason, GenerateRequest, Timings, Usage};
+pub use semantic_memory::{AgentId, AgentInfo, AgentKey, Namespace, Tier};

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use semantic_engine::{SamplingParams, TokenId};
+use semantic_memory::{AgentId, Namespace};
 
 /// One generation job: token ids in, a stream of events out.
 #[derive(Debug, Clone)]
@@ -15,6 +16,49 @@ pub struct GenerateRequest {
     pub sampling: SamplingParams,
     /// Stop strings, matched on decoded text, never emitted.
     pub stop: Vec<String>,
+    /// Whose memory to reuse and update.
+    pub agent: AgentRef,
+}
+
+/// Which agent memory a request may use. Reuse never crosses namespaces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRef {
+    /// The caller's namespace (one per API key).
+    pub namespace: Namespace,
+    /// The named agent, whose memory is reused and then replaced by this turn. Without one, the
+    /// request may still reuse a prefix resident for another agent of the namespace, but stores nothing.
+    pub agent: Option<AgentId>,
+}
+
+impl Default for AgentRef {
+    fn default() -> Self {
+        Self { namespace: Namespace::default_ns(), agent: None }
+    }
+}
+
+/// Where reused prompt KV came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CacheSource {
+    /// The agent's live sequence in the engine.
+    Hot,
+    /// The agent's state bytes in RAM.
+    Warm,
+    /// The agent's file on disk.
+    Disk,
+    /// A prefix copied from another agent's live sequence (e.g. a shared system prompt).
+    SharedPrefix,
+}
+
+impl CacheSource {
+    /// Label value for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheSource::Hot => "hot",
+            CacheSource::Warm => "warm",
+            CacheSource::Disk => "disk",
+            CacheSource::SharedPrefix => "shared_prefix",
+        }
+    }
 }
 
 /// Why a generation ended.
@@ -41,6 +85,8 @@ pub struct Usage {
     pub cached_tokens: usize,
     /// Tokens generated.
     pub completion_tokens: usize,
+    /// Where the cached tokens came from (None when nothing was reused).
+    pub cache_source: Option<CacheSource>,
 }
 
 /// Where the time went.

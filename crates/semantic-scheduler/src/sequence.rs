@@ -7,7 +7,7 @@ use semantic_chat::{StopMatcher, Utf8Stream};
 use semantic_engine::{Sampler, SeqId, TokenId, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::{Event, FinishReason, GenerateRequest, Timings, Usage};
+use crate::{AgentRef, CacheSource, Event, FinishReason, GenerateRequest, Timings, Usage};
 
 /// A request being served.
 pub(crate) struct Sequence {
@@ -21,6 +21,12 @@ pub(crate) struct Sequence {
     /// Sampled but not yet decoded (fed at the next step).
     pub pending: Option<TokenId>,
     pub cached_tokens: usize,
+    pub cache_source: Option<CacheSource>,
+    /// Whose memory this request uses.
+    pub agent: AgentRef,
+    /// Every token whose KV this sequence holds or will hold: the prompt, then each generated token
+    /// once it has been decoded (`history[..n_past]` is exactly the KV content).
+    pub history: Vec<TokenId>,
     sampler: Sampler,
     utf8: Utf8Stream,
     stop: StopMatcher,
@@ -36,7 +42,10 @@ impl Sequence {
     pub fn new(request: GenerateRequest, events: UnboundedSender<Event>) -> Self {
         Self {
             seq: None,
+            history: request.prompt.clone(),
             prompt: request.prompt,
+            agent: request.agent,
+            cache_source: None,
             n_past: 0,
             max_tokens: request.max_tokens,
             generated: 0,
@@ -69,10 +78,24 @@ impl Sequence {
         self.prompt.len().saturating_sub(self.n_past)
     }
 
-    pub fn admit(&mut self, seq: SeqId) {
+    /// Starts running on engine sequence `seq`, whose KV already holds `cached` prompt tokens.
+    pub fn admit(&mut self, seq: SeqId, cached: usize, source: Option<CacheSource>) {
         self.seq = Some(seq);
+        self.n_past = cached;
+        self.cached_tokens = cached;
+        self.cache_source = source.filter(|_| cached > 0);
         self.admitted = Some(Instant::now());
         self.sampler.accept_prompt(&self.prompt);
+    }
+
+    /// The pending token was decoded into the KV cache.
+    pub fn fed(&mut self, token: TokenId) {
+        self.history.push(token);
+    }
+
+    /// The tokens whose KV the sequence holds now.
+    pub fn kv_tokens(&self) -> &[TokenId] {
+        &self.history[..self.n_past.min(self.history.len())]
     }
 
     pub fn mark_prefilled(&mut self) {
@@ -150,6 +173,7 @@ impl Sequence {
             prompt_tokens: self.prompt.len(),
             cached_tokens: self.cached_tokens,
             completion_tokens: self.generated,
+            cache_source: self.cache_source,
         };
         let _ = self.events.send(Event::Done { reason, usage, timings });
     }

@@ -1,27 +1,31 @@
 //! The step loop: `State` owns the engine on its thread and turns queued requests into batches.
 //!
-//! Each step: drop abandoned requests, admit waiting ones while sequences and KV cells allow,
-//! build one batch (one decode token per running sequence, then prefill chunks, shortest prompt
-//! first, under the token budget), decode it, sample, stream. A failed or panicking step fails only
-//! the requests in its batch.
+//! Each step: drop abandoned requests, admit waiting ones while sequences and KV cells allow
+//! (placing each on reusable agent KV when there is some), build one batch (one decode token per
+//! running sequence, then prefill chunks, shortest prompt first, under the token budget), decode
+//! it, sample, stream. A failed or panicking step fails only the requests in its batch. Between
+//! requests, dirty agents are persisted through the background writer.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use semantic_engine::{Batch, Engine, EngineError, SeqId, Tokenizer};
+use semantic_engine::{Batch, Engine, EngineError, SeqId, TokenId, Tokenizer};
+use semantic_memory::{AgentKey, Compat, Tier};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::agents::{now_ms, AgentRefKey, Agents, Placement};
 use crate::handle::{DrainReport, Shared};
 use crate::sequence::Sequence;
-use crate::{FinishReason, SchedulerConfig};
+use crate::{AgentCommand, CacheSource, FinishReason, SchedulerConfig};
 
 /// Messages from the async side to the step thread.
 pub(crate) enum Command {
     Submit(Box<Sequence>),
     Drain { deadline: Instant, reply: oneshot::Sender<DrainReport> },
+    Agents(AgentCommand),
 }
 
 struct Drain {
@@ -35,6 +39,7 @@ struct Planned {
     index: usize,
     tokens: usize,
     logits_row: Option<usize>,
+    fed: Option<TokenId>,
 }
 
 /// The step thread's state. Synchronous: tests drive it step by step without a runtime.
@@ -45,9 +50,11 @@ pub(crate) struct State<E: Engine> {
     waiting: VecDeque<Sequence>,
     running: Vec<Sequence>,
     free_seqs: Vec<SeqId>,
+    /// KV cells promised: running requests' prompt + max_tokens, plus idle hot agents' tokens.
     reserved: usize,
     n_ctx: usize,
     batch: Batch,
+    pub(crate) agents: Agents,
     shared: Arc<Shared>,
     drain: Option<Drain>,
 }
@@ -58,6 +65,10 @@ impl<E: Engine> State<E> {
         config.step_token_budget = config.step_token_budget.clamp(1, info.n_batch as usize);
         config.max_running = config.max_running.clamp(1, info.n_seq_max as usize);
         let free_seqs = (0..info.n_seq_max as SeqId).rev().collect();
+        let compat = Compat { fingerprint: engine.facts().fingerprint.0, kv_type: info.kv_type.code() };
+        // Idle hot agents may hold every sequence the running requests do not need.
+        let hot_sequences = (info.n_seq_max as usize).saturating_sub(config.max_running);
+        let agents = Agents::open(&config.memory, compat, info.n_ctx, hot_sequences, Arc::clone(&shared.memory));
         Self {
             tokenizer: engine.tokenizer(),
             engine,
@@ -68,19 +79,29 @@ impl<E: Engine> State<E> {
             reserved: 0,
             n_ctx: info.n_ctx as usize,
             batch: Batch::new(),
+            agents,
             shared,
             drain: None,
         }
     }
 
-    /// Runs until every handle is gone and no work is left.
+    /// Runs until every handle is gone and no work is left; then persists dirty agents.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         loop {
+            self.agents.poll_writes();
             if self.is_idle() {
                 self.reply_drain_if_done();
+                // Persist between requests, checking for new work after each agent.
+                if self.agents.persist_one(&self.engine) {
+                    if let Ok(cmd) = rx.try_recv() {
+                        self.command(cmd);
+                    }
+                    continue;
+                }
+                self.agents.publish();
                 match rx.blocking_recv() {
                     Some(cmd) => self.command(cmd),
-                    None => return,
+                    None => break,
                 }
             }
             while let Ok(cmd) = rx.try_recv() {
@@ -88,6 +109,9 @@ impl<E: Engine> State<E> {
             }
             self.step();
             self.check_drain();
+        }
+        if !self.agents.flush(&self.engine, Duration::from_secs(30)) {
+            tracing::error!("some agents could not be persisted at shutdown");
         }
     }
 
@@ -98,6 +122,7 @@ impl<E: Engine> State<E> {
                 self.drain = Some(Drain { deadline, reply, completed: 0 });
                 self.check_drain();
             }
+            Command::Agents(cmd) => self.agent_command(cmd),
         }
     }
 
@@ -142,18 +167,127 @@ impl<E: Engine> State<E> {
     }
 
     fn admit(&mut self) {
-        while self.running.len() < self.config.max_running {
-            let Some(front) = self.waiting.front() else { break };
-            if self.reserved + front.reservation() > self.n_ctx || self.free_seqs.is_empty() {
-                break; // Wait for KV cells or a sequence to free up; FIFO keeps it fair.
+        // FIFO, except that a request whose agent is busy with another turn lets later ones pass.
+        let mut i = 0;
+        while self.running.len() < self.config.max_running && i < self.waiting.len() {
+            let busy = self.waiting[i].agent.agent.as_ref().is_some_and(|a| {
+                self.agents
+                    .in_use
+                    .contains(&AgentKey { namespace: self.waiting[i].agent.namespace.clone(), agent: a.clone() })
+            });
+            if busy {
+                i += 1;
+                continue;
             }
-            let (Some(mut seq), Some(id)) = (self.waiting.pop_front(), self.free_seqs.pop()) else { break };
-            self.reserved += seq.reservation();
-            seq.admit(id);
-            self.running.push(seq);
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            let Some(mut seq) = self.waiting.remove(i) else { break };
+            match self.place(&seq) {
+                Some(placement) => {
+                    seq.admit(placement.seq, placement.cached, placement.source);
+                    if let Some(source) = placement.source {
+                        self.shared.memory.reused(source, placement.cached);
+                    }
+                    self.running.push(seq);
+                    self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+                }
+                None => {
+                    // Wait for KV cells or a sequence to free up; FIFO keeps it fair.
+                    self.waiting.insert(i, seq);
+                    break;
+                }
+            }
         }
+        self.enforce_budgets();
         self.publish();
+    }
+
+    /// Keeps agent memory within its budgets (hot sequences, warm RAM, disk).
+    fn enforce_budgets(&mut self) {
+        for eviction in self.agents.plan_budgets(0) {
+            match eviction {
+                semantic_memory::Eviction::Demote { key, .. } => {
+                    if let Some((seq, tokens)) = self.agents.demote_hot(&mut self.engine, &key) {
+                        self.free_seqs.push(seq);
+                        self.reserved -= tokens;
+                    }
+                }
+                semantic_memory::Eviction::DeleteFile { key } => {
+                    self.drop_hot(&key);
+                    self.agents.delete(&key);
+                }
+            }
+        }
+    }
+
+    /// Frees idle hot agents (least recently used first) until `seqs` sequences and `cells` KV cells are available.
+    fn make_room(&mut self, seqs: usize, cells: usize) -> bool {
+        loop {
+            if self.free_seqs.len() >= seqs && self.reserved + cells <= self.n_ctx {
+                return true;
+            }
+            let Some(victim) = self.agents.lru_idle_hot() else { return false };
+            match self.agents.demote_hot(&mut self.engine, &victim) {
+                Some((seq, tokens)) => {
+                    self.free_seqs.push(seq);
+                    self.reserved -= tokens;
+                }
+                None => return false,
+            }
+        }
+    }
+
+    /// Puts a request on an engine sequence, reusing agent KV where the token ids match.
+    fn place(&mut self, seq: &Sequence) -> Option<Placement> {
+        let need = seq.reservation();
+        let key = seq.agent.agent.clone().map(|agent| AgentKey { namespace: seq.agent.namespace.clone(), agent });
+        let lookup =
+            self.agents.lookup(&AgentRefKey(seq.agent.namespace.clone(), seq.agent.agent.clone()), &seq.prompt);
+        self.shared.memory.looked_up(lookup.own.as_ref().map(|(_, tier, _)| *tier));
+        // At least one prompt token is always computed, for the logits of the first new token.
+        let max_reuse = seq.prompt.len().saturating_sub(1);
+        if let (Some(key), Some((_, tier, matched))) = (&key, lookup.own.clone()) {
+            let matched = matched.min(max_reuse);
+            if tier == Tier::Hot {
+                let info = self.agents.memory.get(key)?.clone();
+                let id = info.seq?;
+                // The agent's idle cells become this request's reservation.
+                self.reserved -= info.tokens;
+                if !self.make_room(0, need) {
+                    self.reserved += info.tokens;
+                    return None;
+                }
+                self.reserved += need;
+                let _ = self.engine.kv_truncate(id, matched as u32);
+                self.agents.in_use.insert(key.clone());
+                return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::Hot) });
+            }
+            if !self.make_room(1, need) {
+                return None;
+            }
+            let id = self.free_seqs.pop()?;
+            self.reserved += need;
+            self.agents.in_use.insert(key.clone());
+            if self.agents.restore(&mut self.engine, key, tier, id) {
+                let _ = self.engine.kv_truncate(id, matched as u32);
+                let source = if tier == Tier::Warm { CacheSource::Warm } else { CacheSource::Disk };
+                return Some(Placement { seq: id, cached: matched, source: Some(source) });
+            }
+            return Some(Placement { seq: id, cached: 0, source: None });
+        }
+        if !self.make_room(1, need) {
+            return None;
+        }
+        let id = self.free_seqs.pop()?;
+        self.reserved += need;
+        if let Some(key) = &key {
+            self.agents.in_use.insert(key.clone());
+        }
+        if let Some((_, src, matched)) = lookup.shared {
+            let matched = matched.min(max_reuse);
+            if matched > 0 && self.engine.kv_copy_prefix(src, id, matched as u32).is_ok() {
+                return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::SharedPrefix) });
+            }
+        }
+        Some(Placement { seq: id, cached: 0, source: None })
     }
 
     fn plan(&mut self) -> Vec<Planned> {
@@ -162,7 +296,7 @@ impl<E: Engine> State<E> {
         for (index, seq) in self.running.iter().enumerate() {
             if let (Some(token), Some(id)) = (seq.pending, seq.seq) {
                 let row = self.batch.push(id, token, seq.n_past as u32, true);
-                plan.push(Planned { index, tokens: 1, logits_row: Some(row) });
+                plan.push(Planned { index, tokens: 1, logits_row: Some(row), fed: Some(token) });
             }
         }
         let mut budget = self.config.step_token_budget.saturating_sub(self.batch.len());
@@ -181,7 +315,7 @@ impl<E: Engine> State<E> {
             let completes = take == seq.prefill_left();
             let span = &seq.prompt[seq.n_past..seq.n_past + take];
             let row = self.batch.push_span(id, span, seq.n_past as u32, completes);
-            plan.push(Planned { index, tokens: take, logits_row: if completes { row } else { None } });
+            plan.push(Planned { index, tokens: take, logits_row: if completes { row } else { None }, fed: None });
             budget -= take;
         }
         plan
@@ -193,6 +327,9 @@ impl<E: Engine> State<E> {
         for p in plan {
             let seq = &mut self.running[p.index];
             seq.n_past += p.tokens;
+            if let Some(token) = p.fed {
+                seq.fed(token);
+            }
             let Some(row) = p.logits_row else { continue };
             seq.mark_prefilled();
             let token = seq.sample(self.engine.logits(row)?);
@@ -210,7 +347,7 @@ impl<E: Engine> State<E> {
         let mut done = Vec::with_capacity(finished.len());
         for (index, reason) in finished {
             let seq = self.running.swap_remove(index);
-            self.release(&seq);
+            self.release(&seq, &reason);
             if let Some(drain) = &mut self.drain {
                 drain.completed += 1;
             }
@@ -223,20 +360,40 @@ impl<E: Engine> State<E> {
         }
     }
 
-    fn release(&mut self, seq: &Sequence) {
-        if let Some(id) = seq.seq {
-            if let Err(err) = self.engine.kv_truncate(id, 0) {
-                tracing::error!(%err, seq = id, "cannot free a sequence's KV; retiring its id");
+    /// Gives a finished request's sequence to its agent (the KV is exactly `kv_tokens`), or frees it.
+    fn release(&mut self, seq: &Sequence, reason: &FinishReason) {
+        self.reserved -= seq.reservation();
+        let Some(id) = seq.seq else { return };
+        let key = seq.agent.agent.clone().map(|agent| AgentKey { namespace: seq.agent.namespace.clone(), agent });
+        if let Some(key) = key {
+            self.agents.in_use.remove(&key);
+            if !matches!(reason, FinishReason::Error(_)) && seq.n_past > 0 {
+                let tokens = seq.kv_tokens().to_vec();
+                // A previous hot copy of this agent on another sequence is superseded.
+                if let Some(old) = self.agents.memory.get(&key).and_then(|i| i.seq.map(|s| (s, i.tokens))) {
+                    if old.0 != id {
+                        let _ = self.engine.kv_truncate(old.0, 0);
+                        self.free_seqs.push(old.0);
+                        self.reserved -= old.1;
+                    }
+                }
+                self.reserved += tokens.len();
+                self.agents.memory.set_hot(key, id, tokens, now_ms());
                 return;
             }
-            self.free_seqs.push(id);
+            self.agents.forget(&key);
         }
-        self.reserved -= seq.reservation();
+        if let Err(err) = self.engine.kv_truncate(id, 0) {
+            tracing::error!(%err, seq = id, "cannot free a sequence's KV; retiring its id");
+            return;
+        }
+        self.free_seqs.push(id);
     }
 
     fn publish(&self) {
         self.shared.running.store(self.running.len(), Ordering::Relaxed);
         self.shared.kv_reserved.store(self.reserved, Ordering::Relaxed);
+        self.agents.publish();
     }
 
     fn check_drain(&mut self) {
@@ -264,6 +421,88 @@ impl<E: Engine> State<E> {
         }
     }
 
+    /// Frees an agent's hot sequence, if it has one.
+    fn drop_hot(&mut self, key: &AgentKey) {
+        if let Some((seq, tokens)) = self.agents.memory.get(key).and_then(|i| i.seq.map(|s| (s, i.tokens))) {
+            let _ = self.engine.kv_truncate(seq, 0);
+            self.free_seqs.push(seq);
+            self.reserved -= tokens;
+        }
+    }
+
+    fn agent_command(&mut self, cmd: AgentCommand) {
+        use crate::AgentOpError as E;
+        match cmd {
+            AgentCommand::List { namespace, reply } => {
+                let _ = reply.send(self.agents.memory.list(&namespace));
+            }
+            AgentCommand::Get { key, reply } => {
+                let _ = reply.send(self.agents.memory.get(&key).cloned());
+            }
+            AgentCommand::Delete { key, reply } => {
+                let result = if self.agents.in_use.contains(&key) {
+                    Err(E::Busy)
+                } else if self.agents.memory.get(&key).is_none() {
+                    Err(E::NotFound)
+                } else {
+                    self.drop_hot(&key);
+                    self.agents.delete(&key);
+                    Ok(())
+                };
+                let _ = reply.send(result);
+            }
+            AgentCommand::Evict { key, reply } => {
+                let result = self.evict_to_disk(&key);
+                let _ = reply.send(result);
+            }
+            AgentCommand::Pin { key, pinned, reply } => {
+                let result = if self.agents.memory.pin(&key, pinned) {
+                    self.agents.memory.get(&key).cloned().ok_or(E::NotFound)
+                } else {
+                    Err(E::NotFound)
+                };
+                let _ = reply.send(result);
+            }
+            AgentCommand::Flush { reply } => {
+                self.agents.flush(&self.engine, Duration::from_secs(30));
+                let _ = reply.send(crate::FlushReport { still_dirty: self.agents.memory.dirty().len() });
+            }
+            AgentCommand::Clear { namespace, reply } => {
+                let keys: Vec<AgentKey> = self
+                    .agents
+                    .memory
+                    .keys()
+                    .into_iter()
+                    .filter(|k| {
+                        namespace.as_ref().is_none_or(|ns| &k.namespace == ns) && !self.agents.in_use.contains(k)
+                    })
+                    .collect();
+                for key in &keys {
+                    self.drop_hot(key);
+                    self.agents.delete(key);
+                }
+                let _ = reply.send(keys.len());
+            }
+        }
+        self.publish();
+    }
+
+    fn evict_to_disk(&mut self, key: &AgentKey) -> Result<semantic_memory::AgentInfo, crate::AgentOpError> {
+        use crate::AgentOpError as E;
+        if self.agents.in_use.contains(key) {
+            return Err(E::Busy);
+        }
+        let info = self.agents.memory.get(key).cloned().ok_or(E::NotFound)?;
+        if info.tier == Tier::Hot {
+            if let Some((seq, tokens)) = self.agents.demote_hot(&mut self.engine, key) {
+                self.free_seqs.push(seq);
+                self.reserved -= tokens;
+            }
+        }
+        self.agents.demote_to_disk(key).map_err(|reason| E::Persist { reason })?;
+        self.agents.memory.get(key).cloned().ok_or(E::NotFound)
+    }
+
     /// The engine, for tests.
     #[cfg(test)]
     pub fn engine(&self) -> &E {
@@ -279,13 +518,20 @@ mod tests {
     use tokio::sync::mpsc::UnboundedReceiver;
 
     fn state(n_ctx: u32, budget: usize, max_running: usize) -> State<FakeEngine> {
-        let config = SchedulerConfig { max_running, step_token_budget: budget, queue_capacity: 64 };
+        let config =
+            SchedulerConfig { max_running, step_token_budget: budget, queue_capacity: 64, ..Default::default() };
         State::new(FakeEngine::new(n_ctx, 512, 8), config, Arc::default())
     }
 
     fn submit(state: &mut State<FakeEngine>, prompt_len: usize, max_tokens: usize) -> UnboundedReceiver<Event> {
         let prompt: Vec<TokenId> = (0..prompt_len).map(|i| 97 + (i % 26) as TokenId).collect();
-        let request = GenerateRequest { prompt, max_tokens, sampling: SamplingParams::greedy(), stop: vec![] };
+        let request = GenerateRequest {
+            prompt,
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            stop: vec![],
+            agent: Default::default(),
+        };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         state.shared.queued.fetch_add(1, Ordering::Relaxed);
         state.command(Command::Submit(Box::new(Sequence::new(request, tx))));
@@ -298,15 +544,65 @@ mod tests {
     }
 
     fn drain_events(rx: &mut UnboundedReceiver<Event>) -> (String, Option<FinishReason>) {
+        let (text, reason, _) = drain_all(rx);
+        (text, reason)
+    }
+
+    fn drain_all(rx: &mut UnboundedReceiver<Event>) -> (String, Option<FinishReason>, Option<crate::Usage>) {
         let mut text = String::new();
         let mut reason = None;
+        let mut usage = None;
         while let Ok(event) = rx.try_recv() {
             match event {
                 Event::Delta { text: t, .. } => text.push_str(&t),
-                Event::Done { reason: r, .. } => reason = Some(r),
+                Event::Done { reason: r, usage: u, .. } => {
+                    reason = Some(r);
+                    usage = Some(u);
+                }
             }
         }
-        (text, reason)
+        (text, reason, usage)
+    }
+
+    fn ask(
+        state: &mut State<FakeEngine>,
+        namespace: &str,
+        agent: Option<&str>,
+        prompt: &[TokenId],
+        max_tokens: usize,
+    ) -> (String, crate::Usage) {
+        let agent = crate::AgentRef {
+            namespace: crate::Namespace::parse(namespace).unwrap(),
+            agent: agent.map(|a| crate::AgentId::parse(a).unwrap()),
+        };
+        let request = GenerateRequest {
+            prompt: prompt.to_vec(),
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            stop: vec![],
+            agent,
+        };
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        state.shared.queued.fetch_add(1, Ordering::Relaxed);
+        state.command(Command::Submit(Box::new(Sequence::new(request, tx))));
+        run_to_idle(state);
+        let (text, reason, usage) = drain_all(&mut rx);
+        assert!(matches!(reason, Some(FinishReason::Length | FinishReason::Stop)), "{reason:?}");
+        (text, usage.unwrap())
+    }
+
+    fn bytes(text: &str) -> Vec<TokenId> {
+        text.bytes().map(TokenId::from).collect()
+    }
+
+    fn memory_state(n_seq_max: u32, max_running: usize, dir: Option<std::path::PathBuf>) -> State<FakeEngine> {
+        let config = SchedulerConfig {
+            max_running,
+            step_token_budget: 64,
+            queue_capacity: 64,
+            memory: crate::MemoryConfig { dir, warm_bytes: 1 << 20, disk_bytes: 1 << 30 },
+        };
+        State::new(FakeEngine::new(4096, 512, n_seq_max), config, Arc::default())
     }
 
     fn run_to_idle(state: &mut State<FakeEngine>) {
@@ -431,12 +727,112 @@ mod tests {
         let stop = full[8..11].to_string();
         let cut = full.find(&stop).unwrap();
         let prompt: Vec<TokenId> = (0..10).map(|i| 97 + i).collect();
-        let request = GenerateRequest { prompt, max_tokens: 30, sampling: SamplingParams::greedy(), stop: vec![stop] };
+        let request = GenerateRequest {
+            prompt,
+            max_tokens: 30,
+            sampling: SamplingParams::greedy(),
+            stop: vec![stop],
+            agent: Default::default(),
+        };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         s.command(Command::Submit(Box::new(Sequence::new(request, tx))));
         run_to_idle(&mut s);
         let (text, reason) = drain_events(&mut rx);
         assert_eq!(text, full[..cut]);
         assert_eq!(reason, Some(FinishReason::StopString(0)));
+    }
+
+    #[test]
+    fn named_agent_reuses_prompt_and_reply_on_its_next_turn() {
+        let mut s = memory_state(8, 2, None);
+        let turn1 = bytes("system: be brief. user: hello");
+        let (reply, usage) = ask(&mut s, "default", Some("alice"), &turn1, 6);
+        assert_eq!((usage.cached_tokens, usage.cache_source), (0, None));
+        // Turn 2 = turn 1 + the reply + new text; everything but the last reply token (never decoded) is reused.
+        let mut turn2 = turn1.clone();
+        turn2.extend(bytes(&reply));
+        turn2.extend(bytes(" user: more"));
+        let (warm_reply, usage) = ask(&mut s, "default", Some("alice"), &turn2, 6);
+        assert_eq!(usage.cached_tokens, turn1.len() + 5);
+        assert_eq!(usage.cache_source, Some(crate::CacheSource::Hot));
+        // Reuse never changes the answer: a fresh server gives the same reply cold.
+        let mut cold = memory_state(8, 2, None);
+        assert_eq!(ask(&mut cold, "default", None, &turn2, 6).0, warm_reply);
+        // An identical re-send computes exactly one token.
+        let (_, usage) = ask(&mut s, "default", Some("alice"), &turn2, 3);
+        assert_eq!(usage.cached_tokens, turn2.len() - 1);
+    }
+
+    #[test]
+    fn anonymous_requests_share_prefixes_but_never_store_and_namespaces_never_leak() {
+        let mut s = memory_state(8, 2, None);
+        let system = bytes("a long shared system prompt, then: ");
+        let mut p1 = system.clone();
+        p1.extend(bytes("question one"));
+        ask(&mut s, "team", Some("bob"), &p1, 4);
+        let mut p2 = system.clone();
+        p2.extend(bytes("question two"));
+        let (_, usage) = ask(&mut s, "team", None, &p2, 4);
+        assert_eq!(usage.cache_source, Some(crate::CacheSource::SharedPrefix));
+        assert_eq!(usage.cached_tokens, system.len() + "question ".len());
+        assert_eq!(s.agents.memory.list(&crate::Namespace::parse("team").unwrap()).len(), 1);
+        // Same agent id, other namespace: nothing is reused.
+        let (_, usage) = ask(&mut s, "other", Some("bob"), &p1, 4);
+        assert_eq!((usage.cached_tokens, usage.cache_source), (0, None));
+        assert_eq!(s.agents.memory.list(&crate::Namespace::parse("other").unwrap()).len(), 1);
+    }
+
+    #[test]
+    fn agents_evicted_to_ram_come_back_with_the_same_answers() {
+        // 3 sequences, 1 running: at most 2 idle hot agents, so the third pushes the first to warm.
+        let mut s = memory_state(3, 1, None);
+        let prompts: Vec<Vec<TokenId>> = (0..4).map(|i| bytes(&format!("agent {i} says hello there"))).collect();
+        let mut replies = Vec::new();
+        for (i, p) in prompts.iter().enumerate() {
+            replies.push(ask(&mut s, "default", Some(&format!("a{i}")), p, 5).0);
+        }
+        let key = |i: usize| AgentKey {
+            namespace: crate::Namespace::default_ns(),
+            agent: crate::AgentId::parse(&format!("a{i}")).unwrap(),
+        };
+        assert_eq!(s.agents.memory.get(&key(0)).unwrap().tier, Tier::Warm);
+        let mut next = prompts[0].clone();
+        next.extend(bytes(&replies[0]));
+        next.extend(bytes(" and again"));
+        let (warm_answer, usage) = ask(&mut s, "default", Some("a0"), &next, 5);
+        assert_eq!(usage.cache_source, Some(crate::CacheSource::Warm));
+        assert_eq!(usage.cached_tokens, prompts[0].len() + 4);
+        let mut cold = memory_state(3, 1, None);
+        assert_eq!(ask(&mut cold, "default", None, &next, 5).0, warm_answer);
+    }
+
+    #[test]
+    fn agents_survive_a_restart_through_disk() {
+        let dir = std::env::temp_dir().join(format!(
+            "semantic-step-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let turn1 = bytes("remember the number forty two");
+        let reply = {
+            let mut s = memory_state(4, 1, Some(dir.clone()));
+            let (reply, _) = ask(&mut s, "default", Some("carol"), &turn1, 5);
+            assert!(s.agents.flush(&s.engine, Duration::from_secs(10)));
+            reply
+        };
+        let mut s = memory_state(4, 1, Some(dir.clone()));
+        let key =
+            AgentKey { namespace: crate::Namespace::default_ns(), agent: crate::AgentId::parse("carol").unwrap() };
+        assert_eq!(s.agents.memory.get(&key).unwrap().tier, Tier::Cold);
+        let mut turn2 = turn1.clone();
+        turn2.extend(bytes(&reply));
+        turn2.extend(bytes("?"));
+        let (answer, usage) = ask(&mut s, "default", Some("carol"), &turn2, 5);
+        assert_eq!(usage.cache_source, Some(crate::CacheSource::Disk));
+        assert_eq!(usage.cached_tokens, turn1.len() + 4);
+        let mut cold = memory_state(4, 1, None);
+        assert_eq!(ask(&mut cold, "default", None, &turn2, 5).0, answer);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -20,7 +20,7 @@ fn engine_config() -> EngineConfig {
 }
 
 fn scheduler(max_running: usize) -> Scheduler {
-    let config = SchedulerConfig { max_running, step_token_budget: 512, queue_capacity: 16 };
+    let config = SchedulerConfig { max_running, step_token_budget: 512, queue_capacity: 16, ..Default::default() };
     Scheduler::spawn(|| LlamaEngine::load(&engine_config()), config).expect("model installed by scripts/setup")
 }
 
@@ -33,7 +33,7 @@ const PROMPTS: [&str; 4] = [
 
 fn request(s: &Scheduler, prompt: &str, max_tokens: usize) -> GenerateRequest {
     let prompt = s.tokenizer().tokenize(prompt, TokenizeOptions::PROMPT).unwrap();
-    GenerateRequest { prompt, max_tokens, sampling: SamplingParams::greedy(), stop: vec![] }
+    GenerateRequest { prompt, max_tokens, sampling: SamplingParams::greedy(), stop: vec![], agent: Default::default() }
 }
 
 /// Collects (text from deltas, token ids, finish reason).

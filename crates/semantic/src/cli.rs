@@ -26,11 +26,14 @@ enum Command {
     Serve(CommonArgs),
     /// Print the resolved configuration (secrets masked).
     Config(CommonArgs),
+    /// Perplexity and KV bytes per token for each KV type (chooses the default KV type).
+    Perplexity(crate::perplexity::PerplexityArgs),
 }
 
 /// Flags every subcommand shares. Flags beat `SEMANTIC_*` env vars, which beat the TOML file.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
+    // Every field is optional so that unset flags fall through to env, file and defaults.
     /// TOML config file (lowest layer above defaults).
     #[arg(long, env = "SEMANTIC_CONFIG")]
     config: Option<PathBuf>,
@@ -73,6 +76,12 @@ pub struct CommonArgs {
     /// Completion length when a request names none [default: 512].
     #[arg(long, env = "SEMANTIC_DEFAULT_MAX_TOKENS")]
     default_max_tokens: Option<usize>,
+    /// RAM budget for warm agents (exported KV states), MiB [default: 1024].
+    #[arg(long, env = "SEMANTIC_MEMORY_WARM_MB")]
+    memory_warm_mb: Option<u64>,
+    /// Disk budget for cold agent files, GiB [default: 20].
+    #[arg(long, env = "SEMANTIC_MEMORY_DISK_GB")]
+    memory_disk_gb: Option<f64>,
 }
 
 impl CommonArgs {
@@ -92,6 +101,8 @@ impl CommonArgs {
             step_tokens: self.step_tokens,
             queue_capacity: self.queue_capacity,
             default_max_tokens: self.default_max_tokens,
+            memory_warm_mb: self.memory_warm_mb,
+            memory_disk_gb: self.memory_disk_gb,
         };
         let file = match &self.config {
             Some(path) => RawConfig::from_toml_file(path)?,
@@ -132,6 +143,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => crate::generate::run(args),
         Command::Info(args) => info(&args.resolve()?),
         Command::Serve(args) => crate::serve::run(args.resolve()?),
+        Command::Perplexity(args) => crate::perplexity::run(args),
         Command::Config(args) => {
             print!("{}", args.resolve()?.to_toml());
             Ok(())

@@ -54,7 +54,12 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let config = args.common.resolve()?;
-    let scheduler_config = SchedulerConfig { max_running: 1, step_token_budget: config.step_tokens, queue_capacity: 1 };
+    let scheduler_config = SchedulerConfig {
+        max_running: 1,
+        step_token_budget: config.step_tokens,
+        queue_capacity: 1,
+        ..Default::default()
+    };
     let scheduler = start_scheduler(&config, scheduler_config)?;
     let facts = scheduler.facts().clone();
     let tokenizer = scheduler.tokenizer().clone();
@@ -89,8 +94,13 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         }
     }
     sampling.validate()?;
-    let mut events =
-        scheduler.submit(GenerateRequest { prompt, max_tokens: args.max_tokens, sampling, stop: Vec::new() })?;
+    let mut events = scheduler.submit(GenerateRequest {
+        prompt,
+        max_tokens: args.max_tokens,
+        sampling,
+        stop: Vec::new(),
+        agent: Default::default(),
+    })?;
     let mut stdout = std::io::stdout().lock();
     while let Some(event) = events.blocking_recv() {
         match event {

@@ -3,6 +3,7 @@
 
 mod cli;
 mod generate;
+mod perplexity;
 mod serve;
 
 use std::io::IsTerminal;

@@ -7,7 +7,7 @@ use semantic_api::{AppState, ServeOptions};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
 use semantic_engine::ModelFacts;
-use semantic_scheduler::SchedulerConfig;
+use semantic_scheduler::{MemoryConfig, SchedulerConfig};
 
 /// Used when a GGUF carries no chat template.
 const FALLBACK_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -27,6 +27,11 @@ pub fn run(config: Config) -> Result<()> {
         max_running: config.max_running,
         step_token_budget: config.step_tokens,
         queue_capacity: config.queue_capacity,
+        memory: MemoryConfig {
+            dir: Some(config.cache_dir.clone()),
+            warm_bytes: config.memory_warm_bytes,
+            disk_bytes: config.memory_disk_bytes,
+        },
     };
     let scheduler = crate::cli::start_scheduler(&config, scheduler_config)?;
     let facts = scheduler.facts().clone();
@@ -49,6 +54,8 @@ pub fn run(config: Config) -> Result<()> {
                 tracing::info!("shutdown requested: draining");
                 let report = drain_scheduler.drain(Duration::from_secs(30)).await;
                 tracing::info!(completed = report.completed, cut = report.cut, "drained");
+                let flushed = drain_scheduler.flush_agents().await;
+                tracing::info!(still_dirty = flushed.still_dirty, "agent memory flushed");
             })
             .await?;
         anyhow::Ok(())

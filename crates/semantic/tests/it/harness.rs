@@ -17,6 +17,8 @@ pub fn model_path() -> PathBuf {
 pub struct Server {
     child: Child,
     pub addr: SocketAddr,
+    /// Owns the server's cache directory for its lifetime (removed on drop).
+    #[allow(dead_code)]
     pub cache_dir: tempdir::TempDir,
 }
 

@@ -1,0 +1,394 @@
+//! `DiskStore`: where snapshot files live (`<root>/agents/<namespace>/<agent>.skv`), crash-safe
+//! writes, verified reads, removal, start-up scans and quarantine. Owns paths and file-system
+//! operations; does not decide what to write or when (the caller and `memory.rs` do) and never
+//! deletes a rejected file on its own.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::format::{encode_head, read_header, read_snapshot, Compat, SnapshotHeader};
+use crate::{AgentId, AgentKey, MemoryError, Namespace};
+
+/// File extension of snapshot files.
+pub const SNAPSHOT_EXT: &str = "skv";
+/// Suffix of in-progress writes; leftovers are removed by [`DiskStore::open`].
+const TMP_SUFFIX: &str = ".tmp";
+/// Suffix [`DiskStore::quarantine`] appends.
+const REJECTED_SUFFIX: &str = ".rejected";
+
+/// The result of [`DiskStore::scan`]: every valid snapshot header with its file size, and every
+/// rejected file with the reason. Rejected files are left where they are.
+#[derive(Debug, Default)]
+pub struct ScanReport {
+    /// Valid snapshots, sorted by key, with their file sizes in bytes.
+    pub entries: Vec<(SnapshotHeader, u64)>,
+    /// Files that cannot be served, with why.
+    pub rejected: Vec<(PathBuf, MemoryError)>,
+}
+
+impl ScanReport {
+    /// Moves entries that do not match `expect` (another model or KV type) to `rejected` as
+    /// [`MemoryError::Foreign`], so the index only holds snapshots the loaded model can use.
+    pub fn reject_foreign(&mut self, store: &DiskStore, expect: &Compat) {
+        let entries = std::mem::take(&mut self.entries);
+        for (header, bytes) in entries {
+            match expect.mismatch(&header) {
+                None => self.entries.push((header, bytes)),
+                Some(reason) => {
+                    let path = store.path_for(&header.key());
+                    self.rejected.push((path.clone(), MemoryError::Foreign { path, reason }));
+                }
+            }
+        }
+    }
+
+    /// Total size of the valid files.
+    pub fn total_bytes(&self) -> u64 {
+        self.entries.iter().map(|(_, b)| b).sum()
+    }
+}
+
+/// Snapshot files under one root directory.
+#[derive(Debug)]
+pub struct DiskStore {
+    root: PathBuf,
+    agents: PathBuf,
+    swept: usize,
+}
+
+impl DiskStore {
+    /// Creates `<root>/agents/`, removes leftover temporary files (`*.tmp`, from writes cut short
+    /// by a crash) in it and its namespace directories, and returns the store.
+    pub fn open(root: &Path) -> Result<Self, MemoryError> {
+        let agents = root.join("agents");
+        fs::create_dir_all(&agents).map_err(|e| MemoryError::io(&agents, e))?;
+        let mut swept = sweep_tmp(&agents)?;
+        for entry in fs::read_dir(&agents).map_err(|e| MemoryError::io(&agents, e))? {
+            let entry = entry.map_err(|e| MemoryError::io(&agents, e))?;
+            if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                swept += sweep_tmp(&entry.path())?;
+            }
+        }
+        if swept > 0 {
+            tracing::info!(swept, dir = %agents.display(), "removed leftover temporary snapshot files");
+        }
+        Ok(DiskStore { root: root.to_owned(), agents, swept })
+    }
+
+    /// The root directory given to [`DiskStore::open`].
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// How many leftover temporary files [`DiskStore::open`] removed.
+    pub fn swept(&self) -> usize {
+        self.swept
+    }
+
+    /// `<root>/agents/<namespace>/<agent>.skv`. Safe as a path: names cannot contain separators
+    /// or be `.`/`..` (see [`AgentId`]).
+    pub fn path_for(&self, key: &AgentKey) -> PathBuf {
+        self.agents.join(key.namespace.as_str()).join(format!("{}.{SNAPSHOT_EXT}", key.agent.as_str()))
+    }
+
+    /// Crash-safe write of the agent named in `header`: writes `<final>.<random>.tmp`, fsyncs it,
+    /// renames it over the final path and fsyncs the directory, so a crash leaves either the old or
+    /// the new complete file. `payload_len`/`header_crc` are computed. Returns the bytes written.
+    pub fn write(&self, header: &SnapshotHeader, payload: &[u8]) -> Result<u64, MemoryError> {
+        let head = encode_head(header, payload.len() as u64)?;
+        let key = header.key();
+        let path = self.path_for(&key);
+        let dir = self.agents.join(key.namespace.as_str());
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).map_err(|e| MemoryError::io(&dir, e))?;
+            sync_dir(&self.agents)?;
+        }
+        let tmp = dir.join(format!("{}.{SNAPSHOT_EXT}.{:016x}{TMP_SUFFIX}", key.agent.as_str(), rand::random::<u64>()));
+        let written = write_file(&tmp, &head, payload).map_err(|e| MemoryError::io(&tmp, e));
+        let written = written.and_then(|n| fs::rename(&tmp, &path).map(|()| n).map_err(|e| MemoryError::io(&path, e)));
+        match written {
+            Ok(n) => {
+                sync_dir(&dir)?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Reads and fully verifies an agent's snapshot (checksums, compatibility, and that the header
+    /// names this agent). A missing file is an `Io` error with [`MemoryError::is_not_found`].
+    pub fn read(&self, key: &AgentKey, expect: &Compat) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
+        let path = self.path_for(key);
+        let (header, payload) = read_snapshot(&path, expect)?;
+        if header.namespace != key.namespace || header.agent != key.agent {
+            return Err(MemoryError::corrupt(path, "header names another agent"));
+        }
+        Ok((header, payload))
+    }
+
+    /// Deletes an agent's snapshot; a missing file is fine.
+    pub fn remove(&self, key: &AgentKey) -> Result<(), MemoryError> {
+        let path = self.path_for(key);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.agents.join(key.namespace.as_str())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(MemoryError::io(path, e)),
+        }
+    }
+
+    /// Reads every snapshot header (never a payload) under `<root>/agents/`. Valid files become
+    /// entries; damaged ones, files with invalid names and headers naming another agent are
+    /// reported in `rejected`. Entries at the top level that are not valid namespace directories
+    /// are ignored with a warning. Compatibility is not judged here: see
+    /// [`ScanReport::reject_foreign`].
+    pub fn scan(&self) -> ScanReport {
+        let mut report = ScanReport::default();
+        let dirs = match fs::read_dir(&self.agents) {
+            Ok(d) => d,
+            Err(e) => {
+                report.rejected.push((self.agents.clone(), MemoryError::io(&self.agents, e)));
+                return report;
+            }
+        };
+        for entry in dirs {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    report.rejected.push((self.agents.clone(), MemoryError::io(&self.agents, e)));
+                    continue;
+                }
+            };
+            let path = entry.path();
+            let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            let ns = entry.file_name().to_str().and_then(|n| Namespace::parse(n).ok());
+            match (is_dir, ns) {
+                (true, Some(ns)) => self.scan_namespace(&path, &ns, &mut report),
+                _ => tracing::warn!(path = %path.display(), "ignoring unexpected entry in the snapshot directory"),
+            }
+        }
+        report.entries.sort_by(|a, b| (&a.0.namespace, &a.0.agent).cmp(&(&b.0.namespace, &b.0.agent)));
+        report
+    }
+
+    fn scan_namespace(&self, dir: &Path, ns: &Namespace, report: &mut ScanReport) {
+        let files = match fs::read_dir(dir) {
+            Ok(f) => f,
+            Err(e) => {
+                report.rejected.push((dir.to_owned(), MemoryError::io(dir, e)));
+                return;
+            }
+        };
+        for entry in files {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    report.rejected.push((dir.to_owned(), MemoryError::io(dir, e)));
+                    continue;
+                }
+            };
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some(SNAPSHOT_EXT) {
+                continue; // temp files, quarantined files, anything not ours
+            }
+            let agent = path.file_stem().and_then(|s| s.to_str()).and_then(|s| AgentId::parse(s).ok());
+            let Some(agent) = agent else {
+                report.rejected.push((path.clone(), MemoryError::corrupt(&path, "invalid file name")));
+                continue;
+            };
+            match read_header(&path) {
+                Ok((h, _)) if h.namespace != *ns || h.agent != agent => {
+                    report.rejected.push((path.clone(), MemoryError::corrupt(&path, "header names another agent")));
+                }
+                Ok((h, bytes)) => report.entries.push((h, bytes)),
+                Err(e) => report.rejected.push((path, e)),
+            }
+        }
+    }
+
+    /// Renames a rejected file to `<path>.rejected` so it is neither served nor scanned again, and
+    /// returns the new path. For operators to inspect; nothing deletes these automatically.
+    pub fn quarantine(&self, path: &Path) -> Result<PathBuf, MemoryError> {
+        let mut name = path.as_os_str().to_owned();
+        name.push(REJECTED_SUFFIX);
+        let target = PathBuf::from(name);
+        fs::rename(path, &target).map_err(|e| MemoryError::io(path, e))?;
+        Ok(target)
+    }
+}
+
+/// Writes head, payload and trailing CRC to a new file and fsyncs it. Returns the bytes written.
+fn write_file(path: &Path, head: &[u8], payload: &[u8]) -> io::Result<u64> {
+    let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(head);
+    hasher.update(payload);
+    file.write_all(head)?;
+    file.write_all(payload)?;
+    file.write_all(&hasher.finalize().to_le_bytes())?;
+    file.sync_all()?;
+    Ok((head.len() + payload.len() + 4) as u64)
+}
+
+/// Fsyncs a directory so a rename or unlink in it is durable.
+fn sync_dir(dir: &Path) -> Result<(), MemoryError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| MemoryError::io(dir, e))
+}
+
+/// Removes `*.tmp` files directly in `dir`; returns how many.
+fn sweep_tmp(dir: &Path) -> Result<usize, MemoryError> {
+    let mut n = 0;
+    for entry in fs::read_dir(dir).map_err(|e| MemoryError::io(dir, e))? {
+        let entry = entry.map_err(|e| MemoryError::io(dir, e))?;
+        let is_file = entry.file_type().map(|t| t.is_file()).unwrap_or(false);
+        if is_file && entry.file_name().to_str().is_some_and(|n| n.ends_with(TMP_SUFFIX)) {
+            let path = entry.path();
+            fs::remove_file(&path).map_err(|e| MemoryError::io(&path, e))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::encode;
+    use crate::format::tests::{header, COMPAT};
+    use crate::testutil::TestDir;
+    use std::time::Instant;
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> =
+            fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn write_read_remove() {
+        let dir = TestDir::new("disk-rw");
+        let store = DiskStore::open(dir.path()).unwrap();
+        let h = header("ns1", "agent.1", vec![5, 6, 7]);
+        let n = store.write(&h, b"payload").unwrap();
+        let path = store.path_for(&h.key());
+        assert_eq!(path, dir.path().join("agents/ns1/agent.1.skv"));
+        assert_eq!(fs::metadata(&path).unwrap().len(), n);
+        let (got, payload) = store.read(&h.key(), &COMPAT).unwrap();
+        assert_eq!((got.tokens.as_slice(), payload.as_slice()), (&[5, 6, 7][..], &b"payload"[..]));
+        assert_eq!(files_in(&dir.path().join("agents/ns1")), vec!["agent.1.skv"], "no temp file left");
+        store.remove(&h.key()).unwrap();
+        assert!(store.read(&h.key(), &COMPAT).unwrap_err().is_not_found());
+        store.remove(&h.key()).unwrap();
+    }
+
+    #[test]
+    fn a_file_under_another_agents_name_is_rejected() {
+        let dir = TestDir::new("disk-swap");
+        let store = DiskStore::open(dir.path()).unwrap();
+        let a = header("ns", "a", vec![1]);
+        let b = header("ns", "b", vec![2]);
+        store.write(&a, b"x").unwrap();
+        fs::copy(store.path_for(&a.key()), store.path_for(&b.key())).unwrap();
+        let err = store.read(&b.key(), &COMPAT).unwrap_err();
+        assert!(matches!(err, MemoryError::Corrupt { reason: "header names another agent", .. }));
+        let report = store.scan();
+        assert_eq!(report.entries.len(), 1);
+        assert_eq!(report.rejected.len(), 1);
+    }
+
+    #[test]
+    fn open_sweeps_temp_files_only() {
+        let dir = TestDir::new("disk-sweep");
+        let store = DiskStore::open(dir.path()).unwrap();
+        let h = header("ns", "a", vec![1]);
+        store.write(&h, b"x").unwrap();
+        let ns_dir = dir.path().join("agents/ns");
+        fs::write(ns_dir.join("a.skv.0123.tmp"), b"partial").unwrap();
+        fs::write(ns_dir.join("old.skv.rejected"), b"kept").unwrap();
+        fs::write(dir.path().join("agents/stray.tmp"), b"partial").unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert_eq!(store.swept(), 2);
+        assert_eq!(files_in(&ns_dir), vec!["a.skv", "old.skv.rejected"]);
+        assert_eq!(files_in(&dir.path().join("agents")), vec!["ns"]);
+    }
+
+    #[test]
+    fn a_crash_mid_overwrite_leaves_the_old_file() {
+        let dir = TestDir::new("disk-crash");
+        let store = DiskStore::open(dir.path()).unwrap();
+        let old = header("ns", "a", vec![1, 2]);
+        store.write(&old, b"old state").unwrap();
+        // Simulate a crash after writing half of the replacement's temp file, before the rename.
+        let new = header("ns", "a", vec![1, 2, 3, 4]);
+        let bytes = encode(&new, b"new state, longer").unwrap();
+        let tmp = dir.path().join("agents/ns/a.skv.00000000deadbeef.tmp");
+        fs::write(&tmp, &bytes[..bytes.len() / 2]).unwrap();
+        let store = DiskStore::open(dir.path()).unwrap();
+        assert!(!tmp.exists());
+        let (h, payload) = store.read(&old.key(), &COMPAT).unwrap();
+        assert_eq!((h.tokens, payload), (vec![1, 2], b"old state".to_vec()));
+        // A completed overwrite gives the whole new file.
+        store.write(&new, b"new state, longer").unwrap();
+        let (h, payload) = store.read(&old.key(), &COMPAT).unwrap();
+        assert_eq!((h.tokens, payload), (vec![1, 2, 3, 4], b"new state, longer".to_vec()));
+        assert_eq!(files_in(&dir.path().join("agents/ns")), vec!["a.skv"]);
+    }
+
+    #[test]
+    fn scan_reports_valid_and_rejected_and_quarantine_hides_them() {
+        let dir = TestDir::new("disk-scan");
+        let store = DiskStore::open(dir.path()).unwrap();
+        store.write(&header("ns", "good", vec![1]), b"x").unwrap();
+        let mut other_model = header("ns", "foreign", vec![1]);
+        other_model.fingerprint = [1; 32];
+        store.write(&other_model, b"x").unwrap();
+        let ns_dir = dir.path().join("agents/ns");
+        fs::write(ns_dir.join("broken.skv"), b"SEMKV\r\n\x1a garbage").unwrap();
+        fs::write(ns_dir.join("bad name!.skv"), b"whatever").unwrap();
+        fs::write(ns_dir.join("notes.txt"), b"ignored").unwrap();
+        fs::create_dir_all(dir.path().join("agents/bad ns")).unwrap();
+
+        let mut report = store.scan();
+        assert_eq!(report.entries.len(), 2);
+        assert_eq!(report.rejected.len(), 2);
+        report.reject_foreign(&store, &COMPAT);
+        assert_eq!(report.entries.len(), 1);
+        assert_eq!(report.entries[0].0.agent.as_str(), "good");
+        assert_eq!(report.total_bytes(), report.entries[0].1);
+        let mut reasons: Vec<_> = report.rejected.iter().map(|(_, e)| e.reject_reason().unwrap_or("?")).collect();
+        reasons.sort();
+        assert_eq!(reasons, vec!["corrupt", "corrupt", "foreign"]);
+
+        for (path, _) in &report.rejected {
+            let q = store.quarantine(path).unwrap();
+            assert!(q.to_string_lossy().ends_with(".skv.rejected"));
+        }
+        let again = store.scan();
+        assert_eq!((again.entries.len(), again.rejected.len()), (1, 0));
+    }
+
+    #[test]
+    fn scan_of_a_thousand_files_is_fast() {
+        let dir = TestDir::new("disk-scan-1000");
+        let store = DiskStore::open(dir.path()).unwrap();
+        let payload = vec![0xabu8; 4096];
+        for i in 0..4 {
+            fs::create_dir_all(dir.path().join(format!("agents/ns{i}"))).unwrap();
+        }
+        for i in 0..1000 {
+            let h = header(&format!("ns{}", i % 4), &format!("agent-{i}"), (0..200).collect());
+            // Plain writes (no fsync) so the test measures the scan, not the disk's sync latency.
+            fs::write(store.path_for(&h.key()), encode(&h, &payload).unwrap()).unwrap();
+        }
+        let t = Instant::now();
+        let report = store.scan();
+        let took = t.elapsed();
+        eprintln!("scan of 1,000 snapshot files (200 tokens, 4 KiB payload each): {took:?}");
+        assert_eq!((report.entries.len(), report.rejected.len()), (1000, 0));
+        assert!(report.entries.windows(2).all(|w| w[0].0.key() < w[1].0.key()));
+    }
+}

@@ -1,0 +1,519 @@
+//! The snapshot file format (version 1): encoding, header-only reads and verified full reads.
+//! Owns the byte layout, its limits and the compatibility check; does not know where files live
+//! (`disk.rs`) or what the payload means (the engine's opaque sequence state).
+//!
+//! Frame, the same for every version (only the header's inner encoding may change):
+//!
+//! ```text
+//! MAGIC (8) | version u16 | header_len u32 | header (header_len bytes) | payload | crc32 u32
+//! ```
+//!
+//! All integers are little-endian. The header's last 4 bytes are `header_crc`, a CRC-32 over
+//! everything before it (magic, version, header_len and the header fields), so a header-only read
+//! verifies the version field too. The trailing CRC-32 covers everything before it.
+//!
+//! Header fields of version 1, in order: namespace (u8 length + bytes), agent (u8 length + bytes),
+//! fingerprint (32), kv_type u8, n_ctx u32, created_ms u64, updated_ms u64, pinned u8 (0 or 1),
+//! payload_len u64, token count u32 + tokens (i32 each), header_crc u32.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::{AgentId, AgentKey, MemoryError, Namespace};
+
+/// First 8 bytes of every snapshot file.
+pub const MAGIC: [u8; 8] = *b"SEMKV\r\n\x1a";
+/// The format version this build writes and reads.
+pub const VERSION: u16 = 1;
+/// Most tokens a snapshot may describe (16 Mi, far beyond any context length).
+pub const MAX_TOKENS: usize = 1 << 24;
+
+/// magic + version + header_len.
+const PREFIX_LEN: usize = 8 + 2 + 4;
+/// The trailing CRC-32.
+const TRAILER_LEN: u64 = 4;
+/// Fixed-size header fields: 2 name lengths, fingerprint, kv_type, n_ctx, created, updated, pinned,
+/// payload_len, token count, header_crc.
+const FIXED_HEADER_LEN: usize = 2 + 32 + 1 + 4 + 8 + 8 + 1 + 8 + 4 + 4;
+/// Largest header a valid file can have; larger declared lengths are rejected before allocating.
+const MAX_HEADER_LEN: usize = FIXED_HEADER_LEN + 2 * crate::agent::MAX_NAME_LEN + 4 * MAX_TOKENS;
+
+/// Everything a snapshot file says about its payload. Read without touching the payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotHeader {
+    /// The namespace of the agent.
+    pub namespace: Namespace,
+    /// The agent.
+    pub agent: AgentId,
+    /// SHA-256 of the model GGUF that produced the state.
+    pub fingerprint: [u8; 32],
+    /// The engine's KV type code (`KvType::code`).
+    pub kv_type: u8,
+    /// Context size the state was made with (informational).
+    pub n_ctx: u32,
+    /// The token ids whose KV the payload holds (positions `0..tokens.len()`).
+    pub tokens: Vec<i32>,
+    /// When the agent was created, unix millis.
+    pub created_ms: u64,
+    /// When its content last changed, unix millis.
+    pub updated_ms: u64,
+    /// Pinned agents are never evicted.
+    pub pinned: bool,
+    /// Payload length in bytes; set by [`encode`].
+    pub payload_len: u64,
+    /// CRC-32 of the frame up to this field; set by [`encode`], checked by reads.
+    pub header_crc: u32,
+}
+
+impl SnapshotHeader {
+    /// The agent this snapshot belongs to.
+    pub fn key(&self) -> AgentKey {
+        AgentKey::new(self.namespace.clone(), self.agent.clone())
+    }
+}
+
+/// What a snapshot must match to be usable by the loaded model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Compat {
+    /// SHA-256 of the model GGUF.
+    pub fingerprint: [u8; 32],
+    /// The engine's KV type code.
+    pub kv_type: u8,
+}
+
+impl Compat {
+    /// `None` when the header is compatible, else which field differs (a bounded phrase).
+    pub fn mismatch(&self, header: &SnapshotHeader) -> Option<&'static str> {
+        if header.fingerprint != self.fingerprint {
+            Some("model fingerprint differs")
+        } else if header.kv_type != self.kv_type {
+            Some("kv type differs")
+        } else {
+            None
+        }
+    }
+}
+
+/// Exact size of the file [`encode`] makes for `header` and a payload of `payload_len` bytes.
+pub fn encoded_len(header: &SnapshotHeader, payload_len: usize) -> u64 {
+    let (ns, agent) = (header.namespace.as_str().len(), header.agent.as_str().len());
+    encoded_len_parts(ns, agent, header.tokens.len(), payload_len as u64)
+}
+
+/// [`encoded_len`] from the name lengths, token count and payload length.
+pub(crate) fn encoded_len_parts(namespace_len: usize, agent_len: usize, n_tokens: usize, payload_len: u64) -> u64 {
+    (PREFIX_LEN + FIXED_HEADER_LEN + namespace_len + agent_len + 4 * n_tokens) as u64 + payload_len + TRAILER_LEN
+}
+
+/// Encodes magic, version, header_len and the header (with `payload_len` and `header_crc` set from
+/// the arguments, whatever the struct holds). The payload and trailer are appended by the caller.
+pub(crate) fn encode_head(header: &SnapshotHeader, payload_len: u64) -> Result<Vec<u8>, MemoryError> {
+    if header.tokens.len() > MAX_TOKENS {
+        let (len, max) = (header.tokens.len() as u64, MAX_TOKENS as u64);
+        return Err(MemoryError::TooLarge { what: "token count", len, max });
+    }
+    let ns = header.namespace.as_str().as_bytes();
+    let agent = header.agent.as_str().as_bytes();
+    let header_len = FIXED_HEADER_LEN + ns.len() + agent.len() + 4 * header.tokens.len();
+    let mut out = Vec::with_capacity(PREFIX_LEN + header_len);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    // Fits: header_len <= MAX_HEADER_LEN < u32::MAX (names are <= 128 bytes, tokens capped above).
+    out.extend_from_slice(&(header_len as u32).to_le_bytes());
+    // Names are validated ASCII of at most 128 bytes, so their lengths fit a u8.
+    out.push(ns.len() as u8);
+    out.extend_from_slice(ns);
+    out.push(agent.len() as u8);
+    out.extend_from_slice(agent);
+    out.extend_from_slice(&header.fingerprint);
+    out.push(header.kv_type);
+    out.extend_from_slice(&header.n_ctx.to_le_bytes());
+    out.extend_from_slice(&header.created_ms.to_le_bytes());
+    out.extend_from_slice(&header.updated_ms.to_le_bytes());
+    out.push(u8::from(header.pinned));
+    out.extend_from_slice(&payload_len.to_le_bytes());
+    out.extend_from_slice(&(header.tokens.len() as u32).to_le_bytes());
+    for t in &header.tokens {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    debug_assert_eq!(out.len(), PREFIX_LEN + header_len);
+    Ok(out)
+}
+
+/// Encodes a whole snapshot file in memory. `payload_len` and `header_crc` are computed, whatever
+/// the struct holds. `DiskStore::write` streams the same bytes without this extra copy.
+pub fn encode(header: &SnapshotHeader, payload: &[u8]) -> Result<Vec<u8>, MemoryError> {
+    let mut out = encode_head(header, payload.len() as u64)?;
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    Ok(out)
+}
+
+/// Reads and verifies only the header: magic, version, `header_crc`, and that the file length is
+/// exactly prefix + header + payload_len + 4. Returns the header and the file length. Does not
+/// read the payload.
+pub fn read_header(path: &Path) -> Result<(SnapshotHeader, u64), MemoryError> {
+    let mut file = File::open(path).map_err(|e| MemoryError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| MemoryError::io(path, e))?.len();
+    let (header, _) = read_head(&mut file, file_len, path)?;
+    Ok((header, file_len))
+}
+
+/// Reads a whole snapshot, verifying the header, the compatibility with `expect` (before reading the
+/// payload) and the trailing CRC-32 over everything.
+pub fn read_snapshot(path: &Path, expect: &Compat) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
+    let mut file = File::open(path).map_err(|e| MemoryError::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| MemoryError::io(path, e))?.len();
+    let (header, head) = read_head(&mut file, file_len, path)?;
+    if let Some(reason) = expect.mismatch(&header) {
+        return Err(MemoryError::Foreign { path: path.to_owned(), reason });
+    }
+    let n = usize::try_from(header.payload_len).map_err(|_| MemoryError::corrupt(path, "payload too large"))?;
+    // n was checked against the real file length in read_head, so this allocation is bounded by
+    // the file's size, not by what a hostile header declares.
+    let mut payload = Vec::new();
+    payload.try_reserve_exact(n).map_err(|_| MemoryError::corrupt(path, "payload too large"))?;
+    (&mut file).take(n as u64).read_to_end(&mut payload).map_err(|e| MemoryError::io(path, e))?;
+    let mut trailer = [0u8; 4];
+    read_exact(&mut file, &mut trailer, path)?;
+    if payload.len() != n {
+        return Err(MemoryError::corrupt(path, "truncated"));
+    }
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&head);
+    hasher.update(&payload);
+    if hasher.finalize() != u32::from_le_bytes(trailer) {
+        return Err(MemoryError::corrupt(path, "checksum mismatch"));
+    }
+    let mut extra = [0u8; 1];
+    if file.read(&mut extra).map_err(|e| MemoryError::io(path, e))? != 0 {
+        return Err(MemoryError::corrupt(path, "length mismatch"));
+    }
+    Ok((header, payload))
+}
+
+/// `read_exact` that reports a short file as `Corrupt { reason: "truncated" }`.
+fn read_exact(file: &mut File, buf: &mut [u8], path: &Path) -> Result<(), MemoryError> {
+    file.read_exact(buf).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => MemoryError::corrupt(path, "truncated"),
+        _ => MemoryError::io(path, e),
+    })
+}
+
+/// Reads prefix + header from the start of `file`, verifies them against `file_len`, and returns
+/// the decoded header plus the raw bytes read (the caller hashes them for the trailer check).
+fn read_head(file: &mut File, file_len: u64, path: &Path) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
+    if file_len < PREFIX_LEN as u64 + TRAILER_LEN {
+        return Err(MemoryError::corrupt(path, "truncated"));
+    }
+    let mut prefix = [0u8; PREFIX_LEN];
+    read_exact(file, &mut prefix, path)?;
+    if prefix[..8] != MAGIC {
+        return Err(MemoryError::corrupt(path, "bad magic"));
+    }
+    let version = u16::from_le_bytes([prefix[8], prefix[9]]);
+    let header_len = u32::from_le_bytes([prefix[10], prefix[11], prefix[12], prefix[13]]) as usize;
+    if header_len > MAX_HEADER_LEN {
+        return Err(MemoryError::corrupt(path, "header too large"));
+    }
+    if header_len < 4 {
+        return Err(MemoryError::corrupt(path, "undecodable header"));
+    }
+    if (PREFIX_LEN + header_len) as u64 + TRAILER_LEN > file_len {
+        return Err(MemoryError::corrupt(path, "truncated"));
+    }
+    let mut head = vec![0u8; PREFIX_LEN + header_len];
+    head[..PREFIX_LEN].copy_from_slice(&prefix);
+    read_exact(file, &mut head[PREFIX_LEN..], path)?;
+    let header = decode_head(&head, version, path)?;
+    let expected_len = (PREFIX_LEN as u64 + header_len as u64)
+        .checked_add(header.payload_len)
+        .and_then(|n| n.checked_add(TRAILER_LEN));
+    if expected_len != Some(file_len) {
+        return Err(MemoryError::corrupt(path, "length mismatch"));
+    }
+    Ok((header, head))
+}
+
+/// Verifies `header_crc`, then the version, then decodes the version-1 header fields.
+fn decode_head(head: &[u8], version: u16, path: &Path) -> Result<SnapshotHeader, MemoryError> {
+    let (covered, crc_bytes) = head.split_at(head.len() - 4);
+    let header_crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
+    if crc32fast::hash(covered) != header_crc {
+        return Err(MemoryError::corrupt(path, "header checksum mismatch"));
+    }
+    if version != VERSION {
+        return Err(MemoryError::UnsupportedVersion { path: path.to_owned(), version });
+    }
+    let mut cur = Cursor { buf: &covered[PREFIX_LEN..] };
+    let mut header = decode_fields(&mut cur).ok_or_else(|| MemoryError::corrupt(path, "undecodable header"))?;
+    if !cur.buf.is_empty() {
+        return Err(MemoryError::corrupt(path, "undecodable header"));
+    }
+    header.header_crc = header_crc;
+    Ok(header)
+}
+
+/// Decodes the version-1 fields; `None` on any malformed field or short buffer.
+fn decode_fields(cur: &mut Cursor<'_>) -> Option<SnapshotHeader> {
+    let ns_len = cur.u8()? as usize;
+    let namespace = Namespace::parse(std::str::from_utf8(cur.take(ns_len)?).ok()?).ok()?;
+    let agent_len = cur.u8()? as usize;
+    let agent = AgentId::parse(std::str::from_utf8(cur.take(agent_len)?).ok()?).ok()?;
+    let fingerprint: [u8; 32] = cur.take(32)?.try_into().ok()?;
+    let kv_type = cur.u8()?;
+    let n_ctx = cur.u32()?;
+    let created_ms = cur.u64()?;
+    let updated_ms = cur.u64()?;
+    let pinned = match cur.u8()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let payload_len = cur.u64()?;
+    let n_tokens = cur.u32()? as usize;
+    // The count is bounded by the bytes actually present (themselves bounded by header_len).
+    let raw = cur.take(n_tokens.checked_mul(4)?)?;
+    let tokens = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    Some(SnapshotHeader {
+        namespace,
+        agent,
+        fingerprint,
+        kv_type,
+        n_ctx,
+        tokens,
+        created_ms,
+        updated_ms,
+        pinned,
+        payload_len,
+        header_crc: 0,
+    })
+}
+
+/// A bounds-checked little-endian reader over a byte slice.
+struct Cursor<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if n > self.buf.len() {
+            return None;
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Some(head)
+    }
+    fn u8(&mut self) -> Option<u8> {
+        Some(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+    fn u64(&mut self) -> Option<u64> {
+        Some(u64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::testutil::TestDir;
+    use std::time::Instant;
+
+    pub(crate) fn header(ns: &str, agent: &str, tokens: Vec<i32>) -> SnapshotHeader {
+        SnapshotHeader {
+            namespace: Namespace::parse(ns).unwrap(),
+            agent: AgentId::parse(agent).unwrap(),
+            fingerprint: [7; 32],
+            kv_type: 1,
+            n_ctx: 4096,
+            tokens,
+            created_ms: 1_700_000_000_000,
+            updated_ms: 1_700_000_000_500,
+            pinned: false,
+            payload_len: 0,
+            header_crc: 0,
+        }
+    }
+
+    pub(crate) const COMPAT: Compat = Compat { fingerprint: [7; 32], kv_type: 1 };
+
+    fn small_file() -> (SnapshotHeader, Vec<u8>, Vec<u8>) {
+        let h = header("default", "a1", vec![1, 2, 3, -4, 50_000]);
+        let payload: Vec<u8> = (0..32u8).collect();
+        let bytes = encode(&h, &payload).unwrap();
+        (h, payload, bytes)
+    }
+
+    /// Rewrites the version field and both checksums, giving a well-formed file of that version.
+    fn with_version(bytes: &[u8], version: u16) -> Vec<u8> {
+        let mut b = bytes.to_vec();
+        b[8..10].copy_from_slice(&version.to_le_bytes());
+        let header_len = u32::from_le_bytes(b[10..14].try_into().unwrap()) as usize;
+        let crc_at = PREFIX_LEN + header_len - 4;
+        let crc = crc32fast::hash(&b[..crc_at]);
+        b[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+        let end = b.len() - 4;
+        let crc = crc32fast::hash(&b[..end]);
+        b[end..].copy_from_slice(&crc.to_le_bytes());
+        b
+    }
+
+    fn reason(r: Result<(SnapshotHeader, Vec<u8>), MemoryError>) -> &'static str {
+        r.err().and_then(|e| e.reject_reason()).unwrap_or("accepted")
+    }
+
+    #[test]
+    fn round_trip() {
+        let dir = TestDir::new("fmt-round-trip");
+        let (h, payload, bytes) = small_file();
+        let path = dir.path().join("a.skv");
+        std::fs::write(&path, &bytes).unwrap();
+        let (got, file_len) = read_header(&path).unwrap();
+        assert_eq!(file_len, bytes.len() as u64);
+        assert_eq!(encoded_len(&h, payload.len()), file_len);
+        assert_eq!(got.tokens, h.tokens);
+        assert_eq!(got.payload_len, 32);
+        assert_ne!(got.header_crc, 0);
+        assert_eq!(got, SnapshotHeader { payload_len: 32, header_crc: got.header_crc, ..h.clone() });
+        let (full, data) = read_snapshot(&path, &COMPAT).unwrap();
+        assert_eq!(full, got);
+        assert_eq!(data, payload);
+    }
+
+    #[test]
+    fn empty_tokens_and_payload_round_trip() {
+        let dir = TestDir::new("fmt-empty");
+        let mut h = header("n", "x", vec![]);
+        h.pinned = true;
+        let path = dir.path().join("x.skv");
+        std::fs::write(&path, encode(&h, &[]).unwrap()).unwrap();
+        let (got, data) = read_snapshot(&path, &COMPAT).unwrap();
+        assert!(got.pinned && got.tokens.is_empty() && data.is_empty());
+    }
+
+    #[test]
+    fn every_single_byte_flip_is_rejected_as_corrupt() {
+        let dir = TestDir::new("fmt-flip");
+        let (_, _, bytes) = small_file();
+        let path = dir.path().join("a.skv");
+        for i in 0..bytes.len() {
+            for mask in [0x01u8, 0x80, 0xff] {
+                let mut b = bytes.clone();
+                b[i] ^= mask;
+                std::fs::write(&path, &b).unwrap();
+                assert_eq!(reason(read_snapshot(&path, &COMPAT)), "corrupt", "byte {i} mask {mask:#x}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_truncation_is_rejected_without_panic() {
+        let dir = TestDir::new("fmt-trunc");
+        let (_, _, bytes) = small_file();
+        let path = dir.path().join("a.skv");
+        for len in 0..bytes.len() {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            assert_eq!(reason(read_snapshot(&path, &COMPAT)), "corrupt", "len {len}");
+            assert!(matches!(read_header(&path), Err(MemoryError::Corrupt { .. })), "len {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        std::fs::write(&path, &longer).unwrap();
+        assert_eq!(reason(read_snapshot(&path, &COMPAT)), "corrupt");
+    }
+
+    #[test]
+    fn foreign_fingerprint_or_kv_type() {
+        let dir = TestDir::new("fmt-foreign");
+        let (_, _, bytes) = small_file();
+        let path = dir.path().join("a.skv");
+        std::fs::write(&path, &bytes).unwrap();
+        let other_model = Compat { fingerprint: [8; 32], ..COMPAT };
+        let other_kv = Compat { kv_type: 4, ..COMPAT };
+        assert!(matches!(
+            read_snapshot(&path, &other_model),
+            Err(MemoryError::Foreign { reason: "model fingerprint differs", .. })
+        ));
+        assert!(matches!(read_snapshot(&path, &other_kv), Err(MemoryError::Foreign { reason: "kv type differs", .. })));
+        assert!(read_header(&path).is_ok(), "a header-only read does not judge compatibility");
+    }
+
+    #[test]
+    fn other_versions_are_unsupported_not_corrupt() {
+        let dir = TestDir::new("fmt-version");
+        let (_, _, bytes) = small_file();
+        let path = dir.path().join("a.skv");
+        for version in [0u16, 2, 0xffff] {
+            std::fs::write(&path, with_version(&bytes, version)).unwrap();
+            let err = read_snapshot(&path, &COMPAT).unwrap_err();
+            assert!(matches!(err, MemoryError::UnsupportedVersion { version: v, .. } if v == version), "{err}");
+            assert!(matches!(read_header(&path), Err(MemoryError::UnsupportedVersion { .. })));
+        }
+    }
+
+    #[test]
+    fn header_read_skips_a_huge_payload() {
+        let dir = TestDir::new("fmt-huge");
+        let h = header("default", "big", vec![9; 1000]);
+        let payload_len = 8u64 << 30; // 8 GiB, sparse: never written, never read
+        let head = encode_head(&h, payload_len).unwrap();
+        let path = dir.path().join("big.skv");
+        std::fs::write(&path, &head).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(head.len() as u64 + payload_len + 4).unwrap();
+        drop(file);
+        let t = Instant::now();
+        let (got, len) = read_header(&path).unwrap();
+        let took = t.elapsed();
+        eprintln!("read_header on an 8 GiB snapshot: {took:?}");
+        assert_eq!(got.payload_len, payload_len);
+        assert_eq!(len, head.len() as u64 + payload_len + 4);
+        assert!(took.as_secs() < 5, "header read must not touch the payload ({took:?})");
+    }
+
+    #[test]
+    fn hostile_files_never_panic_or_overallocate() {
+        let dir = TestDir::new("fmt-hostile");
+        let path = dir.path().join("h.skv");
+        let (_, _, good) = small_file();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for round in 0..2000 {
+            let len = (next() % 200) as usize;
+            let mut b: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if round % 2 == 0 && len >= PREFIX_LEN {
+                b[..10].copy_from_slice(&good[..10]); // valid magic + version, random lengths after
+            }
+            if round % 4 == 0 && len >= PREFIX_LEN {
+                b[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
+            }
+            std::fs::write(&path, &b).unwrap();
+            assert!(read_snapshot(&path, &COMPAT).is_err());
+            assert!(read_header(&path).is_err());
+        }
+    }
+
+    #[test]
+    fn too_many_tokens_is_refused_at_encode() {
+        let h = header("default", "a", vec![0; MAX_TOKENS + 1]);
+        assert!(matches!(encode(&h, &[]), Err(MemoryError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let dir = TestDir::new("fmt-missing");
+        let err = read_header(&dir.path().join("nope.skv")).unwrap_err();
+        assert!(err.is_not_found() && err.reject_reason().is_none());
+    }
+}

@@ -1,0 +1,32 @@
+//! Agent memory: which agent's KV cache lives where (hot in an engine sequence, warm as bytes in
+//! RAM, cold in a snapshot file), the budgets and LRU policy that move it, prefix lookup for reuse,
+//! the versioned and checksummed snapshot file format, a crash-safe disk store and a background
+//! writer.
+//!
+//! Owns: identities (`agent.rs`), tier accounting (`memory.rs`), eviction planning (`evict.rs`),
+//! the file format (`format.rs`), files (`disk.rs`) and off-thread persistence (`writer.rs`).
+//! Does not own: the engine (the scheduler's step thread exports, imports and truncates sequences
+//! itself and reports transitions to [`AgentMemory`]), HTTP, or the clock (callers pass
+//! `now_ms`). Pure Rust; knows nothing about llama.cpp — snapshot payloads are opaque bytes.
+#![warn(missing_docs)]
+
+mod agent;
+mod disk;
+mod error;
+mod evict;
+mod format;
+mod memory;
+mod writer;
+
+#[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
+mod testutil;
+
+pub use agent::{common_prefix, AgentId, AgentKey, Namespace, MAX_NAME_LEN};
+pub use disk::{DiskStore, ScanReport, SNAPSHOT_EXT};
+pub use error::MemoryError;
+pub use evict::Eviction;
+pub use format::{encode, encoded_len, read_header, read_snapshot, Compat, SnapshotHeader, MAGIC, MAX_TOKENS, VERSION};
+pub use memory::{AgentInfo, AgentMemory, Budgets, Lookup, Tier, Totals};
+pub use writer::{JobKind, WriteJob, WriteOutcome, Writer, WriterBusy};

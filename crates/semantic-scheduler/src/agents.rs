@@ -1,0 +1,363 @@
+//! `Agents`: agent memory as the step thread sees it. Finds reusable KV for a prompt, moves agents
+//! between tiers with engine operations (export, import, truncate, copy), and persists them off the
+//! request path through the background writer. Decisions and accounting live in `semantic-memory`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use semantic_engine::{Engine, SeqId, TokenId};
+use semantic_memory::{
+    AgentKey, AgentMemory, Budgets, Compat, DiskStore, Eviction, Lookup, SnapshotHeader, Tier, WriteJob, Writer,
+};
+
+use crate::handle::MemoryCounters;
+use crate::CacheSource;
+
+/// Where and how much agent memory to keep.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemoryConfig {
+    /// Directory for cold files (None = no disk tier: memory is lost on restart).
+    pub dir: Option<PathBuf>,
+    /// Budget for exported states kept in RAM.
+    pub warm_bytes: u64,
+    /// Budget for files on disk.
+    pub disk_bytes: u64,
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self { dir: None, warm_bytes: 1024 << 20, disk_bytes: 20 << 30 }
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// How a request was placed in the engine.
+pub(crate) struct Placement {
+    pub seq: SeqId,
+    pub cached: usize,
+    pub source: Option<CacheSource>,
+}
+
+pub(crate) struct Agents {
+    pub memory: AgentMemory,
+    disk: Option<Arc<DiskStore>>,
+    writer: Option<Writer>,
+    compat: Compat,
+    n_ctx: u32,
+    /// Agents with a request running (their sequence belongs to that request).
+    pub in_use: HashSet<AgentKey>,
+    counters: Arc<MemoryCounters>,
+}
+
+impl Agents {
+    pub fn open(
+        config: &MemoryConfig,
+        compat: Compat,
+        n_ctx: u32,
+        hot_sequences: usize,
+        counters: Arc<MemoryCounters>,
+    ) -> Self {
+        let budgets = Budgets { warm_bytes: config.warm_bytes, disk_bytes: config.disk_bytes, hot_sequences };
+        let mut memory = AgentMemory::new(budgets);
+        let mut disk = None;
+        let mut writer = None;
+        if let Some(dir) = &config.dir {
+            match DiskStore::open(dir) {
+                Ok(store) => {
+                    let started = Instant::now();
+                    let report = store.scan();
+                    for (path, err) in &report.rejected {
+                        counters.rejected(err.reject_reason().unwrap_or("io"));
+                        tracing::warn!(path = %path.display(), %err, "agent file rejected; it will not be served");
+                    }
+                    let entries: Vec<_> = report
+                        .entries
+                        .into_iter()
+                        .filter(|(h, _)| match compat.mismatch(h) {
+                            None => true,
+                            Some(reason) => {
+                                counters.rejected("foreign");
+                                tracing::warn!(
+                                    agent = h.agent.as_str(),
+                                    reason,
+                                    "agent file made by another model or KV type; not served"
+                                );
+                                false
+                            }
+                        })
+                        .collect();
+                    tracing::info!(
+                        agents = entries.len(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "agent index loaded"
+                    );
+                    memory.load_index(entries);
+                    let store = Arc::new(store);
+                    writer = Some(Writer::start(Arc::clone(&store), 256));
+                    disk = Some(store);
+                }
+                Err(err) => {
+                    tracing::error!(%err, dir = %dir.display(), "cannot open the agent store; memory will not persist")
+                }
+            }
+        }
+        Self { memory, disk, writer, compat, n_ctx, in_use: HashSet::new(), counters }
+    }
+
+    /// Decides where reusable KV for `prompt` is.
+    pub fn lookup(&self, key: &AgentRefKey, prompt: &[TokenId]) -> Lookup {
+        self.memory.lookup(&key.0, key.1.as_ref(), prompt)
+    }
+
+    /// Loads an agent's state into `seq` from RAM or disk. Returns false (and forgets a bad file) when it cannot.
+    pub fn restore<E: Engine>(&mut self, engine: &mut E, key: &AgentKey, tier: Tier, seq: SeqId) -> bool {
+        let bytes = match tier {
+            Tier::Warm => self.memory.warm_bytes(key),
+            Tier::Cold => {
+                let Some(disk) = &self.disk else { return false };
+                match disk.read(key, &self.compat) {
+                    Ok((header, payload)) if Some(header.tokens.as_slice()) == self.memory.tokens(key) => {
+                        Some(Arc::new(payload))
+                    }
+                    Ok(_) => {
+                        tracing::warn!(
+                            agent = key.agent.as_str(),
+                            "agent file does not hold the indexed tokens; running cold"
+                        );
+                        self.memory.remove(key);
+                        return false;
+                    }
+                    Err(err) => {
+                        self.counters.rejected(err.reject_reason().unwrap_or("io"));
+                        tracing::warn!(agent = key.agent.as_str(), %err, "agent file rejected; running cold");
+                        if let Some(path) = err.reject_reason().and(Some(disk.path_for(key))) {
+                            let _ = disk.quarantine(&path);
+                        }
+                        self.memory.remove(key);
+                        return false;
+                    }
+                }
+            }
+            Tier::Hot => None,
+        };
+        let Some(bytes) = bytes else { return false };
+        match engine.import_state(seq, &bytes) {
+            Ok(()) => true,
+            Err(err) => {
+                self.counters.rejected("import");
+                tracing::warn!(agent = key.agent.as_str(), %err, "stored state did not import; running cold");
+                let _ = engine.kv_truncate(seq, 0);
+                false
+            }
+        }
+    }
+
+    /// Exports a hot agent to RAM and frees its sequence. Returns the sequence and the tokens it held.
+    pub fn demote_hot<E: Engine>(&mut self, engine: &mut E, key: &AgentKey) -> Option<(SeqId, usize)> {
+        let info = self.memory.get(key)?.clone();
+        let seq = info.seq?;
+        let started = Instant::now();
+        match engine.export_state(seq) {
+            Ok(bytes) => {
+                self.memory.set_warm(key, Arc::new(bytes), now_ms());
+                self.counters.evicted("hot");
+            }
+            Err(err) => {
+                tracing::warn!(agent = key.agent.as_str(), %err, "cannot export an agent; dropping its hot copy");
+                self.forget_hot(key);
+            }
+        }
+        let _ = engine.kv_truncate(seq, 0);
+        tracing::debug!(agent = key.agent.as_str(), ms = started.elapsed().as_millis() as u64, "agent demoted to warm");
+        Some((seq, info.tokens))
+    }
+
+    /// The least recently used hot agent no request is using (never a pinned one).
+    pub fn lru_idle_hot(&self) -> Option<AgentKey> {
+        self.memory.lru_hot(&self.in_use)
+    }
+
+    /// Forgets an agent's in-memory copies after a failed turn; its file, if any, stays indexed.
+    pub fn forget(&mut self, key: &AgentKey) {
+        self.forget_hot(key);
+    }
+
+    /// Deletes an agent in every tier, its file included (its hot sequence must already be freed).
+    pub fn delete(&mut self, key: &AgentKey) {
+        self.memory.remove(key);
+        if let Some(writer) = &self.writer {
+            let _ = writer.submit(WriteJob::Remove { key: key.clone() });
+        }
+    }
+
+    /// Writes a warm agent to disk now and waits for it (admin "evict").
+    pub fn demote_to_disk(&mut self, key: &AgentKey) -> Result<(), String> {
+        if self.writer.is_none() {
+            return Err("no cache directory is configured".into());
+        }
+        if self.memory.get(key).is_some_and(|i| i.tier == Tier::Warm) {
+            self.demote_warm(key);
+        }
+        let flushed = self.writer.as_ref().is_some_and(|w| w.flush_blocking(Duration::from_secs(30)));
+        self.poll_writes();
+        match self.memory.get(key) {
+            Some(info) if info.tier == Tier::Cold && flushed => Ok(()),
+            Some(_) => Err("the write did not complete".into()),
+            None => Err("the write failed".into()),
+        }
+    }
+
+    /// Drops the hot copy; a disk copy, if any, stays indexed.
+    fn forget_hot(&mut self, key: &AgentKey) {
+        self.memory.remove(key);
+        if let Some(disk) = &self.disk {
+            if let Ok((header, len)) = semantic_memory::read_header(&disk.path_for(key)) {
+                if self.compat.mismatch(&header).is_none() {
+                    self.memory.load_index(vec![(header, len)]);
+                }
+            }
+        }
+    }
+
+    /// Applies the warm/cold budget moves and returns the keys whose hot sequences must be
+    /// demoted (to warm) or dropped (forgotten), which need the engine.
+    pub fn plan_budgets(&mut self, free_seqs_needed: usize) -> Vec<Eviction> {
+        let mut hot_work = Vec::new();
+        for eviction in self.memory.plan_evictions(&self.in_use, free_seqs_needed) {
+            let tier = self.memory.get(eviction_key(&eviction)).map(|i| i.tier);
+            match (eviction, tier) {
+                (e @ Eviction::Demote { to: Tier::Warm, .. }, _) => hot_work.push(e),
+                (e @ Eviction::DeleteFile { .. }, Some(Tier::Hot)) => hot_work.push(e),
+                (Eviction::Demote { key, to: Tier::Cold }, _) => self.demote_warm(&key),
+                (Eviction::DeleteFile { key }, _) => {
+                    self.delete(&key);
+                    self.counters.evicted("disk");
+                }
+                (Eviction::Demote { .. }, _) => {}
+            }
+        }
+        hot_work
+    }
+
+    /// Warm to cold: a clean agent just drops its RAM copy; a dirty one is written first and stays
+    /// warm until the writer confirms (so a request never reads an older file than memory says).
+    fn demote_warm(&mut self, key: &AgentKey) {
+        let Some(info) = self.memory.get(key).cloned() else { return };
+        if self.writer.is_none() {
+            self.memory.remove(key);
+            self.counters.evicted("warm");
+            return;
+        }
+        if !info.dirty {
+            if self.memory.set_cold(key) {
+                self.counters.evicted("warm");
+            }
+            return;
+        }
+        if info.writing {
+            return;
+        }
+        let Some(bytes) = self.memory.warm_bytes(key) else { return };
+        let Some(header) = self.memory.snapshot_header(key, &self.compat, self.n_ctx) else { return };
+        let generation = self.memory.generation(key);
+        if self.submit_write(header, bytes, generation) {
+            self.memory.mark_writing(key, generation);
+        }
+    }
+
+    fn submit_write(&mut self, header: SnapshotHeader, payload: Arc<Vec<u8>>, generation: u64) -> bool {
+        let Some(writer) = &self.writer else { return false };
+        writer.submit(WriteJob::Write { header, payload, generation }).is_ok()
+    }
+
+    /// Persists one dirty agent that no request is using. Returns true if it did something.
+    pub fn persist_one<E: Engine>(&mut self, engine: &E) -> bool {
+        if self.writer.is_none() {
+            return false;
+        }
+        let Some(key) = self.memory.dirty().into_iter().find(|k| !self.in_use.contains(k)) else { return false };
+        let Some(info) = self.memory.get(&key).cloned() else { return false };
+        let generation = self.memory.generation(&key);
+        let payload = match (info.tier, info.seq) {
+            (Tier::Hot, Some(seq)) => match engine.export_state(seq) {
+                Ok(bytes) => Arc::new(bytes),
+                Err(err) => {
+                    // Without an export there is nothing to write; keep it hot but stop retrying.
+                    tracing::warn!(agent = key.agent.as_str(), %err, "cannot export an agent for persistence");
+                    self.counters.persist_failed();
+                    self.memory.mark_writing(&key, generation);
+                    return true;
+                }
+            },
+            (Tier::Warm, _) => match self.memory.warm_bytes(&key) {
+                Some(bytes) => bytes,
+                None => return false,
+            },
+            _ => return false,
+        };
+        let Some(header) = self.memory.snapshot_header(&key, &self.compat, self.n_ctx) else { return false };
+        if self.submit_write(header, payload, generation) {
+            // Not clean until the writer confirms; mark as in flight so it is not exported twice.
+            self.memory.mark_writing(&key, generation);
+        }
+        true
+    }
+
+    /// Takes the writer's completion reports.
+    pub fn poll_writes(&mut self) {
+        let Some(writer) = &self.writer else { return };
+        for outcome in writer.results().try_iter() {
+            match outcome.result {
+                Ok(bytes) => {
+                    self.counters.persisted(outcome.elapsed);
+                    self.memory.mark_persisted(&outcome.key, outcome.generation, bytes);
+                }
+                Err(err) => {
+                    self.counters.persist_failed();
+                    tracing::error!(agent = outcome.key.agent.as_str(), %err, "persisting an agent failed");
+                    self.memory.mark_write_failed(&outcome.key, outcome.generation);
+                }
+            }
+        }
+    }
+
+    /// Persists every dirty agent and waits for the disk (shutdown).
+    pub fn flush<E: Engine>(&mut self, engine: &E, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while self.persist_one(engine) {
+            self.poll_writes();
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
+        let ok =
+            self.writer.as_ref().is_none_or(|w| w.flush_blocking(deadline.saturating_duration_since(Instant::now())));
+        self.poll_writes();
+        ok && self.memory.dirty().is_empty()
+    }
+
+    pub fn publish(&self) {
+        let totals = self.memory.totals();
+        let c = &self.counters;
+        c.hot.store(totals.hot, Ordering::Relaxed);
+        c.warm.store(totals.warm, Ordering::Relaxed);
+        c.cold.store(totals.cold, Ordering::Relaxed);
+        c.warm_bytes.store(totals.warm_bytes, Ordering::Relaxed);
+        c.disk_bytes.store(totals.disk_bytes, Ordering::Relaxed);
+    }
+}
+
+fn eviction_key(e: &Eviction) -> &AgentKey {
+    match e {
+        Eviction::Demote { key, .. } | Eviction::DeleteFile { key } => key,
+    }
+}
+
+/// (namespace, optional agent) of a request.
+pub(crate) struct AgentRefKey(pub semantic_memory::Namespace, pub Option<semantic_memory::AgentId>);

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     PermissionDenied,
     /// 404: no such route or object.
     NotFound,
+    /// 409: the object is busy.
+    Conflict,
     /// 413: body too large.
     TooLarge,
     /// 429: rate limit or full queue.
@@ -43,6 +45,7 @@ impl ErrorKind {
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -52,7 +55,9 @@ impl ErrorKind {
 
     fn openai_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::TooLarge => "invalid_request_error",
+            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::TooLarge | ErrorKind::Conflict => {
+                "invalid_request_error"
+            }
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
@@ -67,6 +72,7 @@ impl ErrorKind {
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::NotFound => "not_found_error",
+            ErrorKind::Conflict => "invalid_request_error",
             ErrorKind::TooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::Internal => "api_error",

@@ -5,16 +5,18 @@ use std::convert::Infallible;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
 use semantic_chat::Message;
 use semantic_engine::SamplingParams;
-use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, Usage};
+use semantic_scheduler::{AgentId, AgentRef, Event, FinishReason, GenerateRequest, RequestStream, Usage};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::ApiJson;
 use crate::prompt::PromptError;
@@ -109,6 +111,10 @@ pub struct ChatCompletionRequest {
     pub stop: Option<StopField>,
     /// Number of choices (only 1).
     pub n: Option<u32>,
+    /// Agent whose memory to reuse and update (also `session_id`, `X-Agent-ID`, `X-Session-ID`).
+    pub agent_id: Option<String>,
+    /// Alias of `agent_id`.
+    pub session_id: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -235,8 +241,40 @@ fn prompt_error(err: PromptError) -> ApiError {
     }
 }
 
+/// The agent a request names: body `agent_id`/`session_id`, else header `X-Agent-ID`/`X-Session-ID`;
+/// validated before any work.
+pub(crate) fn agent_ref(
+    caller: &Caller,
+    headers: &HeaderMap,
+    body_agent: Option<&str>,
+    body_session: Option<&str>,
+) -> Result<AgentRef, ApiError> {
+    let header =
+        |name: &str| headers.get(name).map(|v| v.to_str().map_err(|_| ApiError::invalid(name, "header is not ASCII")));
+    let (raw, param) = match (body_agent, body_session) {
+        (Some(a), _) => (Some(a.to_string()), "agent_id"),
+        (None, Some(s)) => (Some(s.to_string()), "session_id"),
+        (None, None) => match (header("x-agent-id").transpose()?, header("x-session-id").transpose()?) {
+            (Some(a), _) => (Some(a.to_string()), "X-Agent-ID"),
+            (None, Some(s)) => (Some(s.to_string()), "X-Session-ID"),
+            (None, None) => (None, ""),
+        },
+    };
+    let agent = raw
+        .map(|id| {
+            AgentId::parse(&id)
+                .map_err(|e| ApiError::invalid(param, format!("invalid agent id: {e}")).with_code("invalid_agent_id"))
+        })
+        .transpose()?;
+    Ok(AgentRef { namespace: caller.namespace.clone(), agent })
+}
+
 /// Validates a request and turns it into a scheduler job.
-fn prepare(state: &AppState, req: ChatCompletionRequest) -> Result<(GenerateRequest, bool, bool), ApiError> {
+fn prepare(
+    state: &AppState,
+    req: ChatCompletionRequest,
+    agent: AgentRef,
+) -> Result<(GenerateRequest, bool, bool), ApiError> {
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid("n", "only n = 1 is supported"));
     }
@@ -256,16 +294,19 @@ fn prepare(state: &AppState, req: ChatCompletionRequest) -> Result<(GenerateRequ
         Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
         None => state.options.default_max_tokens.min(limit.saturating_sub(prompt.len()).max(1)),
     };
-    Ok((GenerateRequest { prompt, max_tokens, sampling, stop, agent: Default::default() }, req.stream, include_usage))
+    Ok((GenerateRequest { prompt, max_tokens, sampling, stop, agent }, req.stream, include_usage))
 }
 
 /// `POST /v1/chat/completions`.
 pub async fn chat_completions(
     State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let model = req.model.clone().unwrap_or_else(|| state.options.model_name.clone());
-    let (job, streaming, include_usage) = prepare(&state, req)?;
+    let agent = agent_ref(&caller, &headers, req.agent_id.as_deref(), req.session_id.as_deref())?;
+    let (job, streaming, include_usage) = prepare(&state, req, agent)?;
     let events = state.scheduler.submit(job)?;
     if streaming {
         Ok(stream_response(events, model, include_usage).into_response())
@@ -362,7 +403,7 @@ fn stream_response(
 }
 
 /// `GET /v1/models`.
-pub async fn models(State(state): State<AppState>) -> Json<Value> {
+pub async fn models(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
     let created = state.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     Json(json!({
         "object": "list",

@@ -6,6 +6,8 @@ use std::time::SystemTime;
 use semantic_chat::ChatTemplate;
 use semantic_scheduler::Scheduler;
 
+use crate::auth::AuthConfig;
+use crate::metrics::HttpMetrics;
 use crate::prompt::Prompter;
 
 /// Options the binary resolves from configuration.
@@ -15,6 +17,24 @@ pub struct ServeOptions {
     pub model_name: String,
     /// Completion length when a request names none.
     pub default_max_tokens: usize,
+    /// API keys, admin key, metrics access.
+    pub auth: AuthConfig,
+    /// `/health/ready` turns 503 when reserved KV cells over capacity reach this.
+    pub ready_kv_ratio: f64,
+    /// `/health/ready` turns 503 when the admission queue is this full (0..=1).
+    pub ready_queue_ratio: f64,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            model_name: "semantic".into(),
+            default_max_tokens: 512,
+            auth: AuthConfig::default(),
+            ready_kv_ratio: 0.95,
+            ready_queue_ratio: 0.9,
+        }
+    }
 }
 
 /// Shared by all handlers (cheap to clone).
@@ -24,12 +44,21 @@ pub struct AppState {
     pub(crate) prompter: Arc<Prompter>,
     pub(crate) options: Arc<ServeOptions>,
     pub(crate) started: SystemTime,
+    pub(crate) auth: Arc<AuthConfig>,
+    pub(crate) metrics: Arc<HttpMetrics>,
 }
 
 impl AppState {
     /// State for a scheduler and the model's chat template.
     pub fn new(scheduler: Scheduler, template: ChatTemplate, options: ServeOptions) -> Self {
         let prompter = Prompter::new(template, scheduler.tokenizer().clone(), scheduler.facts());
-        Self { scheduler, prompter: Arc::new(prompter), options: Arc::new(options), started: SystemTime::now() }
+        Self {
+            scheduler,
+            prompter: Arc::new(prompter),
+            auth: Arc::new(options.auth.clone()),
+            options: Arc::new(options),
+            started: SystemTime::now(),
+            metrics: Arc::default(),
+        }
     }
 }

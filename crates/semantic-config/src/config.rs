@@ -47,6 +47,14 @@ pub struct Config {
     pub memory_warm_bytes: u64,
     /// Disk budget for cold agents, bytes.
     pub memory_disk_bytes: u64,
+    /// API keys (flags/env/file and `api_key_file` merged); empty = no auth.
+    pub api_keys: Vec<String>,
+    /// Admin key.
+    pub admin_key: Option<String>,
+    /// `/metrics` without a key.
+    pub metrics_public: bool,
+    /// Shutdown grace period, seconds.
+    pub shutdown_grace_secs: u64,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -104,7 +112,25 @@ impl Config {
         if !(0.0..=1e6).contains(&memory_disk_gb) {
             return Err(invalid("memory_disk_gb", format!("{memory_disk_gb} (expected 0..=1000000)")));
         }
+        let mut api_keys = raw.api_keys.unwrap_or_default();
+        if let Some(path) = &raw.api_key_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| invalid("api_key_file", format!("cannot read {}: {e}", path.display())))?;
+            api_keys
+                .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+        }
+        api_keys.retain(|k| !k.trim().is_empty());
+        if let Some(bad) = api_keys.iter().find(|k| k.len() < 8) {
+            return Err(invalid("api_keys", format!("a key of {} characters is too short (at least 8)", bad.len())));
+        }
+        if raw.admin_key.as_ref().is_some_and(|k| k.len() < 8) {
+            return Err(invalid("admin_key", "too short (at least 8 characters)"));
+        }
         Ok(Self {
+            api_keys,
+            admin_key: raw.admin_key,
+            metrics_public: raw.metrics_public.unwrap_or(true),
+            shutdown_grace_secs: raw.shutdown_grace_secs.unwrap_or(30),
             memory_warm_bytes: memory_warm_mb << 20,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
             model: raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL)),
@@ -140,6 +166,13 @@ impl Config {
         let _ = writeln!(out, "default_max_tokens = {}", self.default_max_tokens);
         let _ = writeln!(out, "memory_warm_mb = {}", self.memory_warm_bytes >> 20);
         let _ = writeln!(out, "memory_disk_gb = {:?}", self.memory_disk_bytes as f64 / (1u64 << 30) as f64);
+        let masked: Vec<String> = self.api_keys.iter().map(|_| format!("\"{MASK}\"")).collect();
+        let _ = writeln!(out, "api_keys = [{}]", masked.join(", "));
+        if self.admin_key.is_some() {
+            let _ = writeln!(out, "admin_key = \"{MASK}\"");
+        }
+        let _ = writeln!(out, "metrics_public = {}", self.metrics_public);
+        let _ = writeln!(out, "shutdown_grace_secs = {}", self.shutdown_grace_secs);
         out
     }
 }
@@ -179,6 +212,19 @@ mod tests {
         assert_eq!(config.server.port, 9000);
         assert_eq!(config.kv_type, "q8_0");
         assert!(toml::from_str::<RawConfig>("prot = 1").is_err(), "unknown keys are errors");
+    }
+
+    #[test]
+    fn secrets_are_masked_when_printed() {
+        let raw = RawConfig {
+            api_keys: Some(vec!["secret-key-1".into()]),
+            admin_key: Some("admin-secret".into()),
+            ..Default::default()
+        };
+        let text = Config::resolve(raw).unwrap().to_toml();
+        assert!(!text.contains("secret-key-1") && !text.contains("admin-secret"), "{text}");
+        assert!(text.contains(MASK));
+        check(RawConfig { api_keys: Some(vec!["short".into()]), ..Default::default() }, Some("api_keys"));
     }
 
     #[test]

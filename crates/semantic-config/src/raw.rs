@@ -40,6 +40,16 @@ pub struct RawConfig {
     pub memory_warm_mb: Option<u64>,
     /// Disk budget for cold agent files, in GiB.
     pub memory_disk_gb: Option<f64>,
+    /// API keys; each key is its own agent namespace. None/empty = no auth.
+    pub api_keys: Option<Vec<String>>,
+    /// File with one API key per line (blank lines and `#` comments ignored).
+    pub api_key_file: Option<PathBuf>,
+    /// Key for `/admin/*` (admin API disabled without one).
+    pub admin_key: Option<String>,
+    /// Serve `/metrics` without an API key.
+    pub metrics_public: Option<bool>,
+    /// Grace period for in-flight requests at shutdown, seconds.
+    pub shutdown_grace_secs: Option<u64>,
 }
 
 impl RawConfig {
@@ -68,6 +78,11 @@ impl RawConfig {
             default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
             memory_warm_mb: self.memory_warm_mb.or(lower.memory_warm_mb),
             memory_disk_gb: self.memory_disk_gb.or(lower.memory_disk_gb),
+            api_keys: self.api_keys.filter(|k| !k.is_empty()).or(lower.api_keys),
+            api_key_file: self.api_key_file.or(lower.api_key_file),
+            admin_key: self.admin_key.or(lower.admin_key),
+            metrics_public: self.metrics_public.or(lower.metrics_public),
+            shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
         }
     }
 }

@@ -76,6 +76,19 @@ impl DiskStore {
         Ok(DiskStore { root: root.to_owned(), agents, swept })
     }
 
+    /// Opens an existing store for inspection only: creates nothing and sweeps no temporary files,
+    /// so offline tools never touch a write a running server has in flight. Writes through the
+    /// returned store work as usual. A missing `<root>/agents/` is an `Io` error with
+    /// [`MemoryError::is_not_found`].
+    pub fn open_read_only(root: &Path) -> Result<Self, MemoryError> {
+        let agents = root.join("agents");
+        let meta = fs::metadata(&agents).map_err(|e| MemoryError::io(&agents, e))?;
+        if !meta.is_dir() {
+            return Err(MemoryError::io(&agents, io::Error::other("not a directory")));
+        }
+        Ok(DiskStore { root: root.to_owned(), agents, swept: 0 })
+    }
+
     /// The root directory given to [`DiskStore::open`].
     pub fn root(&self) -> &Path {
         &self.root
@@ -314,6 +327,30 @@ mod tests {
         assert_eq!(store.swept(), 2);
         assert_eq!(files_in(&ns_dir), vec!["a.skv", "old.skv.rejected"]);
         assert_eq!(files_in(&dir.path().join("agents")), vec!["ns"]);
+    }
+
+    #[test]
+    fn open_read_only_creates_and_sweeps_nothing() {
+        let dir = TestDir::new("disk-read-only");
+        let err = DiskStore::open_read_only(dir.path()).unwrap_err();
+        assert!(err.is_not_found(), "{err}");
+        assert!(!dir.path().join("agents").exists(), "nothing created");
+        let store = DiskStore::open(dir.path()).unwrap();
+        let h = header("ns", "a", vec![1, 2]);
+        store.write(&h, b"x").unwrap();
+        let tmp = dir.path().join("agents/ns/a.skv.0123.tmp");
+        fs::write(&tmp, b"in flight").unwrap();
+        let ro = DiskStore::open_read_only(dir.path()).unwrap();
+        assert_eq!(ro.swept(), 0);
+        assert!(tmp.exists(), "a write in flight is left alone");
+        assert_eq!(ro.path_for(&h.key()), store.path_for(&h.key()));
+        assert_eq!(ro.scan().entries.len(), 1);
+        assert_eq!(ro.read(&h.key(), &COMPAT).unwrap().1, b"x");
+        let other = dir.path().join("other");
+        fs::create_dir_all(&other).unwrap();
+        fs::write(other.join("agents"), b"").unwrap();
+        let err = DiskStore::open_read_only(&other).unwrap_err();
+        assert!(!err.is_not_found(), "agents/ is a file: {err}");
     }
 
     #[test]

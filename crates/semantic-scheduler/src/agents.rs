@@ -206,6 +206,10 @@ impl Agents {
         }
         let flushed = self.writer.as_ref().is_some_and(|w| w.flush_blocking(Duration::from_secs(30)));
         self.poll_writes();
+        // Written and confirmed: now the RAM copy can go.
+        if self.memory.get(key).is_some_and(|i| i.tier == Tier::Warm && !i.dirty) && self.memory.set_cold(key) {
+            self.counters.evicted("warm");
+        }
         match self.memory.get(key) {
             Some(info) if info.tier == Tier::Cold && flushed => Ok(()),
             Some(_) => Err("the write did not complete".into()),

@@ -13,6 +13,7 @@ use crate::step::{Command, State};
 use semantic_memory::{AgentInfo, AgentKey, Namespace, Tier};
 
 use crate::admin::{AgentCommand, AgentOpError, FlushReport};
+use crate::histogram::Histogram;
 use crate::{CacheSource, Event, GenerateRequest, SchedulerConfig, SubmitError};
 
 /// Counters shared between the handle and the step thread.
@@ -24,6 +25,33 @@ pub(crate) struct Shared {
     pub steps: AtomicU64,
     pub draining: AtomicBool,
     pub memory: Arc<MemoryCounters>,
+    pub requests: Arc<RequestCounters>,
+}
+
+/// Per-request figures the step thread records as requests finish (for metrics).
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    /// Submission to first token.
+    pub time_to_first_token: Histogram,
+    /// Gap between consecutive tokens of one stream.
+    pub inter_token: Histogram,
+    /// Prompt tokens of finished requests.
+    pub prompt_tokens: AtomicU64,
+    /// Prompt tokens computed (not reused).
+    pub prefilled_tokens: AtomicU64,
+    /// Generated tokens.
+    pub generated_tokens: AtomicU64,
+    /// Finished requests by reason: [stop, length, stop_string, cancelled, error].
+    pub finished: [AtomicU64; 5],
+    /// Refused at submission: [queue_full, draining, context_overflow, invalid].
+    pub rejected: [AtomicU64; 4],
+}
+
+impl RequestCounters {
+    /// Labels of `finished`.
+    pub const FINISH_REASONS: [&'static str; 5] = ["stop", "length", "stop_string", "cancelled", "error"];
+    /// Labels of `rejected`.
+    pub const REJECT_REASONS: [&'static str; 4] = ["queue_full", "draining", "context_overflow", "invalid"];
 }
 
 /// Agent-memory counters and gauges, written by the step thread and the writer, read for metrics.
@@ -297,6 +325,20 @@ impl Scheduler {
 
     /// Queues a request. Fails at once, queuing nothing, when it cannot be served.
     pub fn submit(&self, request: GenerateRequest) -> Result<RequestStream, SubmitError> {
+        let result = self.try_submit(request);
+        if let Err(err) = &result {
+            let i = match err {
+                SubmitError::QueueFull { .. } => 0,
+                SubmitError::Draining => 1,
+                SubmitError::ContextOverflow { .. } => 2,
+                SubmitError::Invalid { .. } => 3,
+            };
+            self.inner.shared.requests.rejected[i].fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn try_submit(&self, request: GenerateRequest) -> Result<RequestStream, SubmitError> {
         if request.prompt.is_empty() {
             return Err(SubmitError::Invalid { reason: "the prompt is empty".into() });
         }
@@ -323,7 +365,7 @@ impl Scheduler {
         // Unbounded on purpose: the step thread must never block on a slow client; a stream holds
         // at most max_tokens + 1 events.
         let (events, rx) = mpsc::unbounded_channel();
-        let seq = Sequence::new(request, events);
+        let seq = Sequence::new(request, events, Arc::clone(&shared.requests));
         match self.inner.tx.try_send(Command::Submit(Box::new(seq))) {
             Ok(()) => Ok(RequestStream { rx }),
             Err(mpsc::error::TrySendError::Full(_)) => {
@@ -365,6 +407,11 @@ impl Scheduler {
             draining: s.draining.load(Ordering::Relaxed),
             queue_capacity: self.inner.config.queue_capacity,
         }
+    }
+
+    /// Request figures (latency histograms, token counters).
+    pub fn request_counters(&self) -> &RequestCounters {
+        &self.inner.shared.requests
     }
 
     /// Agent memory figures.

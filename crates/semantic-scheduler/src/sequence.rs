@@ -1,5 +1,6 @@
 //! `Sequence`: one request's state on the step thread, from admission to its last event.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -7,6 +8,7 @@ use semantic_chat::{StopMatcher, Utf8Stream};
 use semantic_engine::{Sampler, SeqId, TokenId, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::handle::RequestCounters;
 use crate::{AgentRef, CacheSource, Event, FinishReason, GenerateRequest, Timings, Usage};
 
 /// A request being served.
@@ -32,6 +34,8 @@ pub(crate) struct Sequence {
     stop: StopMatcher,
     unsent: Vec<TokenId>,
     events: UnboundedSender<Event>,
+    counters: Arc<RequestCounters>,
+    last_token: Option<Instant>,
     submitted: Instant,
     admitted: Option<Instant>,
     prefilled: Option<Instant>,
@@ -39,8 +43,10 @@ pub(crate) struct Sequence {
 }
 
 impl Sequence {
-    pub fn new(request: GenerateRequest, events: UnboundedSender<Event>) -> Self {
+    pub fn new(request: GenerateRequest, events: UnboundedSender<Event>, counters: Arc<RequestCounters>) -> Self {
         Self {
+            counters,
+            last_token: None,
             seq: None,
             history: request.prompt.clone(),
             prompt: request.prompt,
@@ -110,7 +116,13 @@ impl Sequence {
 
     /// Handles a freshly sampled token; returns why the sequence ends, if it does.
     pub fn on_token(&mut self, token: TokenId, tokenizer: &Arc<dyn Tokenizer>) -> Option<FinishReason> {
-        self.first_token.get_or_insert_with(Instant::now);
+        let now = Instant::now();
+        match self.last_token {
+            None => self.counters.time_to_first_token.observe(now - self.submitted),
+            Some(last) => self.counters.inter_token.observe(now - last),
+        }
+        self.last_token = Some(now);
+        self.first_token.get_or_insert(now);
         if tokenizer.is_eog(token) {
             return Some(FinishReason::Stop);
         }
@@ -175,6 +187,18 @@ impl Sequence {
             completion_tokens: self.generated,
             cache_source: self.cache_source,
         };
+        let c = &self.counters;
+        c.prompt_tokens.fetch_add(usage.prompt_tokens as u64, Ordering::Relaxed);
+        c.prefilled_tokens.fetch_add(computed as u64, Ordering::Relaxed);
+        c.generated_tokens.fetch_add(usage.completion_tokens as u64, Ordering::Relaxed);
+        let i = match reason {
+            FinishReason::Stop => 0,
+            FinishReason::Length => 1,
+            FinishReason::StopString(_) => 2,
+            FinishReason::Cancelled => 3,
+            FinishReason::Error(_) => 4,
+        };
+        c.finished[i].fetch_add(1, Ordering::Relaxed);
         let _ = self.events.send(Event::Done { reason, usage, timings });
     }
 }

@@ -534,7 +534,7 @@ mod tests {
         };
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         state.shared.queued.fetch_add(1, Ordering::Relaxed);
-        state.command(Command::Submit(Box::new(Sequence::new(request, tx))));
+        state.command(Command::Submit(Box::new(Sequence::new(request, tx, Arc::default()))));
         rx
     }
 
@@ -584,7 +584,7 @@ mod tests {
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         state.shared.queued.fetch_add(1, Ordering::Relaxed);
-        state.command(Command::Submit(Box::new(Sequence::new(request, tx))));
+        state.command(Command::Submit(Box::new(Sequence::new(request, tx, Arc::default()))));
         run_to_idle(state);
         let (text, reason, usage) = drain_all(&mut rx);
         assert!(matches!(reason, Some(FinishReason::Length | FinishReason::Stop)), "{reason:?}");
@@ -735,7 +735,7 @@ mod tests {
             agent: Default::default(),
         };
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        s.command(Command::Submit(Box::new(Sequence::new(request, tx))));
+        s.command(Command::Submit(Box::new(Sequence::new(request, tx, Arc::default()))));
         run_to_idle(&mut s);
         let (text, reason) = drain_events(&mut rx);
         assert_eq!(text, full[..cut]);

@@ -28,6 +28,10 @@ enum Command {
     Config(CommonArgs),
     /// Perplexity and KV bytes per token for each KV type (chooses the default KV type).
     Perplexity(crate::perplexity::PerplexityArgs),
+    /// Inspect and edit stored agents offline (server stopped): ls, show, rm, pin, unpin, export, import.
+    Agents(crate::agents_cli::AgentsArgs),
+    /// Check the agent files of a cache directory (server stopped).
+    Cache(crate::agents_cli::CacheArgs),
 }
 
 /// Flags every subcommand shares. Flags beat `SEMANTIC_*` env vars, which beat the TOML file.
@@ -82,6 +86,21 @@ pub struct CommonArgs {
     /// Disk budget for cold agent files, GiB [default: 20].
     #[arg(long, env = "SEMANTIC_MEMORY_DISK_GB")]
     memory_disk_gb: Option<f64>,
+    /// API key (repeatable; env: comma-separated). Each key is its own agent namespace.
+    #[arg(long = "api-key", env = "SEMANTIC_API_KEYS", value_delimiter = ',')]
+    api_keys: Vec<String>,
+    /// File with one API key per line.
+    #[arg(long, env = "SEMANTIC_API_KEY_FILE")]
+    api_key_file: Option<PathBuf>,
+    /// Admin key for /admin/* (disabled without one).
+    #[arg(long, env = "SEMANTIC_ADMIN_KEY")]
+    admin_key: Option<String>,
+    /// Require an API key for /metrics [default: public].
+    #[arg(long, env = "SEMANTIC_METRICS_PRIVATE")]
+    metrics_private: bool,
+    /// Seconds in-flight requests get to finish at shutdown [default: 30].
+    #[arg(long, env = "SEMANTIC_SHUTDOWN_GRACE_SECS")]
+    shutdown_grace_secs: Option<u64>,
 }
 
 impl CommonArgs {
@@ -103,12 +122,22 @@ impl CommonArgs {
             default_max_tokens: self.default_max_tokens,
             memory_warm_mb: self.memory_warm_mb,
             memory_disk_gb: self.memory_disk_gb,
+            api_keys: Some(self.api_keys.clone()),
+            api_key_file: self.api_key_file.clone(),
+            admin_key: self.admin_key.clone(),
+            metrics_public: self.metrics_private.then_some(false),
+            shutdown_grace_secs: self.shutdown_grace_secs,
         };
         let file = match &self.config {
             Some(path) => RawConfig::from_toml_file(path)?,
             None => RawConfig::default(),
         };
         Ok(Config::resolve(flags.merge(file))?)
+    }
+
+    /// The model named by `--model` or `SEMANTIC_MODEL`, if any (not the TOML file or the default).
+    pub fn model_flag(&self) -> Option<&std::path::Path> {
+        self.model.as_deref()
     }
 }
 
@@ -144,6 +173,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Info(args) => info(&args.resolve()?),
         Command::Serve(args) => crate::serve::run(args.resolve()?),
         Command::Perplexity(args) => crate::perplexity::run(args),
+        Command::Agents(args) => crate::agents_cli::run_agents(args),
+        Command::Cache(args) => crate::agents_cli::run_cache(args),
         Command::Config(args) => {
             print!("{}", args.resolve()?.to_toml());
             Ok(())

@@ -1,6 +1,7 @@
 //! The `semantic` binary: argv and env to config, tracing, signals, and wiring the crates together.
 //! The only place that reads the environment and the only crate that uses `anyhow`.
 
+mod agents_cli;
 mod cli;
 mod generate;
 mod perplexity;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use semantic_api::{AppState, ServeOptions};
+use semantic_api::{AppState, AuthConfig, ServeOptions};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
 use semantic_engine::ModelFacts;
@@ -36,10 +36,15 @@ pub fn run(config: Config) -> Result<()> {
     let scheduler = crate::cli::start_scheduler(&config, scheduler_config)?;
     let facts = scheduler.facts().clone();
     let template = chat_template(&facts)?;
-    let options =
-        ServeOptions { model_name: model_name(&config, &facts), default_max_tokens: config.default_max_tokens };
+    let options = ServeOptions {
+        model_name: model_name(&config, &facts),
+        default_max_tokens: config.default_max_tokens,
+        auth: AuthConfig::new(&config.api_keys, config.admin_key.as_deref(), config.metrics_public),
+        ..ServeOptions::default()
+    };
     let state = AppState::new(scheduler.clone(), template, options);
     let drain_scheduler = scheduler.clone();
+    let grace = Duration::from_secs(config.shutdown_grace_secs);
     runtime.block_on(async move {
         let addr = (config.server.host, config.server.port);
         let listener =
@@ -52,7 +57,7 @@ pub fn run(config: Config) -> Result<()> {
             .with_graceful_shutdown(async move {
                 shutdown_signal().await;
                 tracing::info!("shutdown requested: draining");
-                let report = drain_scheduler.drain(Duration::from_secs(30)).await;
+                let report = drain_scheduler.drain(grace).await;
                 tracing::info!(completed = report.completed, cut = report.cut, "drained");
                 let flushed = drain_scheduler.flush_agents().await;
                 tracing::info!(still_dirty = flushed.still_dirty, "agent memory flushed");

@@ -18,7 +18,6 @@ pub struct Server {
     child: Child,
     pub addr: SocketAddr,
     /// Owns the server's cache directory for its lifetime (removed on drop).
-    #[allow(dead_code)]
     pub cache_dir: tempdir::TempDir,
 }
 
@@ -82,10 +81,26 @@ impl Server {
         Self { child, addr: addr.parse().unwrap(), cache_dir }
     }
 
+    /// SIGTERM, wait, and hand back the cache directory for a restart.
+    pub fn terminate_keeping_dir(mut self) -> (std::process::ExitStatus, tempdir::TempDir) {
+        let dir = std::mem::replace(&mut self.cache_dir, tempdir::TempDir::new("spare"));
+        (self.terminate(), dir)
+    }
+
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
+        self.signal_term();
+        self.child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn signal_term(&self) {
         let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
 
@@ -133,7 +148,7 @@ impl Response {
 /// One HTTP/1.1 request with `Connection: close`; chunked bodies are de-chunked.
 pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(600))).unwrap();
     let body = body.unwrap_or("");
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n", body.len());

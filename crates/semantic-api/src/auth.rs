@@ -1,0 +1,163 @@
+//! Authentication: API keys (each its own agent namespace) and the admin key. Keys are compared as
+//! SHA-256 digests in constant time; the extractors `Caller` and `Admin` are the only way in.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::HeaderMap;
+use semantic_memory::Namespace;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, ErrorKind, Flavor};
+use crate::AppState;
+
+/// Who may call what.
+#[derive(Clone, Default)]
+pub struct AuthConfig {
+    keys: Vec<[u8; 32]>,
+    admin: Option<[u8; 32]>,
+    /// `/metrics` without a key.
+    pub metrics_public: bool,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("keys", &self.keys.len())
+            .field("admin", &self.admin.is_some())
+            .field("metrics_public", &self.metrics_public)
+            .finish()
+    }
+}
+
+fn digest(key: &str) -> [u8; 32] {
+    Sha256::digest(key.as_bytes()).into()
+}
+
+/// Constant-time equality of two digests.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl AuthConfig {
+    /// API keys (empty = no auth: everyone shares the `default` namespace), an optional admin key.
+    pub fn new(api_keys: &[String], admin_key: Option<&str>, metrics_public: bool) -> Self {
+        Self { keys: api_keys.iter().map(|k| digest(k)).collect(), admin: admin_key.map(digest), metrics_public }
+    }
+
+    /// True when API keys are required.
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    fn namespace_for(&self, presented: Option<&str>) -> Option<Namespace> {
+        if !self.enabled() {
+            return Some(Namespace::default_ns());
+        }
+        let d = digest(presented?);
+        // Check every key so timing does not reveal which one matched.
+        let matched = self.keys.iter().fold(false, |acc, k| acc | same(k, &d));
+        let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+        matched.then(|| Namespace::parse(&format!("k{hex}")).unwrap_or_else(|_| Namespace::default_ns()))
+    }
+
+    fn is_admin(&self, presented: Option<&str>) -> bool {
+        match (self.admin, presented) {
+            (Some(admin), Some(p)) => same(&admin, &digest(p)),
+            _ => false,
+        }
+    }
+}
+
+/// True when `presented` is a valid API key (or none is required).
+pub(crate) fn check_key(auth: &AuthConfig, presented: Option<&str>) -> bool {
+    auth.namespace_for(presented).is_some()
+}
+
+/// The key a request presents: `Authorization: Bearer`, else `x-api-key`.
+pub(crate) fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")));
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok())).map(str::trim)
+}
+
+pub(crate) fn flavor_of(path: &str) -> Flavor {
+    if path.starts_with("/v1/messages") {
+        Flavor::Anthropic
+    } else {
+        Flavor::OpenAi
+    }
+}
+
+/// An authenticated caller and the agent namespace of its key.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// Agents this caller may see and use.
+    pub namespace: Namespace,
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        match state.auth.namespace_for(presented_key(&parts.headers)) {
+            Some(namespace) => Ok(Self { namespace }),
+            None => Err(ApiError::new(ErrorKind::Authentication, "missing or invalid API key")
+                .with_code("invalid_api_key")
+                .in_flavor(flavor_of(parts.uri.path()))),
+        }
+    }
+}
+
+/// A caller holding the admin key (`X-Admin-Key` or `Authorization: Bearer`).
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if state.auth.admin.is_none() {
+            return Err(ApiError::new(
+                ErrorKind::PermissionDenied,
+                "the admin API is disabled (no admin key configured)",
+            ));
+        }
+        let presented =
+            parts.headers.get("x-admin-key").and_then(|v| v.to_str().ok()).or_else(|| presented_key(&parts.headers));
+        if state.auth.is_admin(presented) {
+            Ok(Admin)
+        } else {
+            Err(ApiError::new(ErrorKind::Authentication, "missing or invalid admin key").with_code("invalid_admin_key"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_map_to_distinct_stable_namespaces() {
+        let auth = AuthConfig::new(&["alpha".into(), "beta".into()], Some("root"), false);
+        let a = auth.namespace_for(Some("alpha")).unwrap();
+        let b = auth.namespace_for(Some("beta")).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(auth.namespace_for(Some("alpha")), Some(a));
+        assert_eq!(auth.namespace_for(Some("gamma")), None);
+        assert_eq!(auth.namespace_for(None), None);
+        assert!(auth.is_admin(Some("root")));
+        assert!(!auth.is_admin(Some("alpha")));
+        assert_eq!(AuthConfig::default().namespace_for(None), Some(Namespace::default_ns()));
+    }
+
+    #[test]
+    fn keys_are_read_from_bearer_or_x_api_key() {
+        let mut h = HeaderMap::new();
+        h.insert("x-api-key", "k1".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("k1"));
+        h.insert("authorization", "Bearer k2".parse().unwrap());
+        assert_eq!(presented_key(&h), Some("k2"));
+    }
+}

@@ -1,0 +1,593 @@
+//! Offline tools on a cache directory while the server is stopped: `semantic agents
+//! ls|show|rm|pin|unpin|export|import`, `semantic cache verify`, and the hidden `semantic cache
+//! stress-write` that the kill -9 test runs. Owns presentation and the CLI's policy (refuse to
+//! overwrite without `--force`, what counts as damage); does not own the file format, paths or
+//! crash-safe writes (`semantic_memory::DiskStore` does).
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use semantic_config::Config;
+use semantic_engine::{Fingerprint, KvType};
+use semantic_memory::{
+    encode, read_header, read_snapshot, AgentId, AgentKey, Compat, DiskStore, MemoryError, Namespace, SnapshotHeader,
+};
+
+use crate::cli::CommonArgs;
+
+/// `semantic agents ...`: inspect and edit stored agents.
+#[derive(Debug, Args)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    command: AgentsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AgentsCommand {
+    /// List stored agents: namespace, id, tokens, file size, last update, pinned, KV type, model.
+    Ls(LsArgs),
+    /// Print one agent's header and first/last tokens, and verify its checksums.
+    Show(AgentArgs),
+    /// Delete one agent's file.
+    Rm(AgentArgs),
+    /// Pin an agent (never evicted); rewrites its file atomically.
+    Pin(AgentArgs),
+    /// Unpin an agent; rewrites its file atomically.
+    Unpin(AgentArgs),
+    /// Copy an agent's verified snapshot to FILE (same format).
+    Export(ExportArgs),
+    /// Verify a snapshot FILE fully and add it to the cache directory under the agent it names.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+struct LsArgs {
+    /// Only this namespace [default: all].
+    #[arg(long)]
+    namespace: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct AgentArgs {
+    /// The agent id.
+    id: String,
+    /// The agent's namespace.
+    #[arg(long, default_value = "default")]
+    namespace: String,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    agent: AgentArgs,
+    /// Where to write the snapshot.
+    file: PathBuf,
+    /// Replace FILE if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+struct ImportArgs {
+    /// A snapshot file (for example from `semantic agents export`). With `--model` (or
+    /// SEMANTIC_MODEL) it must have been made by that model; otherwise only its integrity is checked.
+    file: PathBuf,
+    /// Replace the agent if the cache directory already has it.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// `semantic cache ...`: whole-directory checks.
+#[derive(Debug, Args)]
+pub struct CacheArgs {
+    #[command(subcommand)]
+    command: CacheCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum CacheCommand {
+    /// Check every agent file fully; print each bad one with its reason; exit non-zero on any.
+    ///
+    /// With `--model` (or SEMANTIC_MODEL), files made by another model count as bad too.
+    Verify(VerifyArgs),
+    /// Test aid: write COUNT random snapshots, printing a line before and after each (for kill -9 tests).
+    #[command(hide = true)]
+    StressWrite(StressWriteArgs),
+}
+
+#[derive(Debug, Args)]
+struct VerifyArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+struct StressWriteArgs {
+    /// How many snapshots to write.
+    #[arg(long)]
+    count: u64,
+    /// Seed for sizes and contents [default: from the clock].
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// Runs a `semantic agents` subcommand.
+pub fn run_agents(args: AgentsArgs) -> Result<()> {
+    match args.command {
+        AgentsCommand::Ls(args) => ls(&args),
+        AgentsCommand::Show(args) => show(&args),
+        AgentsCommand::Rm(args) => rm(&args),
+        AgentsCommand::Pin(args) => set_pinned(&args, PinState::Pinned),
+        AgentsCommand::Unpin(args) => set_pinned(&args, PinState::Unpinned),
+        AgentsCommand::Export(args) => export(&args),
+        AgentsCommand::Import(args) => import(&args),
+    }
+}
+
+/// Runs a `semantic cache` subcommand.
+pub fn run_cache(args: CacheArgs) -> Result<()> {
+    match args.command {
+        CacheCommand::Verify(args) => verify(&args),
+        CacheCommand::StressWrite(args) => stress_write(&args),
+    }
+}
+
+fn ls(args: &LsArgs) -> Result<()> {
+    let config = args.common.resolve()?;
+    let namespace = args.namespace.as_deref().map(parse_namespace).transpose()?;
+    let Some(store) = open_for_reading(&config)? else {
+        eprintln!("no agents: {} has no agents/ directory", config.cache_dir.display());
+        return Ok(());
+    };
+    let report = store.scan();
+    let rows: Vec<Vec<String>> = report
+        .entries
+        .iter()
+        .filter(|(h, _)| namespace.as_ref().is_none_or(|ns| h.namespace == *ns))
+        .map(|(h, bytes)| {
+            vec![
+                h.namespace.to_string(),
+                h.agent.to_string(),
+                h.tokens.len().to_string(),
+                bytes.to_string(),
+                format_ms(h.updated_ms),
+                yes_no(h.pinned).to_string(),
+                kv_name(h.kv_type),
+                Fingerprint(h.fingerprint).to_hex()[..12].to_string(),
+            ]
+        })
+        .collect();
+    let columns = [
+        ("NAMESPACE", Align::Left),
+        ("AGENT", Align::Left),
+        ("TOKENS", Align::Right),
+        ("BYTES", Align::Right),
+        ("UPDATED (UTC)", Align::Left),
+        ("PINNED", Align::Left),
+        ("KV", Align::Left),
+        ("MODEL", Align::Left),
+    ];
+    emit(&table(&columns, &rows))?;
+    if !report.rejected.is_empty() {
+        eprintln!(
+            "{} file(s) in {} cannot be read; run `semantic cache verify` for details",
+            report.rejected.len(),
+            config.cache_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// How many tokens `show` prints from each end.
+const SHOW_TOKENS: usize = 16;
+
+fn show(args: &AgentArgs) -> Result<()> {
+    let config = args.common.resolve()?;
+    let key = agent_key(args)?;
+    let Some(store) = open_for_reading(&config)? else { bail!(no_such_agent(&key, &config)) };
+    let path = store.path_for(&key);
+    let (header, file_len) = match read_header(&path) {
+        Err(e) if e.is_not_found() => bail!(no_such_agent(&key, &config)),
+        other => other.with_context(|| format!("agent {key}"))?,
+    };
+    let checked = store.read(&key, &compat_of(&header));
+    let n = header.tokens.len();
+    let mut out = String::new();
+    let mut line = |label: &str, value: String| out.push_str(&format!("{label:<14} {value}\n"));
+    line("agent:", key.to_string());
+    line("file:", path.display().to_string());
+    line("file bytes:", file_len.to_string());
+    line("payload bytes:", header.payload_len.to_string());
+    line("tokens:", n.to_string());
+    line("first tokens:", format!("{:?}", &header.tokens[..n.min(SHOW_TOKENS)]));
+    line("last tokens:", format!("{:?}", &header.tokens[n.saturating_sub(SHOW_TOKENS)..]));
+    line("model:", format!("sha256:{}", Fingerprint(header.fingerprint).to_hex()));
+    line("kv type:", kv_name(header.kv_type));
+    line("n_ctx:", header.n_ctx.to_string());
+    line("created:", format!("{} ({} ms)", format_ms(header.created_ms), header.created_ms));
+    line("updated:", format!("{} ({} ms)", format_ms(header.updated_ms), header.updated_ms));
+    line("pinned:", yes_no(header.pinned).to_string());
+    line("format:", format!("version {}, header crc {:08x}", semantic_memory::VERSION, header.header_crc));
+    line(
+        "checksums:",
+        match &checked {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("FAILED ({})", describe(e)),
+        },
+    );
+    emit(&out)?;
+    match checked {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("agent {key} is damaged")),
+    }
+}
+
+fn rm(args: &AgentArgs) -> Result<()> {
+    let config = args.common.resolve()?;
+    let key = agent_key(args)?;
+    let store = DiskStore::open(&config.cache_dir)?;
+    if !store.path_for(&key).exists() {
+        bail!(no_such_agent(&key, &config));
+    }
+    store.remove(&key)?;
+    emit(&format!("removed {key}\n"))
+}
+
+/// What `pin`/`unpin` set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinState {
+    Pinned,
+    Unpinned,
+}
+
+fn set_pinned(args: &AgentArgs, want: PinState) -> Result<()> {
+    let config = args.common.resolve()?;
+    let key = agent_key(args)?;
+    let store = DiskStore::open(&config.cache_dir)?;
+    let (mut header, payload) = read_verified(&store, &key, &config)?;
+    let pinned = want == PinState::Pinned;
+    let word = if pinned { "pinned" } else { "unpinned" };
+    if header.pinned == pinned {
+        return emit(&format!("{key} is already {word}\n"));
+    }
+    // Only the flag changes: the content (and so `updated_ms`) is the same agent memory.
+    header.pinned = pinned;
+    store.write(&header, &payload)?;
+    emit(&format!("{word} {key}\n"))
+}
+
+fn export(args: &ExportArgs) -> Result<()> {
+    let config = args.agent.common.resolve()?;
+    let key = agent_key(&args.agent)?;
+    let Some(store) = open_for_reading(&config)? else { bail!(no_such_agent(&key, &config)) };
+    let (header, payload) = read_verified(&store, &key, &config)?;
+    if args.file.exists() && !args.force {
+        bail!("{} exists; pass --force to replace it", args.file.display());
+    }
+    // Re-encoding the verified header and payload gives the original bytes (the encoding is
+    // deterministic) and guarantees that what lands in FILE is what was checked.
+    let bytes = encode(&header, &payload)?;
+    write_file_atomic(&args.file, &bytes).with_context(|| format!("writing {}", args.file.display()))?;
+    emit(&format!(
+        "exported {key} ({} tokens, {} bytes) to {}\n",
+        header.tokens.len(),
+        bytes.len(),
+        args.file.display()
+    ))
+}
+
+fn import(args: &ImportArgs) -> Result<()> {
+    let config = args.common.resolve()?;
+    let file = &args.file;
+    let (found, _) = read_header(file).with_context(|| format!("cannot import {}", file.display()))?;
+    let compat = match args.common.model_flag() {
+        Some(_) => Compat { fingerprint: model_fingerprint(&config)?.0, kv_type: found.kv_type },
+        None => compat_of(&found),
+    };
+    let (header, payload) =
+        read_snapshot(file, &compat).with_context(|| format!("cannot import {}", file.display()))?;
+    let key = header.key();
+    let store = DiskStore::open(&config.cache_dir)?;
+    if store.path_for(&key).exists() && !args.force {
+        bail!("agent {key} already exists in {}; pass --force to replace it", config.cache_dir.display());
+    }
+    let bytes = store.write(&header, &payload)?;
+    emit(&format!("imported {key} ({} tokens, {bytes} bytes)\n", header.tokens.len()))
+}
+
+fn verify(args: &VerifyArgs) -> Result<()> {
+    let config = args.common.resolve()?;
+    let Some(store) = open_for_reading(&config)? else {
+        bail!("{} has no agents/ directory (not a cache directory?)", config.cache_dir.display());
+    };
+    let model = match args.common.model_flag() {
+        Some(_) => Some(model_fingerprint(&config)?),
+        None => None,
+    };
+    let report = store.scan();
+    let mut bad: Vec<(PathBuf, String)> = report.rejected.iter().map(|(p, e)| (p.clone(), describe(e))).collect();
+    for (header, _) in &report.entries {
+        let key = header.key();
+        let fingerprint = model.map_or(header.fingerprint, |m| m.0);
+        match store.read(&key, &Compat { fingerprint, kv_type: header.kv_type }) {
+            Ok((full, _)) if KvType::from_code(full.kv_type).is_none() => {
+                bad.push((store.path_for(&key), format!("unknown kv type code {}", full.kv_type)));
+            }
+            Ok(_) => {}
+            Err(e) => bad.push((store.path_for(&key), describe(&e))),
+        }
+    }
+    bad.sort();
+    let total = report.entries.len() + report.rejected.len();
+    let mut out = String::new();
+    for (path, reason) in &bad {
+        out.push_str(&format!("BAD {}: {reason}\n", path.display()));
+    }
+    let against = model.map_or(String::new(), |m| format!(" against model sha256:{}", m.to_hex()));
+    out.push_str(&format!("{total} file(s) checked{against}: {} ok, {} bad\n", total - bad.len(), bad.len()));
+    emit(&out)?;
+    if !bad.is_empty() {
+        bail!("{} of {total} agent file(s) in {} are damaged or unusable", bad.len(), config.cache_dir.display());
+    }
+    Ok(())
+}
+
+/// Fingerprint written into stress-test snapshots (no model is involved).
+const STRESS_FINGERPRINT: [u8; 32] = [0x5e; 32];
+
+fn stress_write(args: &StressWriteArgs) -> Result<()> {
+    let config = args.common.resolve()?;
+    let store = DiskStore::open(&config.cache_dir)?;
+    let mut rng = XorShift::new(args.seed.unwrap_or_else(|| now_ms() ^ u64::from(std::process::id())));
+    let mut stdout = io::stdout().lock();
+    for i in 0..args.count {
+        let agent = AgentId::parse(&format!("stress-{}", rng.below(8)))?;
+        let tokens: Vec<i32> = (0..rng.below(4096)).map(|_| rng.below(50_000) as i32).collect();
+        // One repeated byte: cheap to make, so the child spends its time inside the write, where
+        // the kill -9 test wants to land.
+        let payload = vec![rng.next() as u8; rng.below(1 << 20) as usize];
+        let now = now_ms();
+        let header = SnapshotHeader {
+            namespace: Namespace::default_ns(),
+            agent,
+            fingerprint: STRESS_FINGERPRINT,
+            kv_type: KvType::F16.code(),
+            n_ctx: 4096,
+            tokens,
+            created_ms: now,
+            updated_ms: now,
+            pinned: rng.below(2) == 1,
+            payload_len: 0,
+            header_crc: 0,
+        };
+        // A line before and after each write, so a test that kills after k lines lands both
+        // inside writes and between them.
+        writeln!(stdout, "writing {i} {}", header.key())?;
+        stdout.flush()?;
+        let bytes = store.write(&header, &payload)?;
+        writeln!(stdout, "wrote {i} {} {bytes}", header.key())?;
+        stdout.flush()?;
+    }
+    Ok(())
+}
+
+/// xorshift64: sizes and bytes for `stress-write`; not for anything that needs real randomness.
+struct XorShift(u64);
+
+impl XorShift {
+    fn new(seed: u64) -> Self {
+        XorShift(seed | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    /// Uses the high bits: xorshift's lowest bits are its weakest.
+    fn below(&mut self, n: u64) -> u64 {
+        (self.next() >> 16) % n
+    }
+}
+
+/// The store for read-only commands: `None` when the directory has no `agents/` yet. Never
+/// creates or sweeps anything, so it is harmless even next to a running server.
+fn open_for_reading(config: &Config) -> Result<Option<DiskStore>> {
+    match DiskStore::open_read_only(&config.cache_dir) {
+        Ok(store) => Ok(Some(store)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Reads an agent's file fully, checked against the model and KV type its own header names.
+fn read_verified(store: &DiskStore, key: &AgentKey, config: &Config) -> Result<(SnapshotHeader, Vec<u8>)> {
+    let path = store.path_for(key);
+    let (header, _) = match read_header(&path) {
+        Err(e) if e.is_not_found() => bail!(no_such_agent(key, config)),
+        other => other.with_context(|| format!("agent {key}"))?,
+    };
+    store.read(key, &compat_of(&header)).with_context(|| format!("agent {key}"))
+}
+
+/// The compatibility a file claims for itself: integrity checks only, no model judgement.
+fn compat_of(header: &SnapshotHeader) -> Compat {
+    Compat { fingerprint: header.fingerprint, kv_type: header.kv_type }
+}
+
+fn model_fingerprint(config: &Config) -> Result<Fingerprint> {
+    Fingerprint::of_file_cached(&config.model, Some(&config.cache_dir.join("fingerprints")))
+        .with_context(|| format!("fingerprinting the model {}", config.model.display()))
+}
+
+fn agent_key(args: &AgentArgs) -> Result<AgentKey> {
+    let agent = AgentId::parse(&args.id).with_context(|| format!("agent id {:?}", args.id))?;
+    Ok(AgentKey::new(parse_namespace(&args.namespace)?, agent))
+}
+
+fn parse_namespace(s: &str) -> Result<Namespace> {
+    Namespace::parse(s).with_context(|| format!("namespace {s:?}"))
+}
+
+fn no_such_agent(key: &AgentKey, config: &Config) -> String {
+    format!("no agent {key} in {}", config.cache_dir.display())
+}
+
+/// Why a file is unusable, without repeating its path.
+fn describe(err: &MemoryError) -> String {
+    match err {
+        MemoryError::Corrupt { reason, .. } => format!("corrupt: {reason}"),
+        MemoryError::UnsupportedVersion { version, .. } => format!("unsupported format version {version}"),
+        MemoryError::Foreign { reason, .. } => format!("foreign: {reason}"),
+        other => other.to_string(),
+    }
+}
+
+fn kv_name(code: u8) -> String {
+    KvType::from_code(code).map_or_else(|| format!("code {code}"), |t| t.as_str().to_string())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Writes `bytes` to `<path>.tmp`, fsyncs, and renames it over `path`.
+fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let result = (|| {
+        let mut file = fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Writes to stdout, reporting a closed pipe as an error instead of panicking like `print!`.
+fn emit(text: &str) -> Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Align {
+    Left,
+    Right,
+}
+
+/// A plain-text table: a header row and columns padded to their widest cell.
+fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = columns.iter().map(|(h, _)| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let header: Vec<String> = columns.iter().map(|(h, _)| h.to_string()).collect();
+    let mut out = String::new();
+    for row in std::iter::once(&header).chain(rows) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(columns)
+            .zip(&widths)
+            .map(|((cell, (_, align)), &w)| match align {
+                Align::Left => format!("{cell:<w$}"),
+                Align::Right => format!("{cell:>w$}"),
+            })
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date crate.
+fn format_ms(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil-from-days (Howard Hinnant's algorithm), shifted so years start on March 1st.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(ms: u64, expected: &str) {
+        assert_eq!(format_ms(ms), expected, "{ms}");
+    }
+
+    #[test]
+    fn formats_utc_times() {
+        check(0, "1970-01-01T00:00:00Z");
+        check(999, "1970-01-01T00:00:00Z");
+        check(951_782_400_000, "2000-02-29T00:00:00Z");
+        check(951_868_799_000, "2000-02-29T23:59:59Z");
+        check(1_700_000_000_000, "2023-11-14T22:13:20Z");
+        check(4_102_444_800_000, "2100-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn tables_pad_columns_and_trim_line_ends() {
+        let rows = vec![vec!["a".into(), "1".into(), "x".into()], vec!["long-name".into(), "12345".into(), "".into()]];
+        let got = table(&[("NAME", Align::Left), ("N", Align::Right), ("Z", Align::Left)], &rows);
+        assert_eq!(got, "NAME           N  Z\na              1  x\nlong-name  12345\n");
+    }
+
+    #[test]
+    fn describes_reasons_without_the_path() {
+        let p = PathBuf::from("/x/a.skv");
+        let foreign = MemoryError::Foreign { path: p.clone(), reason: "model fingerprint differs" };
+        assert_eq!(describe(&foreign), "foreign: model fingerprint differs");
+        assert_eq!(describe(&MemoryError::UnsupportedVersion { path: p, version: 9 }), "unsupported format version 9");
+        assert_eq!(kv_name(KvType::Q8_0.code()), "q8_0");
+        assert_eq!(kv_name(200), "code 200");
+    }
+
+    #[test]
+    fn stress_rng_is_deterministic_and_bounded() {
+        let (mut a, mut b) = (XorShift::new(42), XorShift::new(42));
+        for _ in 0..1000 {
+            let x = a.below(8);
+            assert_eq!(x, b.below(8));
+            assert!(x < 8);
+        }
+        assert_ne!(XorShift::new(0).next(), 0, "a zero seed must not stick at zero");
+    }
+}

@@ -80,3 +80,27 @@ fn sigterm_lets_streams_in_flight_finish_and_exits_zero() {
     assert!(server.wait().success());
     eprintln!("shutdown with 8 streams in flight took {:.2} s", signalled.elapsed().as_secs_f64());
 }
+
+/// Every `semantic_*` metric named in the alert rules and the dashboard is one /metrics exports.
+#[test]
+fn alert_rules_and_dashboard_use_only_exported_metrics() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops");
+    let exported: Vec<&str> = semantic_api::metrics::FAMILIES.iter().map(|f| f.0).collect();
+    for file in ["alerts.yml", "grafana-dashboard.json"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        let mut used = 0;
+        for (i, _) in text.match_indices("semantic_") {
+            let name: String =
+                text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
+            if base == "semantic_" || base.starts_with("semantic_overview") {
+                continue;
+            }
+            assert!(exported.contains(&base), "{file} uses {name}, which /metrics does not export");
+            used += 1;
+        }
+        assert!(used >= 7, "{file} uses only {used} metrics");
+    }
+    serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(root.join("grafana-dashboard.json")).unwrap())
+        .expect("the dashboard is valid JSON");
+}

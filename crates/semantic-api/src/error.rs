@@ -4,7 +4,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use semantic_scheduler::SubmitError;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 /// Which API's error shape a response uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +27,14 @@ pub enum ErrorKind {
     PermissionDenied,
     /// 404: no such route or object.
     NotFound,
+    /// 405: the route exists but not with this method.
+    MethodNotAllowed,
     /// 409: the object is busy.
     Conflict,
     /// 413: body too large.
     TooLarge,
+    /// 415: a body that is not JSON.
+    UnsupportedMediaType,
     /// 429: rate limit or full queue.
     RateLimited,
     /// 500: a bug or engine failure.
@@ -45,8 +50,10 @@ impl ErrorKind {
             ErrorKind::Authentication => StatusCode::UNAUTHORIZED,
             ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -55,9 +62,12 @@ impl ErrorKind {
 
     fn openai_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest | ErrorKind::NotFound | ErrorKind::TooLarge | ErrorKind::Conflict => {
-                "invalid_request_error"
-            }
+            ErrorKind::InvalidRequest
+            | ErrorKind::NotFound
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::Conflict
+            | ErrorKind::TooLarge
+            | ErrorKind::UnsupportedMediaType => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
@@ -68,11 +78,13 @@ impl ErrorKind {
 
     fn anthropic_type(self) -> &'static str {
         match self {
-            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::InvalidRequest
+            | ErrorKind::UnsupportedMediaType
+            | ErrorKind::MethodNotAllowed
+            | ErrorKind::Conflict => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::NotFound => "not_found_error",
-            ErrorKind::Conflict => "invalid_request_error",
             ErrorKind::TooLarge => "request_too_large",
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::Internal => "api_error",
@@ -154,21 +166,82 @@ impl From<SubmitError> for ApiError {
     }
 }
 
+/// The OpenAI error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorBody {
+    /// The error.
+    pub error: OpenAiErrorDetail,
+}
+
+/// The OpenAI error object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OpenAiErrorDetail {
+    /// Human-readable message.
+    pub message: String,
+    /// `invalid_request_error`, `rate_limit_error`, `server_error`, ...
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The request field at fault.
+    pub param: Option<String>,
+    /// Machine-readable code, e.g. `context_length_exceeded`, `model_not_found`.
+    pub code: Option<String>,
+}
+
+/// The Anthropic error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnthropicErrorBody {
+    /// Always `error`.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The error.
+    pub error: AnthropicErrorDetail,
+}
+
+/// The Anthropic error object.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AnthropicErrorDetail {
+    /// `invalid_request_error`, `not_found_error`, `overloaded_error`, `api_error`, ...
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 404 for a model name that is neither the loaded model nor an alias.
+    pub fn model_not_found(name: &str) -> Self {
+        Self::new(
+            ErrorKind::NotFound,
+            format!("the model `{name}` does not exist: this server serves one model (see GET /v1/models; the aliases `default` and `semantic` also work)"),
+        )
+        .with_param("model")
+        .with_code("model_not_found")
+    }
+
+    /// The error body in this error's wire shape, for a response or an SSE error event.
+    pub fn body(&self) -> serde_json::Value {
+        let value = match self.flavor {
+            Flavor::OpenAi => serde_json::to_value(OpenAiErrorBody {
+                error: OpenAiErrorDetail {
+                    message: self.message.clone(),
+                    kind: self.kind.openai_type(),
+                    param: self.param.clone(),
+                    code: self.code.clone(),
+                },
+            }),
+            Flavor::Anthropic => serde_json::to_value(AnthropicErrorBody {
+                kind: "error",
+                error: AnthropicErrorDetail { kind: self.kind.anthropic_type(), message: self.message.clone() },
+            }),
+        };
+        // Invariant: these structs hold only strings, so serializing them cannot fail.
+        value.unwrap_or_default()
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = match self.flavor {
-            Flavor::OpenAi => json!({"error": {
-                "message": self.message,
-                "type": self.kind.openai_type(),
-                "param": self.param,
-                "code": self.code,
-            }}),
-            Flavor::Anthropic => json!({"type": "error", "error": {
-                "type": self.kind.anthropic_type(),
-                "message": self.message,
-            }}),
-        };
-        let mut response = (self.kind.status(), Json(body)).into_response();
+        let mut response = (self.kind.status(), Json(self.body())).into_response();
         if let Some(secs) = self.retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
@@ -176,7 +249,22 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// 404 for unknown routes, in the OpenAI shape.
+/// 404 for unknown routes: in the Anthropic shape under `/v1/messages`, else the OpenAI shape.
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(ErrorKind::NotFound, format!("no route for {}", uri.path()))
+    let error = ApiError::new(ErrorKind::NotFound, format!("no route for {}", uri.path()));
+    if uri.path().starts_with("/v1/messages") {
+        error.in_flavor(Flavor::Anthropic)
+    } else {
+        error
+    }
+}
+
+/// 405 for a known path with the wrong method, in the route's API shape.
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let error = ApiError::new(ErrorKind::MethodNotAllowed, format!("{method} is not allowed on {}", uri.path()));
+    if uri.path().starts_with("/v1/messages") {
+        error.in_flavor(Flavor::Anthropic)
+    } else {
+        error
+    }
 }

@@ -4,31 +4,53 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
 use crate::auth::presented_key;
 use crate::error::{ApiError, ErrorKind};
 use crate::AppState;
 
+/// `GET /health` body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`, or `draining` during shutdown.
+    pub status: &'static str,
+    /// The loaded model's name.
+    pub model: String,
+    /// Requests decoding.
+    pub running: usize,
+    /// Requests waiting.
+    pub queued: usize,
+    /// KV cells reserved by running requests.
+    pub kv_reserved: usize,
+    /// KV cells in the context.
+    pub kv_capacity: usize,
+}
+
 /// `GET /health`: 200 while the process serves, with queue and KV figures.
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
+#[utoipa::path(get, path = "/health", tag = "server", responses((status = 200, body = Health)))]
+pub async fn health(State(state): State<AppState>) -> Json<Health> {
     let stats = state.scheduler.stats();
-    Json(json!({
-        "status": if stats.draining { "draining" } else { "ok" },
-        "model": state.options.model_name,
-        "running": stats.running,
-        "queued": stats.queued,
-        "kv_reserved": stats.kv_reserved,
-        "kv_capacity": stats.kv_capacity,
-    }))
+    Json(Health {
+        status: if stats.draining { "draining" } else { "ok" },
+        model: state.options.model_name.clone(),
+        running: stats.running,
+        queued: stats.queued,
+        kv_reserved: stats.kv_reserved,
+        kv_capacity: stats.kv_capacity,
+    })
 }
 
 /// `GET /health/live`: 200 while the process runs.
+#[utoipa::path(get, path = "/health/live", tag = "server", responses((status = 200, description = "`{\"status\":\"ok\"}`")))]
 pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
 /// `GET /health/startup`: the listener opens only after the model is loaded, so this answers 200.
+#[utoipa::path(get, path = "/health/startup", tag = "server", responses((status = 200, description = "`{\"status\":\"ok\",\"model\"}`")))]
 pub async fn startup(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"status": "ok", "model": state.options.model_name}))
 }
@@ -51,6 +73,9 @@ fn not_ready_reason(state: &AppState) -> Option<String> {
 }
 
 /// `GET /health/ready`: 503 with the reason while draining or under KV/queue pressure.
+#[utoipa::path(get, path = "/health/ready", tag = "server", responses(
+    (status = 200, description = "`{\"status\":\"ready\"}`"),
+    (status = 503, description = "`{\"status\":\"not_ready\",\"reason\"}` with Retry-After")))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     match not_ready_reason(&state) {
         None => Json(json!({"status": "ready"})).into_response(),
@@ -64,6 +89,9 @@ pub async fn ready(State(state): State<AppState>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text; needs an API key unless metrics are public.
+#[utoipa::path(get, path = "/metrics", tag = "server", responses(
+    (status = 200, description = "Prometheus text format 0.0.4", content_type = "text/plain"),
+    (status = 401, description = "missing or invalid API key", body = crate::error::OpenAiErrorBody)))]
 pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     if !state.auth.metrics_public && state.auth.enabled() {
         let ok = crate::auth::check_key(&state.auth, presented_key(&headers));

@@ -1,46 +1,74 @@
-//! The HTTP API: routes, OpenAI (and later Anthropic) wire types, SSE streaming, and the one place
-//! errors become HTTP responses.
+//! The HTTP API: routes, OpenAI and Anthropic wire types, SSE streaming, tool calls on the wire,
+//! agent identity, `/openapi.json`, and the one place errors become HTTP responses.
 //!
 //! Owns: everything that knows HTTP or JSON wire formats. Does not own: scheduling (it submits
-//! token ids to the scheduler), templates (it asks `semantic-chat`), configuration parsing.
+//! token ids to the scheduler), templates and tool-call syntax (it asks `semantic-chat`),
+//! configuration parsing.
 #![warn(missing_docs)]
 
 mod agents;
+mod anthropic;
+pub mod anthropic_wire;
 mod auth;
+mod completions;
 mod error;
 mod extract;
+mod generation;
 mod health;
+mod identity;
 pub mod metrics;
 mod openai;
+pub mod openai_wire;
+mod openapi;
 mod ops;
+mod params;
 pub mod prompt;
 mod state;
 
-use axum::routing::{delete, get, post};
+use axum::http::Method;
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 pub use auth::{AuthConfig, Caller};
-pub use error::{ApiError, ErrorKind};
+pub use error::{AnthropicErrorBody, ApiError, ErrorKind, Flavor, OpenAiErrorBody};
+pub use identity::MODEL_ALIASES;
+pub use openapi::ApiDoc;
 pub use state::{AppState, ServeOptions};
 
-/// Builds the whole router for one server.
+/// Every route: method, path (axum and OpenAPI share the `{param}` syntax) and handler. The
+/// router is built from this table and a test checks each entry against `/openapi.json`, so a
+/// route added here without a `#[utoipa::path]` (listed in `openapi.rs`) fails the tests.
+pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
+    vec![
+        (Method::GET, "/health", get(health::health)),
+        (Method::GET, "/health/live", get(health::live)),
+        (Method::GET, "/health/startup", get(health::startup)),
+        (Method::GET, "/health/ready", get(health::ready)),
+        (Method::GET, "/metrics", get(health::metrics)),
+        (Method::GET, "/v1/agents", get(agents::list)),
+        (Method::GET, "/v1/agents/{id}", get(agents::get)),
+        (Method::DELETE, "/v1/agents/{id}", delete(agents::delete)),
+        (Method::POST, "/v1/agents/{id}/evict", post(agents::evict)),
+        (Method::POST, "/v1/agents/{id}/pin", post(agents::pin)),
+        (Method::POST, "/v1/agents/{id}/unpin", post(agents::unpin)),
+        (Method::GET, "/admin/status", get(agents::status)),
+        (Method::DELETE, "/admin/caches", delete(agents::clear)),
+        (Method::POST, "/admin/flush", post(agents::flush)),
+        (Method::GET, "/v1/models", get(openai::models)),
+        (Method::POST, "/v1/chat/completions", post(openai::chat_completions)),
+        (Method::POST, "/v1/completions", post(completions::completions)),
+        (Method::POST, "/v1/messages", post(anthropic::messages)),
+        (Method::POST, "/v1/messages/count_tokens", post(anthropic::count_tokens)),
+        (Method::GET, "/openapi.json", get(openapi::openapi_json)),
+    ]
+}
+
+/// Builds the whole router for one server, wrapped in the middleware stack (`ops.rs`).
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .route("/health", get(health::health))
-        .route("/health/live", get(health::live))
-        .route("/health/startup", get(health::startup))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/agents", get(agents::list))
-        .route("/v1/agents/{id}", get(agents::get).delete(agents::delete))
-        .route("/v1/agents/{id}/evict", post(agents::evict))
-        .route("/v1/agents/{id}/pin", post(agents::pin))
-        .route("/v1/agents/{id}/unpin", post(agents::unpin))
-        .route("/admin/status", get(agents::status))
-        .route("/admin/caches", delete(agents::clear))
-        .route("/admin/flush", post(agents::flush))
-        .route("/v1/models", get(openai::models))
-        .route("/v1/chat/completions", post(openai::chat_completions))
-        .fallback(error::not_found);
+    let routes = routes()
+        .into_iter()
+        .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
+        .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed);
     ops::stack(routes, state)
 }

@@ -1,8 +1,7 @@
-//! OpenAI-compatible routes: `POST /v1/chat/completions` (streaming and not) and `GET /v1/models`.
+//! OpenAI chat: `POST /v1/chat/completions` (JSON and SSE, tools) and `GET /v1/models`.
+//! Validation happens here, in full, before anything is queued.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,403 +9,432 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
-use semantic_chat::Message;
-use semantic_engine::SamplingParams;
-use semantic_scheduler::{AgentId, AgentRef, Event, FinishReason, GenerateRequest, RequestStream, Usage};
-use serde::{Deserialize, Serialize};
+use semantic_chat::{FunctionCall, Message, ParsedToolCall, ToolCall};
+use semantic_scheduler::{AgentRef, GenerateRequest, Usage};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
-use crate::error::{ApiError, ErrorKind};
+use crate::error::{ApiError, Flavor};
 use crate::extract::ApiJson;
+use crate::generation::{now_secs, random_id, Collected, Finish, Generation, Job, Piece, Step};
+use crate::identity::{agent_ref, check_model, BodyIds};
+use crate::openai_wire::*;
+use crate::params::{self, SamplingFields};
 use crate::prompt::PromptError;
 use crate::AppState;
 
-/// `stop`: one string or a list.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum StopField {
-    /// One stop string.
-    One(String),
-    /// Several.
-    Many(Vec<String>),
-}
-
-/// Message content: a string or a list of typed parts.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum Content {
-    /// Plain text.
-    Text(String),
-    /// Parts; only `text` parts are supported.
-    Parts(Vec<ContentPart>),
-}
-
-/// One content part.
-#[derive(Debug, Deserialize)]
-pub struct ContentPart {
-    /// Part type (`text`).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// Text of a `text` part.
-    pub text: Option<String>,
-}
-
-/// A chat message on the wire.
-#[derive(Debug, Deserialize)]
-pub struct WireMessage {
-    /// system, developer, user, assistant or tool.
-    pub role: String,
-    /// Content (may be null for assistant messages with tool calls).
-    pub content: Option<Content>,
-    /// Optional author name.
-    pub name: Option<String>,
-    /// For tool results.
-    pub tool_call_id: Option<String>,
-}
-
-/// `stream_options`.
-#[derive(Debug, Default, Deserialize)]
-pub struct StreamOptions {
-    /// Send a final chunk with usage.
-    #[serde(default)]
-    pub include_usage: bool,
-}
-
-/// `POST /v1/chat/completions` body.
-#[derive(Debug, Deserialize)]
-pub struct ChatCompletionRequest {
-    /// Model name (any name is accepted for the one loaded model; see README).
-    pub model: Option<String>,
-    /// The conversation.
-    pub messages: Vec<WireMessage>,
-    /// Stream with SSE.
-    #[serde(default)]
-    pub stream: bool,
-    /// Streaming options.
-    pub stream_options: Option<StreamOptions>,
-    /// Completion length (legacy name).
-    pub max_tokens: Option<u64>,
-    /// Completion length.
-    pub max_completion_tokens: Option<u64>,
-    /// Sampling temperature (default 1).
-    pub temperature: Option<f32>,
-    /// Nucleus sampling.
-    pub top_p: Option<f32>,
-    /// Top-k (extension).
-    pub top_k: Option<u32>,
-    /// Min-p (extension).
-    pub min_p: Option<f32>,
-    /// Seed for reproducible sampling.
-    pub seed: Option<u64>,
-    /// OpenAI presence penalty.
-    pub presence_penalty: Option<f32>,
-    /// OpenAI frequency penalty.
-    pub frequency_penalty: Option<f32>,
-    /// llama.cpp-style repetition penalty (extension).
-    pub repetition_penalty: Option<f32>,
-    /// Token id (as a string) to bias.
-    pub logit_bias: Option<HashMap<String, f32>>,
-    /// Stop strings.
-    pub stop: Option<StopField>,
-    /// Number of choices (only 1).
-    pub n: Option<u32>,
-    /// Agent whose memory to reuse and update (also `session_id`, `X-Agent-ID`, `X-Session-ID`).
-    pub agent_id: Option<String>,
-    /// Alias of `agent_id`.
-    pub session_id: Option<String>,
-}
-
-#[derive(Serialize)]
-struct ChoiceMessage {
-    role: &'static str,
-    content: String,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn completion_id() -> String {
-    format!("chatcmpl-{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
-}
-
-pub(crate) fn finish_reason_str(reason: &FinishReason) -> &'static str {
-    match reason {
-        FinishReason::Length => "length",
-        _ => "stop",
-    }
-}
-
-fn usage_json(usage: &Usage) -> Value {
-    json!({
-        "prompt_tokens": usage.prompt_tokens,
-        "completion_tokens": usage.completion_tokens,
-        "total_tokens": usage.prompt_tokens + usage.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": usage.cached_tokens},
-    })
-}
-
-fn to_messages(wire: Vec<WireMessage>) -> Result<Vec<Message>, ApiError> {
-    if wire.is_empty() {
-        return Err(ApiError::invalid("messages", "messages must not be empty"));
-    }
-    wire.into_iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let role = match m.role.as_str() {
-                "developer" => "system".to_string(),
-                "system" | "user" | "assistant" | "tool" => m.role,
-                other => {
-                    return Err(ApiError::invalid(
-                        format!("messages[{i}].role"),
-                        format!("unknown role {other:?} (expected system, developer, user, assistant or tool)"),
-                    ))
-                }
-            };
-            let content = match m.content {
-                None => String::new(),
-                Some(Content::Text(t)) => t,
-                Some(Content::Parts(parts)) => {
-                    let mut text = String::new();
-                    for (j, part) in parts.into_iter().enumerate() {
-                        match (part.kind.as_str(), part.text) {
-                            ("text", Some(t)) => text.push_str(&t),
-                            (kind, _) => {
-                                return Err(ApiError::invalid(
-                                    format!("messages[{i}].content[{j}]"),
-                                    format!("unsupported content part {kind:?}: only text parts are supported"),
-                                ))
-                            }
-                        }
-                    }
-                    text
-                }
-            };
-            Ok(Message { role, content, name: m.name, tool_call_id: m.tool_call_id, tool_calls: Vec::new() })
-        })
-        .collect()
-}
-
-fn sampling(req: &ChatCompletionRequest) -> Result<SamplingParams, ApiError> {
-    let mut params = SamplingParams::default();
-    if let Some(t) = req.temperature {
-        params.temperature = t;
-    }
-    if let Some(p) = req.top_p {
-        params.top_p = p;
-    }
-    if let Some(k) = req.top_k {
-        params.top_k = k;
-    }
-    if let Some(p) = req.min_p {
-        params.min_p = p;
-    }
-    if let Some(p) = req.presence_penalty {
-        params.presence_penalty = p;
-    }
-    if let Some(p) = req.frequency_penalty {
-        params.frequency_penalty = p;
-    }
-    if let Some(p) = req.repetition_penalty {
-        params.repetition_penalty = p;
-    }
-    params.seed = req.seed;
-    if let Some(bias) = &req.logit_bias {
-        for (token, value) in bias {
-            let id: i32 = token
-                .parse()
-                .map_err(|_| ApiError::invalid("logit_bias", format!("logit_bias key {token:?} is not a token id")))?;
-            if !(-100.0..=100.0).contains(value) {
-                return Err(ApiError::invalid(
-                    "logit_bias",
-                    format!("bias {value} for token {id} is outside [-100, 100]"),
-                ));
-            }
-            params.logit_bias.push((id, *value));
-        }
-    }
-    params.validate().map_err(|e| match e {
-        semantic_engine::SamplingError::Invalid { field, .. } => ApiError::invalid(field, e.to_string()),
-    })?;
-    Ok(params)
-}
-
-fn prompt_error(err: PromptError) -> ApiError {
-    match err {
-        PromptError::Template(e) => {
-            ApiError::invalid("messages", format!("the model's chat template rejected the messages: {e}"))
-        }
-        PromptError::Tokenize(e) => ApiError::new(ErrorKind::InvalidRequest, e.to_string()),
-    }
-}
-
-/// The agent a request names: body `agent_id`/`session_id`, else header `X-Agent-ID`/`X-Session-ID`;
-/// validated before any work.
-pub(crate) fn agent_ref(
-    caller: &Caller,
-    headers: &HeaderMap,
-    body_agent: Option<&str>,
-    body_session: Option<&str>,
-) -> Result<AgentRef, ApiError> {
-    let header =
-        |name: &str| headers.get(name).map(|v| v.to_str().map_err(|_| ApiError::invalid(name, "header is not ASCII")));
-    let (raw, param) = match (body_agent, body_session) {
-        (Some(a), _) => (Some(a.to_string()), "agent_id"),
-        (None, Some(s)) => (Some(s.to_string()), "session_id"),
-        (None, None) => match (header("x-agent-id").transpose()?, header("x-session-id").transpose()?) {
-            (Some(a), _) => (Some(a.to_string()), "X-Agent-ID"),
-            (None, Some(s)) => (Some(s.to_string()), "X-Session-ID"),
-            (None, None) => (None, ""),
-        },
-    };
-    let agent = raw
-        .map(|id| {
-            AgentId::parse(&id)
-                .map_err(|e| ApiError::invalid(param, format!("invalid agent id: {e}")).with_code("invalid_agent_id"))
-        })
-        .transpose()?;
-    Ok(AgentRef { namespace: caller.namespace.clone(), agent })
-}
-
-/// Validates a request and turns it into a scheduler job.
-fn prepare(
-    state: &AppState,
-    req: ChatCompletionRequest,
-    agent: AgentRef,
-) -> Result<(GenerateRequest, bool, bool), ApiError> {
-    if req.n.is_some_and(|n| n != 1) {
-        return Err(ApiError::invalid("n", "only n = 1 is supported"));
-    }
-    let sampling = sampling(&req)?;
-    let stop = match req.stop {
-        None => Vec::new(),
-        Some(StopField::One(s)) => vec![s],
-        Some(StopField::Many(v)) if v.len() <= 16 => v,
-        Some(StopField::Many(_)) => return Err(ApiError::invalid("stop", "at most 16 stop strings")),
-    };
-    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let messages = to_messages(req.messages)?;
-    let prompt = state.prompter.chat(&messages, None).map_err(prompt_error)?;
-    let limit = state.scheduler.max_sequence_tokens();
-    let max_tokens = match req.max_completion_tokens.or(req.max_tokens) {
-        Some(0) => return Err(ApiError::invalid("max_tokens", "max_tokens must be at least 1")),
-        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
-        None => state.options.default_max_tokens.min(limit.saturating_sub(prompt.len()).max(1)),
-    };
-    Ok((GenerateRequest { prompt, max_tokens, sampling, stop, agent }, req.stream, include_usage))
-}
-
 /// `POST /v1/chat/completions`.
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "openai",
+    request_body = ChatCompletionRequest,
+    params(("X-Agent-ID" = Option<String>, Header, description = "agent whose memory to reuse (also X-Session-ID)")),
+    responses(
+        (status = 200, description = "JSON completion, or with `stream` SSE `data:` chunks then `data: [DONE]`", content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
+        (status = 400, description = "invalid request, including `context_length_exceeded`", body = crate::error::OpenAiErrorBody),
+        (status = 404, description = "`model_not_found`", body = crate::error::OpenAiErrorBody),
+        (status = 429, description = "queue full (Retry-After)", body = crate::error::OpenAiErrorBody),
+        (status = 503, description = "draining (Retry-After)", body = crate::error::OpenAiErrorBody),
+    ))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let model = req.model.clone().unwrap_or_else(|| state.options.model_name.clone());
-    let agent = agent_ref(&caller, &headers, req.agent_id.as_deref(), req.session_id.as_deref())?;
-    let (job, streaming, include_usage) = prepare(&state, req, agent)?;
-    let events = state.scheduler.submit(job)?;
+    let model = check_model(&state, req.model.as_deref())?;
+    let agent = agent_ref(
+        &caller.namespace,
+        BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() },
+        &headers,
+    )?;
+    let streaming = req.stream.unwrap_or(false);
+    let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    let job = prepare(&state, req, agent)?;
+    let generation = Generation::start(&state.scheduler, job, Flavor::OpenAi)?;
     if streaming {
-        Ok(stream_response(events, model, include_usage).into_response())
+        Ok(stream_chat(generation, model, include_usage).into_response())
     } else {
-        collect_response(events, model).await
+        let collected = generation.collect().await?;
+        Ok(Json(chat_completion(collected, model)).into_response())
     }
 }
 
-async fn collect_response(mut events: RequestStream, model: String) -> Result<Response, ApiError> {
-    let mut content = String::new();
-    while let Some(event) = events.recv().await {
-        match event {
-            Event::Delta { text, .. } => content.push_str(&text),
-            Event::Done { reason, usage, .. } => {
-                return match reason {
-                    FinishReason::Error(message) => Err(ApiError::new(ErrorKind::Internal, message)),
-                    FinishReason::Cancelled => Err(ApiError {
-                        retry_after: Some(5),
-                        ..ApiError::new(ErrorKind::Unavailable, "the request was cut by a server shutdown")
-                    }),
-                    reason => Ok(Json(json!({
-                        "id": completion_id(),
-                        "object": "chat.completion",
-                        "created": now_secs(),
-                        "model": model,
-                        "choices": [{
-                            "index": 0,
-                            "message": ChoiceMessage { role: "assistant", content },
-                            "logprobs": null,
-                            "finish_reason": finish_reason_str(&reason),
-                        }],
-                        "usage": usage_json(&usage),
-                    }))
-                    .into_response()),
-                };
-            }
+/// Checks everything about a chat request and builds its job.
+fn prepare(state: &AppState, req: ChatCompletionRequest, agent: AgentRef) -> Result<Job, ApiError> {
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid("n", "only n = 1 is supported"));
+    }
+    if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
+        return Err(ApiError::invalid("logprobs", "log probabilities are not supported"));
+    }
+    if let Some(format) = &req.response_format {
+        if format.kind != "text" {
+            return Err(ApiError::invalid(
+                "response_format",
+                format!("response_format {:?} is not supported (no constrained decoding); only \"text\"", format.kind),
+            ));
         }
     }
-    Err(ApiError::new(ErrorKind::Internal, "the generation ended without a result"))
+    let fields = SamplingFields {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        min_p: req.min_p,
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        repetition_penalty: req.repetition_penalty,
+        logit_bias: req.logit_bias.as_ref(),
+    };
+    let sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
+    let stop = params::stop_strings("stop", req.stop.map(StopField::into_vec).unwrap_or_default())?;
+    let max_tokens = match req.max_completion_tokens {
+        Some(n) => params::max_tokens("max_completion_tokens", Some(n))?,
+        None => params::max_tokens("max_tokens", req.max_tokens)?,
+    };
+    let offer = offered_tools(req.tools, req.tool_choice)?;
+    let messages = to_messages(req.messages)?;
+    let prompt = state.prompter.chat_with_tools(messages, offer.tools.as_deref()).map_err(prompt_error)?;
+    let max_tokens = max_tokens.unwrap_or_else(|| state.default_max_tokens(prompt.len()));
+    Ok(Job { request: GenerateRequest { prompt, max_tokens, sampling, stop, agent }, tools: offer.names })
 }
 
-fn stream_response(
-    events: RequestStream,
+/// The tools offered this turn, as the template sees them, and their names.
+#[derive(Debug, Default)]
+pub(crate) struct Offer {
+    pub tools: Option<Vec<Value>>,
+    pub names: Option<Vec<String>>,
+}
+
+/// Applies `tool_choice`: `none` offers nothing, `auto` and `required` offer every tool, a
+/// named choice offers only that tool. Without constrained decoding, `required` and named choices
+/// cannot force a call: if the model makes none, its text is returned with `finish_reason: stop`.
+fn offered_tools(tools: Option<Vec<ChatTool>>, choice: Option<ToolChoice>) -> Result<Offer, ApiError> {
+    let tools = tools.unwrap_or_default();
+    let mut defs = Vec::with_capacity(tools.len());
+    for (i, tool) in tools.into_iter().enumerate() {
+        if tool.kind != "function" {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].type"),
+                format!("unsupported tool type {:?}: only \"function\"", tool.kind),
+            ));
+        }
+        let f = tool.function;
+        check_tool_name(&f.name).map_err(|m| ApiError::invalid(format!("tools[{i}].function.name"), m))?;
+        if defs.iter().any(|(name, _)| *name == f.name) {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].function.name"),
+                format!("duplicate tool name {:?}", f.name),
+            ));
+        }
+        if f.parameters.as_ref().is_some_and(|p| !p.is_object()) {
+            return Err(ApiError::invalid(
+                format!("tools[{i}].function.parameters"),
+                "parameters must be a JSON Schema object",
+            ));
+        }
+        let mut function = serde_json::Map::new();
+        function.insert("name".into(), Value::String(f.name.clone()));
+        if let Some(d) = f.description {
+            function.insert("description".into(), Value::String(d));
+        }
+        if let Some(p) = f.parameters {
+            function.insert("parameters".into(), p);
+        }
+        defs.push((f.name, json!({"type": "function", "function": function})));
+    }
+    let mode = match &choice {
+        None => None,
+        Some(ToolChoice::Mode(mode)) => match mode.as_str() {
+            "none" | "auto" | "required" => Some(mode.as_str()),
+            other => {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("unknown tool_choice {other:?} (expected none, auto, required or a named function)"),
+                ))
+            }
+        },
+        Some(ToolChoice::Named(named)) => {
+            if named.kind != "function" {
+                return Err(ApiError::invalid("tool_choice", "a named tool_choice must have type \"function\""));
+            }
+            if !defs.iter().any(|(name, _)| *name == named.function.name) {
+                return Err(ApiError::invalid(
+                    "tool_choice",
+                    format!("tool_choice names {:?}, which is not in tools", named.function.name),
+                ));
+            }
+            Some("named")
+        }
+    };
+    if defs.is_empty() {
+        return match mode {
+            None | Some("none") => Ok(Offer::default()),
+            Some(_) => Err(ApiError::invalid("tool_choice", "tool_choice needs a non-empty tools list")),
+        };
+    }
+    let defs = match (&choice, mode) {
+        (_, Some("none")) => return Ok(Offer::default()),
+        (Some(ToolChoice::Named(named)), _) => defs.into_iter().filter(|(n, _)| *n == named.function.name).collect(),
+        _ => defs,
+    };
+    let names = defs.iter().map(|(n, _)| n.clone()).collect();
+    Ok(Offer { tools: Some(defs.into_iter().map(|(_, d)| d).collect()), names: Some(names) })
+}
+
+/// OpenAI's rule for function names: 1-64 chars of `[A-Za-z0-9_-]`.
+pub(crate) fn check_tool_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid function name {name:?}: 1-64 chars of A-Z a-z 0-9 _ -"))
+    }
+}
+
+/// Wire messages to template messages.
+fn to_messages(wire: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
+    if wire.is_empty() {
+        return Err(ApiError::invalid("messages", "messages must not be empty"));
+    }
+    wire.into_iter().enumerate().map(|(i, m)| to_message(i, m)).collect()
+}
+
+fn to_message(i: usize, m: ChatMessage) -> Result<Message, ApiError> {
+    let role = match m.role.as_str() {
+        "developer" => "system",
+        "system" | "user" | "assistant" | "tool" => m.role.as_str(),
+        other => {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].role"),
+                format!("unknown role {other:?} (expected system, developer, user, assistant or tool)"),
+            ))
+        }
+    }
+    .to_owned();
+    let content = match m.content {
+        None if role == "assistant" => String::new(),
+        None => {
+            return Err(ApiError::invalid(format!("messages[{i}].content"), format!("a {role} message needs content")))
+        }
+        Some(MessageContent::Text(t)) => t,
+        Some(MessageContent::Parts(parts)) => {
+            let mut text = String::new();
+            for (j, part) in parts.into_iter().enumerate() {
+                match (part.kind.as_str(), part.text) {
+                    ("text", Some(t)) => text.push_str(&t),
+                    ("text", None) => {
+                        return Err(ApiError::invalid(
+                            format!("messages[{i}].content[{j}].text"),
+                            "a text part needs text",
+                        ))
+                    }
+                    (kind, _) => {
+                        return Err(ApiError::invalid(
+                            format!("messages[{i}].content[{j}].type"),
+                            format!("unsupported content part {kind:?}: only text parts are supported"),
+                        ))
+                    }
+                }
+            }
+            text
+        }
+    };
+    let mut tool_calls = Vec::new();
+    if let Some(calls) = m.tool_calls {
+        if role != "assistant" {
+            return Err(ApiError::invalid(
+                format!("messages[{i}].tool_calls"),
+                "only assistant messages carry tool_calls",
+            ));
+        }
+        for (j, call) in calls.into_iter().enumerate() {
+            let param = format!("messages[{i}].tool_calls[{j}]");
+            if call.kind != "function" {
+                return Err(ApiError::invalid(format!("{param}.type"), "tool calls must have type \"function\""));
+            }
+            let arguments = if call.function.arguments.trim().is_empty() {
+                json!({})
+            } else {
+                serde_json::from_str::<Value>(&call.function.arguments).ok().filter(Value::is_object).ok_or_else(
+                    || {
+                        ApiError::invalid(
+                            format!("{param}.function.arguments"),
+                            "arguments must be a JSON object encoded as a string",
+                        )
+                    },
+                )?
+            };
+            tool_calls.push(ToolCall {
+                id: call.id,
+                kind: call.kind,
+                function: FunctionCall { name: call.function.name, arguments },
+            });
+        }
+    }
+    if role == "tool" && m.tool_call_id.is_none() {
+        return Err(ApiError::invalid(format!("messages[{i}].tool_call_id"), "a tool message needs tool_call_id"));
+    }
+    Ok(Message { role, content, name: m.name, tool_call_id: m.tool_call_id, tool_calls })
+}
+
+pub(crate) fn prompt_error(err: PromptError) -> ApiError {
+    match err {
+        PromptError::Template(e) => {
+            ApiError::invalid("messages", format!("the model's chat template rejected the messages: {e}"))
+        }
+        PromptError::Tokenize(e) => ApiError::new(crate::ErrorKind::InvalidRequest, e.to_string()),
+    }
+}
+
+pub(crate) fn finish_reason(finish: Finish) -> &'static str {
+    match finish {
+        Finish::Stop | Finish::StopSequence(_) => "stop",
+        Finish::Length => "length",
+        Finish::ToolCalls => "tool_calls",
+    }
+}
+
+pub(crate) fn usage(usage: &Usage) -> CompletionUsage {
+    CompletionUsage {
+        prompt_tokens: usage.prompt_tokens,
+        completion_tokens: usage.completion_tokens,
+        total_tokens: usage.prompt_tokens + usage.completion_tokens,
+        prompt_tokens_details: PromptTokensDetails { cached_tokens: usage.cached_tokens },
+    }
+}
+
+fn wire_call(call: ParsedToolCall) -> MessageToolCall {
+    MessageToolCall {
+        id: random_id("call_"),
+        kind: "function".to_owned(),
+        function: FunctionCallWire { name: call.name, arguments: call.arguments.to_string() },
+    }
+}
+
+fn chat_completion(collected: Collected, model: String) -> ChatCompletion {
+    let Collected { text, calls, finish, usage: u } = collected;
+    let content = if !calls.is_empty() && text.trim().is_empty() { None } else { Some(text) };
+    ChatCompletion {
+        id: random_id("chatcmpl-"),
+        object: "chat.completion",
+        created: now_secs(),
+        model,
+        choices: vec![ChatChoice {
+            index: 0,
+            message: AssistantMessage {
+                role: "assistant",
+                content,
+                tool_calls: calls.into_iter().map(wire_call).collect(),
+            },
+            logprobs: None,
+            finish_reason: finish_reason(finish),
+        }],
+        usage: usage(&u),
+    }
+}
+
+/// Builds the chunks of one streamed response.
+struct Chunks {
+    id: String,
+    created: u64,
+    model: String,
+    calls: usize,
+}
+
+impl Chunks {
+    fn chunk(&self, delta: ChunkDelta, finish_reason: Option<&'static str>) -> ChatCompletionChunk {
+        ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason }],
+            usage: None,
+        }
+    }
+
+    fn pieces(&mut self, pieces: Vec<Piece>) -> Vec<ChatCompletionChunk> {
+        let mut out = Vec::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => {
+                    out.push(self.chunk(ChunkDelta { content: Some(text), ..Default::default() }, None))
+                }
+                Piece::Call(call) => {
+                    let index = self.calls;
+                    self.calls += 1;
+                    let head = ToolCallDelta {
+                        index,
+                        id: Some(random_id("call_")),
+                        kind: Some("function"),
+                        function: FunctionDelta { name: Some(call.name), arguments: String::new() },
+                    };
+                    let args = ToolCallDelta {
+                        index,
+                        id: None,
+                        kind: None,
+                        function: FunctionDelta { name: None, arguments: call.arguments.to_string() },
+                    };
+                    for delta in [head, args] {
+                        out.push(self.chunk(ChunkDelta { tool_calls: Some(vec![delta]), ..Default::default() }, None));
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn data(value: &impl serde::Serialize) -> SseEvent {
+    SseEvent::default().data(serde_json::to_string(value).unwrap_or_default())
+}
+
+/// The SSE body: a role chunk, content / tool-call chunks, a finish chunk, an optional usage
+/// chunk, `[DONE]`. A failure sends the error object instead of the finish chunk, then `[DONE]`.
+/// Dropping the body (client gone) drops the generation, which cancels the request.
+fn stream_chat(
+    generation: Generation,
     model: String,
     include_usage: bool,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let id = completion_id();
-    let created = now_secs();
-    let chunk = move |delta: Value, finish: Option<&str>| {
-        json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish}],
-        })
-    };
-    let first = chunk(json!({"role": "assistant", "content": ""}), None);
-    let body = stream::unfold((events, Some(chunk), false), move |(mut events, chunk, done)| async move {
-        if done {
-            return None;
-        }
-        let chunk = chunk?;
-        let out: Vec<Value> = match events.recv().await {
-            Some(Event::Delta { text, .. }) => vec![chunk(json!({"content": text}), None)],
-            Some(Event::Done { reason, usage, .. }) => {
-                let mut out = Vec::new();
-                match reason {
-                    FinishReason::Error(message) => {
-                        out.push(json!({"error": {"message": message, "type": "server_error", "param": null, "code": null}}))
-                    }
-                    FinishReason::Cancelled => out.push(json!({"error": {
-                        "message": "the request was cut by a server shutdown", "type": "service_unavailable", "param": null, "code": "draining"}})),
-                    reason => out.push(chunk(json!({}), Some(finish_reason_str(&reason)))),
-                }
+    let chunks = Chunks { id: random_id("chatcmpl-"), created: now_secs(), model, calls: 0 };
+    let first = data(
+        &chunks.chunk(ChunkDelta { role: Some("assistant"), content: Some(String::new()), ..Default::default() }, None),
+    );
+    let body = stream::unfold(Some((generation, chunks)), move |state| async move {
+        let (mut generation, mut chunks) = state?;
+        let events: Vec<SseEvent> = match generation.next().await? {
+            Step::Pieces(pieces) => chunks.pieces(pieces).iter().map(data).collect(),
+            Step::Done { finish, usage: u } => {
+                let mut out = vec![data(&chunks.chunk(ChunkDelta::default(), Some(finish_reason(finish))))];
                 if include_usage {
-                    let mut last = chunk(json!({}), None);
-                    last["choices"] = json!([]);
-                    last["usage"] = usage_json(&usage);
-                    out.push(last);
+                    let mut last = chunks.chunk(ChunkDelta::default(), None);
+                    last.choices.clear();
+                    last.usage = Some(usage(&u));
+                    out.push(data(&last));
                 }
-                let sse: Vec<SseEvent> = out
-                    .into_iter()
-                    .map(|v| SseEvent::default().data(v.to_string()))
-                    .chain([SseEvent::default().data("[DONE]")])
-                    .collect();
-                return Some((stream::iter(sse), (events, None, true)));
+                out.push(SseEvent::default().data("[DONE]"));
+                return Some((stream::iter(out), None));
             }
-            None => return None,
+            Step::Failed(error) => {
+                let out = vec![SseEvent::default().data(error.body().to_string()), SseEvent::default().data("[DONE]")];
+                return Some((stream::iter(out), None));
+            }
         };
-        let events_out: Vec<SseEvent> = out.into_iter().map(|v| SseEvent::default().data(v.to_string())).collect();
-        Some((stream::iter(events_out), (events, Some(chunk), false)))
+        Some((stream::iter(events), Some((generation, chunks))))
     })
     .flatten();
-    let head = stream::iter([SseEvent::default().data(first.to_string())]);
-    Sse::new(head.chain(body).map(Ok)).keep_alive(KeepAlive::default())
+    Sse::new(stream::iter([first]).chain(body).map(Ok)).keep_alive(KeepAlive::default())
 }
 
 /// `GET /v1/models`.
-pub async fn models(State(state): State<AppState>, _caller: Caller) -> Json<Value> {
-    let created = state.started.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    Json(json!({
-        "object": "list",
-        "data": [{"id": state.options.model_name, "object": "model", "created": created, "owned_by": "semantic"}],
-    }))
+#[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, body = ModelList)))]
+pub async fn models(State(state): State<AppState>, _caller: Caller) -> Json<ModelList> {
+    let created = state.started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    Json(ModelList {
+        object: "list",
+        data: vec![ModelCard { id: state.options.model_name.clone(), object: "model", created, owned_by: "semantic" }],
+    })
 }

@@ -1,13 +1,16 @@
-//! `Prompter`: chat messages to prompt token ids (template render, then the model's tokenizer).
+//! `Prompter`: chat messages to prompt token ids (template render, then the model's tokenizer),
+//! with tools offered the way the template family expects (`semantic_chat::ToolPrompting`), and
+//! raw text prompts for the legacy completions route.
 
 use std::sync::Arc;
 
-use semantic_chat::{ChatError, ChatTemplate, Message};
+use semantic_chat::{ChatError, ChatTemplate, Message, ToolPrompting};
 use semantic_engine::{EngineError, ModelFacts, TokenId, TokenizeOptions, Tokenizer};
 
 /// Renders messages with the GGUF's own template and tokenizes with the model's tokenizer.
 pub struct Prompter {
     template: ChatTemplate,
+    tool_prompting: ToolPrompting,
     tokenizer: Arc<dyn Tokenizer>,
     add_bos: bool,
     bos_text: String,
@@ -27,7 +30,8 @@ pub enum PromptError {
 impl Prompter {
     /// A prompter for one model.
     pub fn new(template: ChatTemplate, tokenizer: Arc<dyn Tokenizer>, facts: &ModelFacts) -> Self {
-        Self { template, tokenizer, add_bos: facts.add_bos, bos_text: facts.bos_text.clone() }
+        let tool_prompting = ToolPrompting::for_template(template.source());
+        Self { template, tool_prompting, tokenizer, add_bos: facts.add_bos, bos_text: facts.bos_text.clone() }
     }
 
     /// The rendered prompt text (generation prompt appended).
@@ -46,5 +50,23 @@ impl Prompter {
     pub fn chat(&self, messages: &[Message], tools: Option<&serde_json::Value>) -> Result<Vec<TokenId>, PromptError> {
         let text = self.render(messages, tools)?;
         Ok(self.tokenize(&text)?)
+    }
+
+    /// Messages to token ids, with `tools` (OpenAI-style function tools; None when none are
+    /// offered) shown the way this template family expects and past tool calls and results
+    /// rendered even by templates that know no tools.
+    pub fn chat_with_tools(
+        &self,
+        messages: Vec<Message>,
+        tools: Option<&[serde_json::Value]>,
+    ) -> Result<Vec<TokenId>, PromptError> {
+        let (messages, tools) = self.tool_prompting.adapt(messages, tools);
+        self.chat(&messages, tools.as_ref())
+    }
+
+    /// A raw text prompt (no template), tokenized as llama.cpp's own tools do: BOS when the
+    /// model wants one, special-token text parsed.
+    pub fn raw(&self, text: &str) -> Result<Vec<TokenId>, EngineError> {
+        self.tokenizer.tokenize(text, TokenizeOptions::PROMPT)
     }
 }

@@ -61,4 +61,11 @@ impl AppState {
             metrics: Arc::default(),
         }
     }
+
+    /// `max_tokens` for a request that names none: the configured default, capped by what is left
+    /// of the context after the prompt (at least 1, so an overlong prompt is reported as such).
+    pub(crate) fn default_max_tokens(&self, prompt_tokens: usize) -> usize {
+        let left = self.scheduler.max_sequence_tokens().saturating_sub(prompt_tokens);
+        self.options.default_max_tokens.min(left).max(1)
+    }
 }

@@ -2,7 +2,9 @@
 //! semantics ([`ChatTemplate`]), incremental UTF-8-safe detokenization ([`Utf8Stream`]) and stop
 //! strings matched across token boundaries ([`StopMatcher`]).
 //!
-//! Tokenization, sampling and parsing tool calls out of generated text live elsewhere.
+//! Also tool calling in each family's own syntax: offering tools to a template ([`ToolPrompting`])
+//! and reading calls back out of generated text ([`ToolCallParser`]). Tokenization and sampling
+//! live elsewhere.
 #![warn(missing_docs)]
 
 mod clock;
@@ -11,8 +13,12 @@ mod error;
 mod python;
 mod stop;
 mod template;
+mod tool_parse;
+mod tools;
 
 pub use detok::Utf8Stream;
 pub use error::ChatError;
 pub use stop::{StopMatcher, StopStep};
 pub use template::{ChatTemplate, FunctionCall, Message, ToolCall};
+pub use tool_parse::{ParsedOutput, ParsedToolCall, ToolCallParser, ToolEvent};
+pub use tools::{ToolPrompting, ToolSyntax};

@@ -147,7 +147,10 @@ impl Agents {
             Tier::Hot => None,
         };
         let Some(bytes) = bytes else { return false };
-        match engine.import_state(seq, &bytes) {
+        let started = Instant::now();
+        let imported = engine.import_state(seq, &bytes);
+        tracing::debug!(bytes = bytes.len(), ms = started.elapsed().as_secs_f64() * 1e3, "state imported");
+        match imported {
             Ok(()) => true,
             Err(err) => {
                 self.counters.rejected("import");
@@ -306,6 +309,7 @@ impl Agents {
             _ => return false,
         };
         let Some(header) = self.memory.snapshot_header(&key, &self.compat, self.n_ctx) else { return false };
+        tracing::debug!(agent = key.agent.as_str(), bytes = payload.len(), "persisting agent");
         if self.submit_write(header, payload, generation) {
             // Not clean until the writer confirms; mark as in flight so it is not exported twice.
             self.memory.mark_writing(&key, generation);

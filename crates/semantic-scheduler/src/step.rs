@@ -266,7 +266,16 @@ impl<E: Engine> State<E> {
             let id = self.free_seqs.pop()?;
             self.reserved += need;
             self.agents.in_use.insert(key.clone());
-            if self.agents.restore(&mut self.engine, key, tier, id) {
+            let started = Instant::now();
+            let restored = self.agents.restore(&mut self.engine, key, tier, id);
+            tracing::debug!(
+                agent = key.agent.as_str(),
+                tier = tier.as_str(),
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                restored,
+                "agent restored"
+            );
+            if restored {
                 let _ = self.engine.kv_truncate(id, matched as u32);
                 let source = if tier == Tier::Warm { CacheSource::Warm } else { CacheSource::Disk };
                 return Some(Placement { seq: id, cached: matched, source: Some(source) });

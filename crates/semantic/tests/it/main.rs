@@ -1,8 +1,10 @@
 //! End-to-end tests: the real `semantic` binary on 127.0.0.1:0 with the default SmolLM2 model.
 
+mod api;
 mod harness;
 mod memory;
 mod offline;
 mod openai;
 mod ops;
+mod sdk;
 mod server;

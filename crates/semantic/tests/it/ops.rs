@@ -90,8 +90,7 @@ fn alert_rules_and_dashboard_use_only_exported_metrics() {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let mut used = 0;
         for (i, _) in text.match_indices("semantic_") {
-            let name: String =
-                text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let name: String = text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             let base = ["_bucket", "_sum", "_count"].iter().fold(name.as_str(), |n, s| n.strip_suffix(s).unwrap_or(n));
             if base == "semantic_" || base.starts_with("semantic_overview") {
                 continue;

@@ -1,0 +1,173 @@
+//! OpenAI legacy text completion: `POST /v1/completions`, a raw prompt (no chat template), JSON
+//! or SSE `text_completion` chunks.
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::stream::{self, Stream, StreamExt};
+use semantic_scheduler::GenerateRequest;
+use serde_json::Value;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ErrorKind, Flavor};
+use crate::extract::ApiJson;
+use crate::generation::{now_secs, random_id, Generation, Job, Piece, Step};
+use crate::identity::{agent_ref, check_model, BodyIds};
+use crate::openai::{finish_reason, usage};
+use crate::openai_wire::{CompletionChoice, CompletionPrompt, CompletionRequest, StopField, TextCompletion};
+use crate::params::{self, SamplingFields};
+use crate::AppState;
+
+/// `max_tokens` when a legacy request names none (OpenAI's default).
+const DEFAULT_MAX_TOKENS: usize = 16;
+
+/// `POST /v1/completions`.
+#[utoipa::path(post, path = "/v1/completions", tag = "openai",
+    request_body = CompletionRequest,
+    responses(
+        (status = 200, description = "JSON completion, or with `stream` SSE `data:` chunks of the same shape then `data: [DONE]`",
+            content((TextCompletion = "application/json"), (TextCompletion = "text/event-stream"))),
+        (status = 400, description = "invalid request", body = crate::error::OpenAiErrorBody),
+        (status = 404, description = "`model_not_found`", body = crate::error::OpenAiErrorBody),
+    ))]
+pub async fn completions(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let model = check_model(&state, req.model.as_deref())?;
+    let agent = agent_ref(
+        &caller.namespace,
+        BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() },
+        &headers,
+    )?;
+    let streaming = req.stream.unwrap_or(false);
+    let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    if req.echo == Some(true) {
+        return Err(ApiError::invalid("echo", "echo is not supported"));
+    }
+    if req.suffix.is_some() {
+        return Err(ApiError::invalid("suffix", "suffix (fill-in-the-middle) is not supported"));
+    }
+    if req.n.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid("n", "only n = 1 is supported"));
+    }
+    if req.best_of.is_some_and(|n| n != 1) {
+        return Err(ApiError::invalid("best_of", "only best_of = 1 is supported"));
+    }
+    if req.logprobs.is_some_and(|n| n > 0) {
+        return Err(ApiError::invalid("logprobs", "log probabilities are not supported"));
+    }
+    let fields = SamplingFields {
+        temperature: req.temperature,
+        top_p: req.top_p,
+        top_k: req.top_k,
+        min_p: req.min_p,
+        seed: req.seed,
+        presence_penalty: req.presence_penalty,
+        frequency_penalty: req.frequency_penalty,
+        repetition_penalty: req.repetition_penalty,
+        logit_bias: req.logit_bias.as_ref(),
+    };
+    let sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
+    let stop = params::stop_strings("stop", req.stop.map(StopField::into_vec).unwrap_or_default())?;
+    let max_tokens = params::max_tokens("max_tokens", req.max_tokens)?.unwrap_or(DEFAULT_MAX_TOKENS);
+    let text = match req.prompt {
+        CompletionPrompt::Text(text) => text,
+        CompletionPrompt::Batch(items) => match <[Value; 1]>::try_from(items) {
+            Ok([Value::String(text)]) => text,
+            Ok(_) => return Err(ApiError::invalid("prompt", "token-id prompts are not supported; send text")),
+            Err(items) => {
+                return Err(ApiError::invalid(
+                    "prompt",
+                    format!("one prompt per request is supported, got {}", items.len()),
+                ))
+            }
+        },
+    };
+    if text.is_empty() {
+        return Err(ApiError::invalid("prompt", "prompt must not be empty"));
+    }
+    let prompt = state.prompter.raw(&text).map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+    let job = Job { request: GenerateRequest { prompt, max_tokens, sampling, stop, agent }, tools: None };
+    let generation = Generation::start(&state.scheduler, job, Flavor::OpenAi).map_err(|e| {
+        if e.code.as_deref() == Some("context_length_exceeded") {
+            e.with_param("prompt")
+        } else {
+            e
+        }
+    })?;
+    let maker = Maker { id: random_id("cmpl-"), created: now_secs(), model };
+    if streaming {
+        return Ok(stream_completion(generation, maker, include_usage).into_response());
+    }
+    let collected = generation.collect().await?;
+    let mut body = maker.completion(collected.text, Some(finish_reason(collected.finish)));
+    body.usage = Some(usage(&collected.usage));
+    Ok(Json(body).into_response())
+}
+
+struct Maker {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Maker {
+    fn completion(&self, text: String, finish: Option<&'static str>) -> TextCompletion {
+        TextCompletion {
+            id: self.id.clone(),
+            object: "text_completion",
+            created: self.created,
+            model: self.model.clone(),
+            choices: vec![CompletionChoice { text, index: 0, logprobs: None, finish_reason: finish }],
+            usage: None,
+        }
+    }
+}
+
+fn data(value: &TextCompletion) -> SseEvent {
+    SseEvent::default().data(serde_json::to_string(value).unwrap_or_default())
+}
+
+fn stream_completion(
+    generation: Generation,
+    maker: Maker,
+    include_usage: bool,
+) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
+    let body = stream::unfold(Some((generation, maker)), move |state| async move {
+        let (mut generation, maker) = state?;
+        let events: Vec<SseEvent> = match generation.next().await? {
+            Step::Pieces(pieces) => pieces
+                .into_iter()
+                .filter_map(|p| match p {
+                    Piece::Text(t) => Some(data(&maker.completion(t, None))),
+                    Piece::Call(_) => None,
+                })
+                .collect(),
+            Step::Done { finish, usage: u } => {
+                let mut out = vec![data(&maker.completion(String::new(), Some(finish_reason(finish))))];
+                if include_usage {
+                    let mut last = maker.completion(String::new(), None);
+                    last.choices.clear();
+                    last.usage = Some(usage(&u));
+                    out.push(data(&last));
+                }
+                out.push(SseEvent::default().data("[DONE]"));
+                return Some((stream::iter(out), None));
+            }
+            Step::Failed(error) => {
+                let out = vec![SseEvent::default().data(error.body().to_string()), SseEvent::default().data("[DONE]")];
+                return Some((stream::iter(out), None));
+            }
+        };
+        Some((stream::iter(events), Some((generation, maker))))
+    })
+    .flatten();
+    Sse::new(body.map(Ok)).keep_alive(KeepAlive::default())
+}

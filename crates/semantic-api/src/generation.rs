@@ -1,0 +1,190 @@
+//! One generation as the routes see it: submits a job to the scheduler, reads its events, splits
+//! the reply into text and tool calls, and maps finish reasons and failures into API terms. Wire
+//! shapes live in the route modules; dropping a [`Generation`] cancels the request.
+
+use std::collections::VecDeque;
+
+use semantic_chat::{ParsedToolCall, ToolCallParser, ToolEvent};
+use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, Scheduler, Usage};
+
+use crate::error::{ApiError, ErrorKind, Flavor};
+
+/// A validated request, ready to submit.
+pub(crate) struct Job {
+    /// What the scheduler runs.
+    pub request: GenerateRequest,
+    /// Names of the tools offered this turn, whose calls are parsed out of the reply (None: no
+    /// tools offered, the reply is plain text).
+    pub tools: Option<Vec<String>>,
+}
+
+/// Part of a reply.
+#[derive(Debug)]
+pub(crate) enum Piece {
+    /// Text.
+    Text(String),
+    /// A complete tool call.
+    Call(ParsedToolCall),
+}
+
+/// Why a reply ended, in terms every API can spell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// End of turn.
+    Stop,
+    /// The stop string at this index of the request's list.
+    StopSequence(usize),
+    /// `max_tokens` reached.
+    Length,
+    /// The reply holds tool calls.
+    ToolCalls,
+}
+
+/// What [`Generation::next`] yields.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// More of the reply (never empty).
+    Pieces(Vec<Piece>),
+    /// The end, after every piece.
+    Done { finish: Finish, usage: Usage },
+    /// The request failed; nothing follows.
+    Failed(ApiError),
+}
+
+/// A whole reply.
+pub(crate) struct Collected {
+    pub text: String,
+    pub calls: Vec<ParsedToolCall>,
+    pub finish: Finish,
+    pub usage: Usage,
+}
+
+/// A running request.
+pub(crate) struct Generation {
+    events: RequestStream,
+    parser: Option<ToolCallParser>,
+    calls: usize,
+    pending: VecDeque<Step>,
+    finished: bool,
+    flavor: Flavor,
+}
+
+impl Generation {
+    /// Queues the job; errors (queue full, context overflow, draining) come back in `flavor`.
+    pub fn start(scheduler: &Scheduler, job: Job, flavor: Flavor) -> Result<Self, ApiError> {
+        let events = scheduler.submit(job.request).map_err(|e| ApiError::from(e).in_flavor(flavor))?;
+        Ok(Generation {
+            events,
+            parser: job.tools.map(ToolCallParser::new),
+            calls: 0,
+            pending: VecDeque::new(),
+            finished: false,
+            flavor,
+        })
+    }
+
+    /// The next part of the reply, then `Done` or `Failed`, then None.
+    pub async fn next(&mut self) -> Option<Step> {
+        loop {
+            if let Some(step) = self.pending.pop_front() {
+                return Some(step);
+            }
+            if self.finished {
+                return None;
+            }
+            match self.events.recv().await {
+                Some(Event::Delta { text, .. }) => {
+                    let pieces = match &mut self.parser {
+                        Some(parser) => parser.push(&text),
+                        None => vec![ToolEvent::Text(text)],
+                    };
+                    let pieces = self.pieces(pieces);
+                    if !pieces.is_empty() {
+                        return Some(Step::Pieces(pieces));
+                    }
+                }
+                Some(Event::Done { reason, usage, .. }) => {
+                    self.finished = true;
+                    let finish = match reason {
+                        FinishReason::Stop => Finish::Stop,
+                        FinishReason::StopString(i) => Finish::StopSequence(i),
+                        FinishReason::Length => Finish::Length,
+                        FinishReason::Cancelled => {
+                            let error = ApiError {
+                                retry_after: Some(5),
+                                ..ApiError::new(ErrorKind::Unavailable, "the request was cut by a server shutdown")
+                                    .with_code("draining")
+                            };
+                            return Some(Step::Failed(error.in_flavor(self.flavor)));
+                        }
+                        FinishReason::Error(message) => {
+                            let error = ApiError::new(ErrorKind::Internal, format!("generation failed: {message}"))
+                                .with_code("generation_failed");
+                            return Some(Step::Failed(error.in_flavor(self.flavor)));
+                        }
+                    };
+                    let tail = match &mut self.parser {
+                        Some(parser) => parser.finish(),
+                        None => Vec::new(),
+                    };
+                    let tail = self.pieces(tail);
+                    if !tail.is_empty() {
+                        self.pending.push_back(Step::Pieces(tail));
+                    }
+                    let finish = if self.calls > 0 { Finish::ToolCalls } else { finish };
+                    self.pending.push_back(Step::Done { finish, usage });
+                }
+                None => {
+                    self.finished = true;
+                    let error = ApiError::new(ErrorKind::Internal, "the generation ended without a result");
+                    return Some(Step::Failed(error.in_flavor(self.flavor)));
+                }
+            }
+        }
+    }
+
+    /// The whole reply.
+    pub async fn collect(mut self) -> Result<Collected, ApiError> {
+        let mut text = String::new();
+        let mut calls = Vec::new();
+        while let Some(step) = self.next().await {
+            match step {
+                Step::Pieces(pieces) => {
+                    for piece in pieces {
+                        match piece {
+                            Piece::Text(t) => text.push_str(&t),
+                            Piece::Call(c) => calls.push(c),
+                        }
+                    }
+                }
+                Step::Done { finish, usage } => return Ok(Collected { text, calls, finish, usage }),
+                Step::Failed(error) => return Err(error),
+            }
+        }
+        Err(ApiError::new(ErrorKind::Internal, "the generation ended without a result").in_flavor(self.flavor))
+    }
+
+    fn pieces(&mut self, events: Vec<ToolEvent>) -> Vec<Piece> {
+        events
+            .into_iter()
+            .filter_map(|event| match event {
+                ToolEvent::Text(t) if t.is_empty() => None,
+                ToolEvent::Text(t) => Some(Piece::Text(t)),
+                ToolEvent::Call(c) => {
+                    self.calls += 1;
+                    Some(Piece::Call(c))
+                }
+            })
+            .collect()
+    }
+}
+
+/// A random id: `prefix` then 24 hex digits.
+pub(crate) fn random_id(prefix: &str) -> String {
+    format!("{prefix}{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}

@@ -1,0 +1,87 @@
+//! `GET /openapi.json`: the OpenAPI 3.1 document, generated from the wire types (utoipa derives)
+//! and the route annotations. `lib.rs`'s route table is checked against it by a test.
+
+use axum::Json;
+use utoipa::OpenApi;
+
+use crate::{anthropic, anthropic_wire, completions, error, health, openai, openai_wire};
+
+/// The whole API description.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "semantic", description = "OpenAI- and Anthropic-compatible LLM server with per-agent KV memory"),
+    paths(
+        health::health,
+        health::live,
+        health::startup,
+        health::ready,
+        health::metrics,
+        agents_doc::list,
+        agents_doc::get,
+        agents_doc::delete,
+        agents_doc::evict,
+        agents_doc::pin,
+        agents_doc::unpin,
+        agents_doc::status,
+        agents_doc::clear,
+        agents_doc::flush,
+        openai::models,
+        openai::chat_completions,
+        completions::completions,
+        anthropic::messages,
+        anthropic::count_tokens,
+        openapi_json,
+    ),
+    components(schemas(
+        error::OpenAiErrorBody,
+        error::AnthropicErrorBody,
+        openai_wire::ChatCompletionChunk,
+        anthropic_wire::StreamEvent,
+        health::Health,
+    )),
+    tags(
+        (name = "openai", description = "OpenAI-compatible routes"),
+        (name = "anthropic", description = "Anthropic-compatible routes"),
+        (name = "server", description = "Health, metrics and the API description"),
+        (name = "agents", description = "Agent memory of the caller's namespace"),
+        (name = "admin", description = "Operator routes (admin key)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `GET /openapi.json`.
+#[utoipa::path(get, path = "/openapi.json", tag = "server", responses((status = 200, description = "this document")))]
+pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
+    Json(ApiDoc::openapi())
+}
+
+/// Descriptions of the agent and admin routes (`agents.rs`), whose handlers carry no annotations
+/// of their own yet. Doc-only: these functions are never routed.
+#[allow(dead_code)]
+mod agents_doc {
+    use crate::error::OpenAiErrorBody;
+
+    #[utoipa::path(get, path = "/v1/agents", tag = "agents", responses((status = 200, description = "the caller's agents: tier, tokens, bytes, last used, pinned")))]
+    pub fn list() {}
+    #[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path, description = "agent id")),
+        responses((status = 200, description = "one agent"), (status = 404, description = "no such agent", body = OpenAiErrorBody)))]
+    pub fn get() {}
+    #[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents", params(("id" = String, Path, description = "agent id")),
+        responses((status = 200, description = "deleted from every tier"), (status = 404, description = "no such agent", body = OpenAiErrorBody)))]
+    pub fn delete() {}
+    #[utoipa::path(post, path = "/v1/agents/{id}/evict", tag = "agents", params(("id" = String, Path, description = "agent id")),
+        responses((status = 200, description = "moved to disk"), (status = 404, description = "no such agent", body = OpenAiErrorBody)))]
+    pub fn evict() {}
+    #[utoipa::path(post, path = "/v1/agents/{id}/pin", tag = "agents", params(("id" = String, Path, description = "agent id")),
+        responses((status = 200, description = "pinned: never evicted"), (status = 404, description = "no such agent", body = OpenAiErrorBody)))]
+    pub fn pin() {}
+    #[utoipa::path(post, path = "/v1/agents/{id}/unpin", tag = "agents", params(("id" = String, Path, description = "agent id")),
+        responses((status = 200, description = "unpinned"), (status = 404, description = "no such agent", body = OpenAiErrorBody)))]
+    pub fn unpin() {}
+    #[utoipa::path(get, path = "/admin/status", tag = "admin", responses((status = 200, description = "scheduler and memory figures"), (status = 401, description = "admin key needed", body = OpenAiErrorBody)))]
+    pub fn status() {}
+    #[utoipa::path(delete, path = "/admin/caches", tag = "admin", responses((status = 200, description = "every agent deleted (busy ones kept)"), (status = 401, description = "admin key needed", body = OpenAiErrorBody)))]
+    pub fn clear() {}
+    #[utoipa::path(post, path = "/admin/flush", tag = "admin", responses((status = 200, description = "dirty agents persisted"), (status = 401, description = "admin key needed", body = OpenAiErrorBody)))]
+    pub fn flush() {}
+}

@@ -1,0 +1,9 @@
+//! In-process API tests: the real router over a `FakeEngine` scheduler, driven with
+//! `tower::ServiceExt::oneshot`, so every case runs in milliseconds.
+
+mod anthropic;
+mod errors;
+mod harness;
+mod openai;
+mod openapi;
+mod streaming;

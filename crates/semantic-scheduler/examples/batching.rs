@@ -37,6 +37,7 @@ fn drain(mut stream: RequestStream) -> (Vec<Instant>, f64) {
 }
 
 fn main() {
+    let skip_itl = std::env::var_os("SKIP_ITL").is_some();
     let model = std::env::args().nth(1).unwrap_or_else(|| "models/SmolLM2-135M-Instruct.Q4_1.gguf".into());
     let mut engine_config = EngineConfig::new(model);
     engine_config.n_ctx = 20_480;
@@ -49,7 +50,9 @@ fn main() {
         for n in [1usize, 2, 4, 8] {
             let streams: Vec<_> =
                 (0..n).map(|i| s.submit(request(&s, corpus_tokens(&s, ctx, 997 * (i + 1)), 64)).unwrap()).collect();
-            let results: Vec<_> = streams.into_iter().map(drain).collect();
+            // Drain every stream on its own thread so arrival times are real.
+            let handles: Vec<_> = streams.into_iter().map(|st| std::thread::spawn(move || drain(st))).collect();
+            let results: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
             // Aggregate over the window where every sequence was decoding.
             let start = results.iter().map(|(t, _)| t[0]).max().unwrap();
             let end = results.iter().map(|(t, _)| *t.last().unwrap()).min().unwrap();
@@ -57,6 +60,9 @@ fn main() {
             let secs = end.duration_since(start).as_secs_f64();
             println!("| {ctx} | {n} | {:.1} |", tokens as f64 / secs);
         }
+    }
+    if skip_itl {
+        return;
     }
     // Inter-token latency of a stream while an 8K prompt is prefilled.
     let mut stream = s.submit(request(&s, corpus_tokens(&s, 32, 5), 4000)).unwrap();

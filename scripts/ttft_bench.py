@@ -9,7 +9,7 @@ different slice of the English texts under /usr/share/common-licenses, so nothin
   dir): the agent is loaded from disk and one token is computed;
 - hot: the agent's next turn (its reply + a new user message) on the live server.
 """
-import argparse, glob, json, os, re, signal, statistics, subprocess, sys, tempfile, time, urllib.request
+import argparse, glob, json, os, re, signal, statistics, subprocess, sys, tempfile, threading, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "target/release/semantic")
@@ -25,26 +25,21 @@ def corpus():
 
 class Server:
     def __init__(self, cache_dir, extra):
-        # Logs go to a file: a pipe nobody drains would block the server once it fills.
-        self.log_path = os.path.join(cache_dir, "server.log")
-        self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([BIN, "serve", "--port", "0", "--cache-dir", cache_dir, "--ctx-size", "16384", *extra],
-                                     cwd=ROOT, stderr=self.log, text=True)
-        for _ in range(6000):
-            m = re.search(r"semantic listening on (http://\S+)", open(self.log_path).read())
+                                     cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        for line in self.proc.stderr:
+            m = re.match(r"semantic listening on (http://\S+)", line)
             if m:
                 self.url = m.group(1)
                 break
-            if self.proc.poll() is not None:
-                raise SystemExit("server exited: " + open(self.log_path).read()[-2000:])
-            time.sleep(0.05)  # polling a log file for the start-up line; not a synchronisation of the measurement
         else:
             raise SystemExit("server did not start")
+        # Keep draining the server's logs: a full pipe would block it.
+        threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(timeout=120)
-        self.log.close()
 
 
 def stream_chat(url, messages, agent):

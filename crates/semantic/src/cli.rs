@@ -32,6 +32,8 @@ enum Command {
     Agents(crate::agents_cli::AgentsArgs),
     /// Check the agent files of a cache directory (server stopped).
     Cache(crate::agents_cli::CacheArgs),
+    /// Benchmarks over HTTP against semantic and its peers: JSON, markdown and PNG plots.
+    Bench(crate::bench_cli::BenchArgs),
 }
 
 /// Flags every subcommand shares. Flags beat `SEMANTIC_*` env vars, which beat the TOML file.
@@ -175,6 +177,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Perplexity(args) => crate::perplexity::run(args),
         Command::Agents(args) => crate::agents_cli::run_agents(args),
         Command::Cache(args) => crate::agents_cli::run_cache(args),
+        Command::Bench(args) => crate::bench_cli::run(args),
         Command::Config(args) => {
             print!("{}", args.resolve()?.to_toml());
             Ok(())

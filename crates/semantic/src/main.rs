@@ -2,6 +2,7 @@
 //! The only place that reads the environment and the only crate that uses `anyhow`.
 
 mod agents_cli;
+mod bench_cli;
 mod cli;
 mod generate;
 mod perplexity;

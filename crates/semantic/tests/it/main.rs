@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `semantic` binary on 127.0.0.1:0 with the default SmolLM2 model.
 
 mod api;
+mod bench;
 mod harness;
 mod memory;
 mod offline;

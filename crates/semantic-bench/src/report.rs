@@ -1,0 +1,412 @@
+//! All results of one bench run, written as JSON and as a markdown report with tables and ratios
+//! (plots come from `plot.rs`).
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::kv::{KvRow, LlamaBench};
+use crate::scenario::{MultiResult, StaggeredResult, ThroughputRow, TtftExtras, TtftRow};
+use crate::stats::Summary;
+use crate::target::Kind;
+
+/// The machine the run happened on.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Machine {
+    /// CPU model name.
+    pub cpu: String,
+    /// Logical CPUs.
+    pub cpus: usize,
+    /// RAM, GiB.
+    pub ram_gib: f64,
+    /// `uname -sr`-like string.
+    pub os: String,
+}
+
+impl Machine {
+    /// Reads /proc (Linux); fields stay empty elsewhere.
+    pub fn probe() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string())
+            })
+            .unwrap_or_default();
+        let ram_gib = std::fs::read_to_string("/proc/meminfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:").map(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>()))
+            .and_then(Result::ok)
+            .map_or(0.0, |kb| kb / 1024.0 / 1024.0);
+        let os = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .map(|r| format!("Linux {}", r.trim()))
+            .unwrap_or_default();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self { cpu, cpus, ram_gib, os }
+    }
+}
+
+/// Everything one run measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Results {
+    /// Where.
+    pub machine: Machine,
+    /// The command that produced this.
+    pub command: String,
+    /// Model file and its size.
+    pub model: String,
+    /// Compute threads of every server.
+    pub threads: u32,
+    /// Targets measured.
+    pub targets: Vec<Kind>,
+    /// TTFT rows.
+    pub ttft: Vec<TtftRow>,
+    /// Restart times and disk bytes seen during the TTFT scenario, per target.
+    pub ttft_extras: Vec<(Kind, TtftExtras)>,
+    /// Multi-agent workload per target.
+    pub multi_agent: Vec<MultiResult>,
+    /// Throughput rows.
+    pub throughput: Vec<ThroughputRow>,
+    /// Staggered arrivals per target.
+    pub staggered: Vec<StaggeredResult>,
+    /// KV types (semantic).
+    pub kv_types: Vec<KvRow>,
+    /// llama-bench reference.
+    pub llama_bench: Option<LlamaBench>,
+    /// Scenarios that failed, with the reason.
+    pub errors: Vec<String>,
+    /// 1-minute load average after each scenario (a value well above the threads used means
+    /// something else competed for the CPUs and the figures are suspect).
+    pub load_average: Vec<(String, f64)>,
+}
+
+/// The 1-minute load average (Linux), 0 elsewhere.
+pub fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn cell(summary: Option<Summary>, unit_scale: f64, decimals: usize) -> String {
+    match summary {
+        Some(s) if s.n > 1 => format!(
+            "{:.d$} ({:.d$}–{:.d$})",
+            s.median * unit_scale,
+            s.min * unit_scale,
+            s.max * unit_scale,
+            d = decimals
+        ),
+        Some(s) => format!("{:.d$}", s.median * unit_scale, d = decimals),
+        None => "–".into(),
+    }
+}
+
+fn ratio(peer: Option<f64>, ours: Option<f64>) -> String {
+    match (peer, ours) {
+        (Some(p), Some(o)) if o > 0.0 => format!("{:.1}×", p / o),
+        _ => "–".into(),
+    }
+}
+
+impl Results {
+    fn ttft_row(&self, target: Kind, context: usize, mode: &str) -> Option<&TtftRow> {
+        self.ttft.iter().find(|r| r.target == target && r.context == context && r.mode == mode)
+    }
+
+    fn contexts(&self) -> Vec<usize> {
+        let mut contexts: Vec<usize> = self.ttft.iter().map(|r| r.context).collect();
+        contexts.sort_unstable();
+        contexts.dedup();
+        contexts
+    }
+
+    /// Semantic's prefill rate over HTTP: prompt tokens / cold TTFT, median over the cold
+    /// samples at the largest context up to `at_most` tokens.
+    pub fn semantic_prefill_tok_s(&self, at_most: usize) -> Option<f64> {
+        let context = self.contexts().into_iter().filter(|c| *c <= at_most).max()?;
+        let row = self.ttft_row(Kind::Semantic, context, "cold")?;
+        let rates: Vec<f64> =
+            row.samples.iter().filter_map(|s| s.prompt_tokens.map(|p| p as f64 / (s.ttft_ms / 1e3))).collect();
+        Summary::of(&rates).map(|s| s.median)
+    }
+
+    /// Semantic's single-agent decode rate (throughput scenario at concurrency 1).
+    pub fn semantic_decode_tok_s(&self) -> Option<f64> {
+        self.throughput.iter().find(|r| r.target == Kind::Semantic && r.concurrency == 1).and_then(|r| r.decode_tok_s)
+    }
+
+    /// Writes `results.json` and `BENCHMARKS-run.md` into `dir`.
+    pub fn write(&self, dir: &Path, plots: &[String]) -> Result<()> {
+        std::fs::write(dir.join("results.json"), serde_json::to_string_pretty(self)?)?;
+        std::fs::write(dir.join("report.md"), self.markdown(plots))?;
+        Ok(())
+    }
+
+    /// The markdown report.
+    pub fn markdown(&self, plots: &[String]) -> String {
+        let mut md = String::new();
+        let m = &self.machine;
+        let _ = writeln!(md, "# semantic bench\n");
+        let _ = writeln!(
+            md,
+            "Machine: {} ({} CPUs, {:.0} GiB RAM, {}). Model: {}. Threads: {}.\n",
+            m.cpu, m.cpus, m.ram_gib, m.os, self.model, self.threads
+        );
+        let _ = writeln!(md, "Reproduce: `{}`\n", self.command);
+        let peers: Vec<Kind> = self.targets.iter().copied().filter(|k| *k != Kind::Semantic).collect();
+        self.ttft_markdown(&mut md, &peers);
+        self.multi_markdown(&mut md);
+        self.throughput_markdown(&mut md, &peers);
+        self.staggered_markdown(&mut md);
+        self.kv_markdown(&mut md);
+        self.engine_markdown(&mut md);
+        if !plots.is_empty() {
+            let _ = writeln!(md, "## Plots\n");
+            for plot in plots {
+                let _ = writeln!(md, "![{plot}]({plot})\n");
+            }
+        }
+        if !self.load_average.is_empty() {
+            let loads: Vec<String> = self.load_average.iter().map(|(k, v)| format!("{k} {v:.2}")).collect();
+            let _ = writeln!(md, "1-minute load average after each scenario: {}.\n", loads.join(", "));
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(md, "## Errors\n");
+            for e in &self.errors {
+                let _ = writeln!(md, "- {e}");
+            }
+        }
+        md
+    }
+
+    fn ttft_markdown(&self, md: &mut String, peers: &[Kind]) {
+        if self.ttft.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## TTFT (ms, median (min–max))\n");
+        let _ = writeln!(
+            md,
+            "cold = a new agent's first turn; hot = its second turn right after; warm-after-restart = the same second turn after the server process was restarted (llama-server: slot saved before and restored after by the client, restore time included).\n"
+        );
+        let mut header = String::from("| context | mode |");
+        let mut rule = String::from("|---:|---|");
+        for t in &self.targets {
+            let _ = write!(header, " {} |", t.name());
+            rule.push_str("---:|");
+        }
+        for p in peers {
+            let _ = write!(header, " {} ÷ semantic |", p.name());
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(md, "{header}\n{rule}");
+        for context in self.contexts() {
+            for mode in ["cold", "warm-after-restart", "hot"] {
+                let _ = write!(md, "| {context} | {mode} |");
+                for t in &self.targets {
+                    let _ = write!(md, " {} |", cell(self.ttft_row(*t, context, mode).and_then(|r| r.summary), 1.0, 0));
+                }
+                let ours = self.ttft_row(Kind::Semantic, context, mode).and_then(|r| r.summary).map(|s| s.median);
+                for p in peers {
+                    let peer = self.ttft_row(*p, context, mode).and_then(|r| r.summary).map(|s| s.median);
+                    let _ = write!(md, " {} |", ratio(peer, ours));
+                }
+                let _ = writeln!(md);
+            }
+        }
+        let _ = writeln!(md, "\nSpeed-up over each server's own cold TTFT (cold ÷ mode):\n");
+        let mut header = String::from("| context |");
+        let mut rule = String::from("|---:|");
+        for t in &self.targets {
+            let _ = write!(header, " {0} warm-after-restart | {0} hot |", t.name());
+            rule.push_str("---:|---:|");
+        }
+        let _ = writeln!(md, "{header}\n{rule}");
+        for context in self.contexts() {
+            let _ = write!(md, "| {context} |");
+            for t in &self.targets {
+                let median = |mode| self.ttft_row(*t, context, mode).and_then(|r| r.summary).map(|s| s.median);
+                let _ = write!(
+                    md,
+                    " {} | {} |",
+                    ratio(median("cold"), median("warm-after-restart")),
+                    ratio(median("cold"), median("hot"))
+                );
+            }
+            let _ = writeln!(md);
+        }
+        let mut lines = Vec::new();
+        for (kind, extras) in &self.ttft_extras {
+            let stops = Summary::of(&extras.restarts.iter().map(|r| r.0).collect::<Vec<_>>());
+            let starts = Summary::of(&extras.restarts.iter().map(|r| r.1).collect::<Vec<_>>());
+            lines.push(format!(
+                "- {}: restart stop {} s, start until answering {} s",
+                kind.name(),
+                cell(stops, 1.0, 2),
+                cell(starts, 1.0, 2)
+            ));
+            if let Some(bytes) = Summary::of(&extras.disk_bytes_per_token) {
+                lines.push(format!(
+                    "- {}: agent file bytes per token on disk {}",
+                    kind.name(),
+                    cell(Some(bytes), 1.0, 0)
+                ));
+            }
+        }
+        if !lines.is_empty() {
+            let _ = writeln!(md, "\n{}", lines.join("\n"));
+        }
+        let _ = writeln!(md);
+    }
+
+    fn multi_markdown(&self, md: &mut String) {
+        let Some(first) = self.multi_agent.first() else { return };
+        let agents = first.turns.first().map_or(0, |t| t.ttft_ms.len());
+        let _ = writeln!(
+            md,
+            "## Multi-agent workload ({agents} agents × {} turns, restart in the middle)\n",
+            first.turns.len()
+        );
+        let _ = writeln!(md, "| target | total wall s | of which restart s | wall ÷ semantic |\n|---|---:|---:|---:|");
+        let ours = self.multi_agent.iter().find(|r| r.target == Kind::Semantic).map(|r| r.wall_s);
+        for r in &self.multi_agent {
+            let _ = writeln!(
+                md,
+                "| {} | {:.1} | {:.1} | {} |",
+                r.target.name(),
+                r.wall_s,
+                r.restart_s,
+                ratio(Some(r.wall_s), ours)
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\nPer-turn TTFT, ms, median over agents (min–max); reused/prompt tokens as the server reported them:\n"
+        );
+        let mut header = String::from("| turn |");
+        let mut rule = String::from("|---:|");
+        for r in &self.multi_agent {
+            let _ = write!(header, " {0} TTFT | {0} reused/prompt |", r.target.name());
+            rule.push_str("---:|---:|");
+        }
+        let _ = writeln!(md, "{header}\n{rule}");
+        for (i, turn) in first.turns.iter().enumerate() {
+            let _ = write!(md, "| {} |", turn.turn);
+            for r in &self.multi_agent {
+                match r.turns.get(i) {
+                    Some(t) => {
+                        let _ = write!(md, " {} | {}/{} |", cell(t.summary, 1.0, 0), t.cached_tokens, t.prompt_tokens);
+                    }
+                    None => md.push_str(" – | – |"),
+                }
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md);
+    }
+
+    fn throughput_markdown(&self, md: &mut String, peers: &[Kind]) {
+        if self.throughput.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## Aggregate decode throughput (tokens/s; end-of-sequence banned)\n");
+        let _ = writeln!(md, "aggregate = all generated tokens ÷ wall time (prefill included); decode = sum over agents of each stream's token rate after its first token.\n");
+        let mut levels: Vec<usize> = self.throughput.iter().map(|r| r.concurrency).collect();
+        levels.sort_unstable();
+        levels.dedup();
+        let mut header = String::from("| agents |");
+        let mut rule = String::from("|---:|");
+        for t in &self.targets {
+            let _ = write!(header, " {0} aggregate | {0} decode |", t.name());
+            rule.push_str("---:|---:|");
+        }
+        for p in peers {
+            let _ = write!(header, " semantic ÷ {} (aggregate) |", p.name());
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(md, "{header}\n{rule}");
+        let find = |t: Kind, c: usize| self.throughput.iter().find(|r| r.target == t && r.concurrency == c);
+        for c in levels {
+            let _ = write!(md, "| {c} |");
+            for t in &self.targets {
+                match find(*t, c) {
+                    Some(r) => {
+                        let decode = r.decode_tok_s.map_or("n/a (buffered)".into(), |d| format!("{d:.1}"));
+                        let _ = write!(md, " {:.1} | {decode} |", r.aggregate_tok_s);
+                    }
+                    None => md.push_str(" – | – |"),
+                }
+            }
+            for p in peers {
+                let ours = find(Kind::Semantic, c).map(|r| r.aggregate_tok_s);
+                let theirs = find(*p, c).map(|r| r.aggregate_tok_s);
+                let _ = write!(md, " {} |", ratio(ours, theirs));
+            }
+            let _ = writeln!(md);
+        }
+        let _ = writeln!(md);
+    }
+
+    fn staggered_markdown(&self, md: &mut String) {
+        let Some(first) = self.staggered.first() else { return };
+        let _ = writeln!(
+            md,
+            "## Staggered arrivals (two cold {}-token prompts, B {:.1} s after A)\n",
+            first.context, first.delay_s
+        );
+        let _ = writeln!(md, "| target | A TTFT ms | B TTFT ms | wall s |\n|---|---:|---:|---:|");
+        for r in &self.staggered {
+            let _ = writeln!(md, "| {} | {:.0} | {:.0} | {:.1} |", r.target.name(), r.a_ttft_ms, r.b_ttft_ms, r.wall_s);
+        }
+        let _ = writeln!(md);
+    }
+
+    fn kv_markdown(&self, md: &mut String) {
+        if self.kv_types.is_empty() {
+            return;
+        }
+        let _ = writeln!(md, "## KV types (semantic)\n");
+        let _ = writeln!(
+            md,
+            "| KV type | perplexity | change | state bytes/token | agent file bytes/token |\n|---|---:|---:|---:|---:|"
+        );
+        for r in &self.kv_types {
+            let _ = writeln!(
+                md,
+                "| {} | {:.3} | {:+.2}% | {:.0} | {:.0} |",
+                r.kv_type, r.perplexity, r.perplexity_change_pct, r.state_bytes_per_token, r.disk_bytes_per_token
+            );
+        }
+        let _ = writeln!(md);
+    }
+
+    fn engine_markdown(&self, md: &mut String) {
+        let Some(lb) = &self.llama_bench else { return };
+        let _ = writeln!(md, "## semantic over HTTP vs llama-bench (same GGUF, same threads)\n");
+        let _ = writeln!(md, "| figure | semantic | llama-bench | ratio |\n|---|---:|---:|---:|");
+        let prefill = self.semantic_prefill_tok_s(1024);
+        let decode = self.semantic_decode_tok_s();
+        let fmt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.1}"));
+        let share = |v: Option<f64>, r: f64| v.map_or("–".into(), |v| format!("{:.2}", v / r));
+        let _ = writeln!(
+            md,
+            "| prefill tok/s (cold TTFT at ≤1K context vs pp{}) | {} | {:.1} | {} |",
+            lb.prompt,
+            fmt(prefill),
+            lb.prompt_tok_s,
+            share(prefill, lb.prompt_tok_s)
+        );
+        let _ = writeln!(
+            md,
+            "| decode tok/s (1 agent vs tg{}) | {} | {:.1} | {} |",
+            lb.gen,
+            fmt(decode),
+            lb.gen_tok_s,
+            share(decode, lb.gen_tok_s)
+        );
+        let _ = writeln!(md);
+    }
+}

@@ -99,6 +99,6 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
             return ApiError::new(ErrorKind::Authentication, "missing or invalid API key").into_response();
         }
     }
-    let body = crate::metrics::render(&state.metrics, &state.scheduler);
+    let body = crate::metrics::render(&state.ops.metrics, &state.scheduler);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

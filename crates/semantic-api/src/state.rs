@@ -7,8 +7,9 @@ use semantic_chat::ChatTemplate;
 use semantic_scheduler::Scheduler;
 
 use crate::auth::AuthConfig;
-use crate::metrics::HttpMetrics;
+use crate::ops::Ops;
 use crate::prompt::Prompter;
+use crate::rate_limit::RateLimitConfig;
 
 /// Options the binary resolves from configuration.
 #[derive(Debug, Clone)]
@@ -23,6 +24,8 @@ pub struct ServeOptions {
     pub ready_kv_ratio: f64,
     /// `/health/ready` turns 503 when the admission queue is this full (0..=1).
     pub ready_queue_ratio: f64,
+    /// Per-caller and global request rates (429 beyond them).
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for ServeOptions {
@@ -33,6 +36,7 @@ impl Default for ServeOptions {
             auth: AuthConfig::default(),
             ready_kv_ratio: 0.95,
             ready_queue_ratio: 0.9,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -45,12 +49,13 @@ pub struct AppState {
     pub(crate) options: Arc<ServeOptions>,
     pub(crate) started: SystemTime,
     pub(crate) auth: Arc<AuthConfig>,
-    pub(crate) metrics: Arc<HttpMetrics>,
+    pub(crate) ops: Ops,
 }
 
 impl AppState {
     /// State for a scheduler and the model's chat template.
     pub fn new(scheduler: Scheduler, template: ChatTemplate, options: ServeOptions) -> Self {
+        let ops = Ops::new(&options);
         let prompter = Prompter::new(template, scheduler.tokenizer().clone(), scheduler.facts());
         Self {
             scheduler,
@@ -58,7 +63,7 @@ impl AppState {
             auth: Arc::new(options.auth.clone()),
             options: Arc::new(options),
             started: SystemTime::now(),
-            metrics: Arc::default(),
+            ops,
         }
     }
 

@@ -17,6 +17,7 @@ use tower::ServiceExt;
 /// The model name the app reports.
 pub const MODEL: &str = "fake-model";
 
+#[derive(Clone)]
 pub struct App {
     pub router: Router,
     pub control: Arc<Mutex<FakeControl>>,
@@ -34,14 +35,12 @@ impl App {
     }
 
     pub fn with_script(script: FakeScript) -> Self {
-        let engine = FakeEngine::new(4096, 512, 8).with_script(script);
-        let control = engine.control();
-        let scheduler = Scheduler::start(engine, SchedulerConfig::default()).expect("start the step thread");
-        let facts = scheduler.facts().clone();
-        let template =
-            ChatTemplate::new(facts.chat_template.as_deref().expect("fake template"), &facts.bos_text, &facts.eos_text)
-                .expect("compile the fake template");
-        let options = ServeOptions { model_name: MODEL.into(), default_max_tokens: 32, ..ServeOptions::default() };
+        Self::with_options(script, options())
+    }
+
+    /// An app with its own options (start from [`options`]).
+    pub fn with_options(script: FakeScript, options: ServeOptions) -> Self {
+        let (scheduler, template, control) = fake_model(script);
         let router = semantic_api::router(AppState::new(scheduler, template, options));
         App { router, control }
     }
@@ -82,6 +81,24 @@ impl App {
         }
         running
     }
+}
+
+/// The options every test app starts from.
+pub fn options() -> ServeOptions {
+    ServeOptions { model_name: MODEL.into(), default_max_tokens: 32, ..ServeOptions::default() }
+}
+
+/// A scheduler over a `FakeEngine` running `script`, the fake's chat template, and the engine's
+/// control block.
+pub fn fake_model(script: FakeScript) -> (Scheduler, ChatTemplate, Arc<Mutex<FakeControl>>) {
+    let engine = FakeEngine::new(4096, 512, 8).with_script(script);
+    let control = engine.control();
+    let scheduler = Scheduler::start(engine, SchedulerConfig::default()).expect("start the step thread");
+    let facts = scheduler.facts().clone();
+    let template =
+        ChatTemplate::new(facts.chat_template.as_deref().expect("fake template"), &facts.bos_text, &facts.eos_text)
+            .expect("compile the fake template");
+    (scheduler, template, control)
 }
 
 /// A script that replies `reply` then ends the turn, and records the prompt of the first request

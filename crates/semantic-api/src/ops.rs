@@ -1,11 +1,11 @@
-//! The middleware stack (one function builds it): request ids on every response, one log line and
-//! HTTP metrics per request, rate limits. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass through
+//! The middleware stack (one function builds it): request ids on every response, one log line and HTTP metrics per request, CORS, rate limits and
+//! the body size limit. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass through
 //! here too and get ids and metrics.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
 use axum::middleware::{from_fn_with_state, Next};
 use axum::response::{IntoResponse, Response};
@@ -13,6 +13,7 @@ use axum::Router;
 use tracing::Instrument;
 
 use crate::auth::{flavor_of, presented_key, AuthConfig};
+use crate::cors::{self, Cors};
 use crate::error::{ApiError, ErrorKind};
 use crate::metrics::HttpMetrics;
 use crate::rate_limit::{RateLimiter, Scope, ANONYMOUS};
@@ -24,6 +25,8 @@ pub(crate) struct Ops {
     pub metrics: Arc<HttpMetrics>,
     auth: Arc<AuthConfig>,
     limiter: Arc<RateLimiter>,
+    cors: Option<Cors>,
+    max_body_bytes: usize,
 }
 
 impl Ops {
@@ -32,16 +35,23 @@ impl Ops {
             metrics: Arc::default(),
             auth: Arc::new(options.auth.clone()),
             limiter: Arc::new(RateLimiter::new(options.rate_limit)),
+            cors: Cors::new(&options.cors_origins),
+            max_body_bytes: options.max_body_bytes,
         }
     }
 }
 
 /// Wraps a router (state already applied) with the whole middleware stack. Outermost first:
-/// request id, log and metrics; rate limits.
+/// request id, log and metrics; CORS (a preflight is answered here, before any key is needed);
+/// rate limits; the body size limit (enforced where the body is read, as a 413 in the route's
+/// error shape by the JSON extractors).
 pub(crate) fn stack(router: Router, ops: &Ops) -> Router {
-    let mut router = router;
+    let mut router = router.layer(DefaultBodyLimit::max(ops.max_body_bytes));
     if ops.limiter.is_enabled() {
         router = router.layer(from_fn_with_state(ops.clone(), rate_limit));
+    }
+    if let Some(policy) = &ops.cors {
+        router = router.layer(from_fn_with_state(policy.clone(), cors::middleware));
     }
     router.layer(from_fn_with_state(ops.clone(), track))
 }

@@ -26,6 +26,10 @@ pub struct ServeOptions {
     pub ready_queue_ratio: f64,
     /// Per-caller and global request rates (429 beyond them).
     pub rate_limit: RateLimitConfig,
+    /// Largest request body (413 beyond it).
+    pub max_body_bytes: usize,
+    /// Origins allowed to call from a browser; `*` for any; empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -37,6 +41,8 @@ impl Default for ServeOptions {
             ready_kv_ratio: 0.95,
             ready_queue_ratio: 0.9,
             rate_limit: RateLimitConfig::default(),
+            max_body_bytes: 8 << 20,
+            cors_origins: Vec::new(),
         }
     }
 }

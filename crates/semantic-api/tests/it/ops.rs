@@ -1,11 +1,12 @@
-//! The operations layer in-process: rate limits.
+//! The operations layer in-process: rate limits, the body size limit, CORS.
 
 use axum::body::Body;
+use http_body_util::BodyExt;
 use semantic_api::{AuthConfig, RateLimitConfig, ServeOptions};
 use semantic_engine::FakeScript;
 use serde_json::json;
 
-use crate::harness::{options, App, Reply};
+use crate::harness::{options, request, App, Reply};
 
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";
@@ -125,5 +126,131 @@ async fn the_global_limit_caps_every_caller_together() {
                 reply.text()
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn bodies_over_max_body_bytes_get_413_in_each_api_shape() {
+    let app = App::with_options(FakeScript::reply("ok"), ServeOptions { max_body_bytes: 1024, ..options() });
+    let big = "x".repeat(2000);
+    let openai = app
+        .call(
+            "POST",
+            CHAT,
+            &[JSON],
+            json!({"messages": [{"role": "user", "content": big}], "max_tokens": 4}).to_string(),
+        )
+        .await;
+    assert_eq!(openai.status, 413, "{}", openai.text());
+    assert_eq!(openai.json()["error"]["type"], "invalid_request_error");
+    let anthropic = app
+        .call(
+            "POST",
+            MESSAGES,
+            &[JSON],
+            json!({"messages": [{"role": "user", "content": big}], "max_tokens": 4}).to_string(),
+        )
+        .await;
+    assert_eq!(anthropic.status, 413, "{}", anthropic.text());
+    assert_eq!(anthropic.json()["error"]["type"], "request_too_large");
+    assert_eq!(anthropic.json()["type"], "error");
+    let small = app.call("POST", CHAT, &[JSON], chat_body(false)).await;
+    assert_eq!(small.status, 200, "a body under the limit is served: {}", small.text());
+}
+
+fn preflight(origin: &str, path: &str) -> axum::http::Request<Body> {
+    request(
+        "OPTIONS",
+        path,
+        &[
+            ("origin", origin),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "authorization, content-type, x-stainless-os"),
+        ],
+        Body::empty(),
+    )
+}
+
+async fn reply(app: &App, request: axum::http::Request<Body>) -> Reply {
+    let response = app.send(request).await;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.expect("body").to_bytes();
+    Reply { status, headers, body }
+}
+
+#[tokio::test]
+async fn cors_preflight_succeeds_without_an_api_key_when_auth_is_on() {
+    let origin = "https://app.example";
+    let app = App::with_options(
+        FakeScript::reply("ok"),
+        with_auth(ServeOptions { cors_origins: vec![origin.into()], ..options() }),
+    );
+    for path in [CHAT, MESSAGES, "/v1/models"] {
+        let pre = reply(&app, preflight(origin, path)).await;
+        assert_eq!(pre.status, 204, "{path}: {}", pre.text());
+        assert_eq!(header(&pre, "access-control-allow-origin"), Some(origin));
+        let methods = header(&pre, "access-control-allow-methods").unwrap_or_default();
+        assert!(methods.contains("POST") && methods.contains("GET"), "{methods}");
+        let allowed: Vec<String> = header(&pre, "access-control-allow-headers")
+            .unwrap_or_default()
+            .split(',')
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        for name in [
+            "authorization",
+            "x-api-key",
+            "content-type",
+            "x-agent-id",
+            "x-request-id",
+            "anthropic-version",
+            "x-stainless-os",
+        ] {
+            assert!(allowed.iter().any(|h| h == name), "{name} not in {allowed:?}");
+        }
+    }
+    let auth = bearer(ALPHA);
+    let ok = app.call("POST", CHAT, &[JSON, ("origin", origin), ("authorization", &auth)], chat_body(false)).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    assert_eq!(header(&ok, "access-control-allow-origin"), Some(origin));
+    assert!(header(&ok, "access-control-expose-headers").is_some_and(|h| h.contains("x-request-id")));
+    assert!(header(&ok, "vary").is_some_and(|v| v.to_ascii_lowercase().contains("origin")));
+    let denied = app.call("POST", CHAT, &[JSON, ("origin", origin)], chat_body(false)).await;
+    assert_eq!(denied.status, 401, "only the preflight skips auth");
+    assert_eq!(header(&denied, "access-control-allow-origin"), Some(origin), "so the page can read its 401");
+}
+
+#[tokio::test]
+async fn cors_answers_only_the_configured_origins() {
+    let app = App::with_options(
+        FakeScript::reply("ok"),
+        ServeOptions { cors_origins: vec!["https://app.example".into()], ..options() },
+    );
+    let pre = reply(&app, preflight("https://evil.example", CHAT)).await;
+    assert_eq!(pre.status, 403, "{}", pre.text());
+    assert_eq!(pre.json()["error"]["code"], "cors_origin_not_allowed");
+    assert!(header(&pre, "access-control-allow-origin").is_none());
+    let actual = app.call("GET", "/v1/models", &[("origin", "https://evil.example")], Body::empty()).await;
+    assert_eq!(actual.status, 200);
+    assert!(header(&actual, "access-control-allow-origin").is_none(), "the browser will not hand it to the page");
+
+    let any = App::with_options(FakeScript::reply("ok"), ServeOptions { cors_origins: vec!["*".into()], ..options() });
+    let pre = reply(&any, preflight("https://anywhere.example", MESSAGES)).await;
+    assert_eq!(pre.status, 204);
+    assert_eq!(header(&pre, "access-control-allow-origin"), Some("*"));
+    let actual = any.call("GET", "/v1/models", &[("origin", "https://anywhere.example")], Body::empty()).await;
+    assert_eq!(header(&actual, "access-control-allow-origin"), Some("*"));
+}
+
+#[tokio::test]
+async fn no_cors_headers_at_all_when_no_origin_is_configured() {
+    let app = App::with_script(FakeScript::reply("ok"));
+    let pre = reply(&app, preflight("https://app.example", CHAT)).await;
+    assert_eq!(pre.status, 405, "no CORS: OPTIONS is just a method the route does not have");
+    let actual = app.call("GET", "/v1/models", &[("origin", "https://app.example")], Body::empty()).await;
+    assert_eq!(actual.status, 200);
+    for reply in [&pre, &actual] {
+        let cors: Vec<_> = reply.headers.keys().filter(|k| k.as_str().starts_with("access-control-")).collect();
+        assert!(cors.is_empty(), "{cors:?}");
     }
 }

@@ -54,7 +54,7 @@ pub async fn messages(
     let (job, stops) = prepare(&state, req, agent).map_err(flavored)?;
     let prompt_tokens = job.request.prompt.len();
     let tools_offered = job.tools.is_some();
-    let generation = Generation::start(&state.scheduler, job, Flavor::Anthropic)?;
+    let generation = Generation::start(&state, job, Flavor::Anthropic)?;
     let reply = Reply { id: random_id("msg_"), model, stops, named_agent };
     if streaming {
         return Ok(stream_message(generation, reply, prompt_tokens, tools_offered).into_response());

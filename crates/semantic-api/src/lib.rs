@@ -1,6 +1,6 @@
 //! The HTTP API: routes, OpenAI and Anthropic wire types, SSE streaming, tool calls on the wire,
-//! agent identity, `/openapi.json`, the operations layer (rate limits, body limit, CORS), and the
-//! one place errors become HTTP responses.
+//! agent identity, `/openapi.json`, the operations layer (rate limits, body limit, CORS, timeouts),
+//! and the one place errors become HTTP responses.
 //!
 //! Owns: everything that knows HTTP or JSON wire formats. Does not own: scheduling (it submits
 //! token ids to the scheduler), templates and tool-call syntax (it asks `semantic-chat`),

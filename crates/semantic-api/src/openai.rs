@@ -49,7 +49,7 @@ pub async fn chat_completions(
     let streaming = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     let job = prepare(&state, req, agent)?;
-    let generation = Generation::start(&state.scheduler, job, Flavor::OpenAi)?;
+    let generation = Generation::start(&state, job, Flavor::OpenAi)?;
     if streaming {
         Ok(stream_chat(generation, model, include_usage).into_response())
     } else {

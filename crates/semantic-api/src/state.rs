@@ -1,7 +1,7 @@
 //! `AppState`: what every handler shares.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use semantic_chat::ChatTemplate;
 use semantic_scheduler::Scheduler;
@@ -28,6 +28,10 @@ pub struct ServeOptions {
     pub rate_limit: RateLimitConfig,
     /// Largest request body (413 beyond it).
     pub max_body_bytes: usize,
+    /// Longest a non-streaming generation may take (504 after it, and it is cancelled).
+    pub request_timeout: Duration,
+    /// Longest a stream may go without a token (an error event after it, and it is cancelled).
+    pub stream_idle_timeout: Duration,
     /// Origins allowed to call from a browser; `*` for any; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
 }
@@ -42,6 +46,8 @@ impl Default for ServeOptions {
             ready_queue_ratio: 0.9,
             rate_limit: RateLimitConfig::default(),
             max_body_bytes: 8 << 20,
+            request_timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(120),
             cors_origins: Vec::new(),
         }
     }

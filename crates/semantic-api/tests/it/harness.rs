@@ -1,6 +1,6 @@
 //! An app over a `FakeEngine`, and helpers to call it and read JSON and SSE bodies.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -80,6 +80,41 @@ impl App {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         running
+    }
+}
+
+/// A gate in front of the fake engine: while it is closed every decode blocks, so no token comes
+/// out. Opens when dropped, so a failing test does not leave the step thread stuck.
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn closed() -> Self {
+        Gate(Arc::default())
+    }
+
+    /// Letters, each only once the gate is open.
+    pub fn script(&self) -> FakeScript {
+        let gate = Arc::clone(&self.0);
+        FakeScript::from_fn(move |history| {
+            let (open, changed) = &*gate;
+            let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+            while !*open {
+                open = changed.wait(open).unwrap_or_else(|p| p.into_inner());
+            }
+            b'a' as i32 + (history.len() % 26) as i32
+        })
+    }
+
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        changed.notify_all();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
     }
 }
 

@@ -1,12 +1,17 @@
-//! The operations layer in-process: rate limits, the body size limit, CORS.
+//! The operations layer in-process: rate limits, the body size limit, CORS and the two timeouts.
+//! Timeouts use real (tiny) durations, not tokio's paused clock: the engine runs
+//! on its own OS thread, and a paused clock jumps ahead whenever the runtime waits on that thread,
+//! so a stalled stream and a slow but steady one would look the same.
+
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http_body_util::BodyExt;
 use semantic_api::{AuthConfig, RateLimitConfig, ServeOptions};
 use semantic_engine::FakeScript;
-use serde_json::json;
+use serde_json::{json, Value};
 
-use crate::harness::{options, request, App, Reply};
+use crate::harness::{options, request, sse_events, App, Gate, Reply};
 
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";
@@ -45,6 +50,20 @@ fn header<'a>(reply: &'a Reply, name: &str) -> Option<&'a str> {
 async fn metric(app: &App, series: &str) -> Option<u64> {
     let text = app.call("GET", "/metrics", &[], Body::empty()).await.text();
     text.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// `semantic_requests_finished_total{reason="cancelled"}`, once it reads `want` (polled for up
+/// to 5 s), else its last value.
+async fn cancelled_becomes(app: &App, want: u64) -> Option<u64> {
+    let mut last = None;
+    for _ in 0..500 {
+        last = metric(app, "semantic_requests_finished_total{reason=\"cancelled\"}").await;
+        if last == Some(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    last
 }
 
 /// Per-caller limit: 2 requests, then one per 1000 s (so nothing refills during a test).
@@ -253,4 +272,98 @@ async fn no_cors_headers_at_all_when_no_origin_is_configured() {
         let cors: Vec<_> = reply.headers.keys().filter(|k| k.as_str().starts_with("access-control-")).collect();
         assert!(cors.is_empty(), "{cors:?}");
     }
+}
+
+/// A stream whose engine produces nothing: after the idle timeout the stream ends with an error
+/// event in its API's streaming format, and the sequence is cancelled.
+async fn stalled_stream(path: &str, body: String) -> (Vec<(Option<String>, String)>, Duration) {
+    let gate = Gate::closed();
+    let idle = Duration::from_millis(200);
+    let app = App::with_options(gate.script(), ServeOptions { stream_idle_timeout: idle, ..options() });
+    let response = app.send(request("POST", path, &[JSON], body)).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(app.running_becomes(1).await, 1, "the request is on the engine, which is stuck");
+    let started = Instant::now();
+    let body = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())
+        .await
+        .expect("the idle timeout ends the stream")
+        .expect("body")
+        .to_bytes();
+    let waited = started.elapsed();
+    assert!(waited >= idle, "ended after {waited:?}, before the idle timeout");
+    gate.open();
+    assert_eq!(cancelled_becomes(&app, 1).await, Some(1), "the stalled sequence was cancelled");
+    (sse_events(&String::from_utf8_lossy(&body)), waited)
+}
+
+#[tokio::test]
+async fn a_stalled_openai_stream_ends_with_an_idle_timeout_error_and_is_cancelled() {
+    let (events, _) = stalled_stream(CHAT, chat_body(true)).await;
+    let datas: Vec<&str> = events.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(datas.last(), Some(&"[DONE]"), "{datas:?}");
+    let error: Value = serde_json::from_str(datas[datas.len() - 2]).unwrap_or_default();
+    assert_eq!(error["error"]["type"], "server_error", "{datas:?}");
+    assert_eq!(error["error"]["code"], "stream_idle_timeout", "{datas:?}");
+    assert!(!datas.iter().any(|d| d.contains("finish_reason\":\"")), "no normal finish: {datas:?}");
+}
+
+#[tokio::test]
+async fn a_stalled_anthropic_stream_ends_with_an_idle_timeout_error_event_and_is_cancelled() {
+    let (events, _) = stalled_stream(MESSAGES, messages_body(true)).await;
+    let (name, data) = events.last().expect("events");
+    assert_eq!(name.as_deref(), Some("error"), "{events:?}");
+    let error: Value = serde_json::from_str(data).unwrap_or_default();
+    assert_eq!(error["type"], "error", "{data}");
+    assert_eq!(error["error"]["type"], "timeout_error", "{data}");
+    assert!(!events.iter().any(|(name, _)| name.as_deref() == Some("message_stop")), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_stream_that_keeps_producing_is_not_cut_by_the_idle_timeout() {
+    // 10 ms per token, 80 tokens: the stream lasts longer than the idle timeout, no gap comes near it.
+    let steady = FakeScript::from_fn(|history| {
+        std::thread::sleep(Duration::from_millis(10));
+        b'a' as i32 + (history.len() % 26) as i32
+    });
+    let idle = Duration::from_millis(500);
+    let app = App::with_options(steady, ServeOptions { stream_idle_timeout: idle, ..options() });
+    let started = Instant::now();
+    let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 80, "stream": true});
+    let reply = app.call("POST", CHAT, &[JSON], body.to_string()).await;
+    assert!(started.elapsed() > idle, "the test needs a stream longer than the idle timeout");
+    let chunks = reply.sse_json();
+    assert_eq!(chunks.last().map(|c| c["choices"][0]["finish_reason"].clone()), Some(json!("length")), "{chunks:?}");
+    assert!(!reply.text().contains("\"error\""), "{}", reply.text());
+}
+
+/// A non-streaming request whose engine produces nothing gets a 504 after the request timeout,
+/// in its API's shape, and its sequence is cancelled.
+async fn stalled_request(path: &str, body: String) -> Value {
+    let gate = Gate::closed();
+    let limit = Duration::from_millis(200);
+    let app = App::with_options(gate.script(), ServeOptions { request_timeout: limit, ..options() });
+    let call = tokio::spawn({
+        let app = app.clone();
+        let path = path.to_owned();
+        async move { app.call("POST", &path, &[JSON], body).await }
+    });
+    assert_eq!(app.running_becomes(1).await, 1, "the request is on the engine, which is stuck");
+    let reply = tokio::time::timeout(Duration::from_secs(30), call)
+        .await
+        .expect("the request timeout ends the request")
+        .expect("the call task");
+    assert_eq!(reply.status, 504, "{}", reply.text());
+    gate.open();
+    assert_eq!(cancelled_becomes(&app, 1).await, Some(1), "the timed-out sequence was cancelled");
+    reply.json()
+}
+
+#[tokio::test]
+async fn a_non_streaming_request_past_the_request_timeout_gets_504_and_is_cancelled() {
+    let openai = stalled_request(CHAT, chat_body(false)).await;
+    assert_eq!(openai["error"]["type"], "server_error", "{openai}");
+    assert_eq!(openai["error"]["code"], "request_timeout", "{openai}");
+    let anthropic = stalled_request(MESSAGES, messages_body(false)).await;
+    assert_eq!(anthropic["type"], "error", "{anthropic}");
+    assert_eq!(anthropic["error"]["type"], "timeout_error", "{anthropic}");
 }

@@ -1,6 +1,6 @@
 //! The HTTP API: routes, OpenAI and Anthropic wire types, SSE streaming, tool calls on the wire,
-//! agent identity, `/openapi.json`, the operations layer (rate limits, body limit, CORS, timeouts),
-//! and the one place errors become HTTP responses.
+//! agent identity, `/openapi.json`, the operations layer (rate limits, CORS, timeouts, the loading
+//! app), and the one place errors become HTTP responses.
 //!
 //! Owns: everything that knows HTTP or JSON wire formats. Does not own: scheduling (it submits
 //! token ids to the scheduler), templates and tool-call syntax (it asks `semantic-chat`),
@@ -26,6 +26,7 @@ mod ops;
 mod params;
 pub mod prompt;
 mod rate_limit;
+mod startup;
 mod state;
 
 use axum::http::Method;
@@ -37,6 +38,7 @@ pub use error::{AnthropicErrorBody, ApiError, ErrorKind, Flavor, OpenAiErrorBody
 pub use identity::MODEL_ALIASES;
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimitConfig;
+pub use startup::Startup;
 pub use state::{AppState, ServeOptions};
 
 /// Every route: method, path (axum and OpenAPI share the `{param}` syntax) and handler. The

@@ -1,4 +1,5 @@
-//! The middleware stack (one function builds it): request ids on every response, one log line and HTTP metrics per request, CORS, rate limits and
+//! The middleware stack (one function builds it, for the loading app and the real one alike):
+//! request ids on every response, one log line and HTTP metrics per request, CORS, rate limits and
 //! the body size limit. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass through
 //! here too and get ids and metrics.
 
@@ -19,7 +20,8 @@ use crate::metrics::HttpMetrics;
 use crate::rate_limit::{RateLimiter, Scope, ANONYMOUS};
 use crate::ServeOptions;
 
-/// What the middleware shares: built once per server from its options.
+/// What the middleware shares: built once per server from its options, before the model loads,
+/// so the loading app and the real router count into the same metrics and buckets.
 #[derive(Clone)]
 pub(crate) struct Ops {
     pub metrics: Arc<HttpMetrics>,

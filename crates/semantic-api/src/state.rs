@@ -14,7 +14,7 @@ use crate::rate_limit::RateLimitConfig;
 /// Options the binary resolves from configuration.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Model name reported in responses and `/v1/models`.
+    /// Model name reported in responses and `/v1/models`; empty: the GGUF's `general.name`.
     pub model_name: String,
     /// Completion length when a request names none.
     pub default_max_tokens: usize,
@@ -68,6 +68,14 @@ impl AppState {
     /// State for a scheduler and the model's chat template.
     pub fn new(scheduler: Scheduler, template: ChatTemplate, options: ServeOptions) -> Self {
         let ops = Ops::new(&options);
+        Self::with_ops(scheduler, template, options, ops)
+    }
+
+    /// State sharing middleware state (metrics, rate-limit buckets) made before the model loaded.
+    pub(crate) fn with_ops(scheduler: Scheduler, template: ChatTemplate, mut options: ServeOptions, ops: Ops) -> Self {
+        if options.model_name.is_empty() {
+            options.model_name = scheduler.facts().name.clone();
+        }
         let prompter = Prompter::new(template, scheduler.tokenizer().clone(), scheduler.facts());
         Self {
             scheduler,

@@ -45,6 +45,12 @@ impl App {
         App { router, control }
     }
 
+    /// An app whose model "loaded" when `startup` was made ready; the router is the one `serve`
+    /// serves.
+    pub fn from_router(router: Router, control: Arc<Mutex<FakeControl>>) -> Self {
+        App { router, control }
+    }
+
     pub async fn send(&self, request: Request<Body>) -> axum::response::Response {
         self.router.clone().oneshot(request).await.expect("infallible")
     }

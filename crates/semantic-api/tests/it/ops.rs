@@ -1,5 +1,5 @@
-//! The operations layer in-process: rate limits, the body size limit, CORS and the two timeouts.
-//! Timeouts use real (tiny) durations, not tokio's paused clock: the engine runs
+//! The operations layer in-process: rate limits, the body size limit, CORS, the two timeouts and
+//! the loading app. Timeouts use real (tiny) durations, not tokio's paused clock: the engine runs
 //! on its own OS thread, and a paused clock jumps ahead whenever the runtime waits on that thread,
 //! so a stalled stream and a slow but steady one would look the same.
 
@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use http_body_util::BodyExt;
-use semantic_api::{AuthConfig, RateLimitConfig, ServeOptions};
+use semantic_api::{AuthConfig, RateLimitConfig, ServeOptions, Startup};
 use semantic_engine::FakeScript;
 use serde_json::{json, Value};
 
-use crate::harness::{options, request, sse_events, App, Gate, Reply};
+use crate::harness::{fake_model, options, request, sse_events, App, Gate, Reply};
 
 const CHAT: &str = "/v1/chat/completions";
 const MESSAGES: &str = "/v1/messages";
@@ -366,4 +366,42 @@ async fn a_non_streaming_request_past_the_request_timeout_gets_504_and_is_cancel
     let anthropic = stalled_request(MESSAGES, messages_body(false)).await;
     assert_eq!(anthropic["type"], "error", "{anthropic}");
     assert_eq!(anthropic["error"]["type"], "timeout_error", "{anthropic}");
+}
+
+#[tokio::test]
+async fn while_loading_only_liveness_is_ok_then_the_real_router_takes_over() {
+    let startup = Startup::new(options());
+    let (scheduler, template, control) = fake_model(FakeScript::reply("hello"));
+    let app = App::from_router(startup.router(), control);
+    assert_eq!(app.call("GET", "/health/live", &[], Body::empty()).await.status, 200);
+    for path in ["/health/startup", "/health/ready", "/health"] {
+        let probe = app.call("GET", path, &[], Body::empty()).await;
+        assert_eq!(probe.status, 503, "{path}");
+        assert_eq!(probe.json(), json!({"status": "loading", "reason": "loading"}), "{path}");
+        assert!(retry_after(&probe) >= 1);
+    }
+    let openai = app.call("POST", CHAT, &[JSON], chat_body(false)).await;
+    assert_eq!(openai.status, 503);
+    assert_eq!(openai.json()["error"]["type"], "service_unavailable");
+    assert_eq!(openai.json()["error"]["code"], "loading");
+    assert!(retry_after(&openai) >= 1);
+    assert!(header(&openai, "x-request-id").is_some(), "the loading app has the same middleware stack");
+    let anthropic = app.call("POST", MESSAGES, &[JSON], messages_body(false)).await;
+    assert_eq!(anthropic.status, 503);
+    assert_eq!(anthropic.json()["error"]["type"], "overloaded_error");
+    assert!(retry_after(&anthropic) >= 1);
+    assert_eq!(app.call("GET", "/metrics", &[], Body::empty()).await.status, 503);
+    assert!(!startup.is_ready());
+
+    startup.ready(scheduler, template);
+    assert!(startup.is_ready());
+    let probe = app.call("GET", "/health/startup", &[], Body::empty()).await;
+    assert_eq!(probe.status, 200);
+    assert_eq!(probe.json()["model"], crate::harness::MODEL);
+    assert_eq!(app.call("GET", "/health/ready", &[], Body::empty()).await.status, 200);
+    let chat = app.call("POST", CHAT, &[JSON], chat_body(false)).await;
+    assert_eq!(chat.status, 200, "{}", chat.text());
+    assert_eq!(chat.json()["choices"][0]["message"]["content"], "hello");
+    let loading_probes = metric(&app, "semantic_http_requests_total{route=\"/health/startup\",status=\"503\"}").await;
+    assert_eq!(loading_probes, Some(1), "requests served while loading count in the same metrics");
 }

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use semantic_api::{AppState, AuthConfig, ServeOptions};
+use semantic_api::{AppState, AuthConfig, RateLimitConfig, ServeOptions};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
 use semantic_engine::ModelFacts;
@@ -40,6 +40,17 @@ pub fn run(config: Config) -> Result<()> {
         model_name: model_name(&config, &facts),
         default_max_tokens: config.default_max_tokens,
         auth: AuthConfig::new(&config.api_keys, config.admin_key.as_deref(), config.metrics_public),
+        rate_limit: RateLimitConfig {
+            per_key_rps: config.rate_limit_rps,
+            per_key_burst: config.rate_limit_burst,
+            global_rps: config.global_rate_limit_rps,
+            global_burst: config.global_rate_limit_burst,
+        },
+        // Validated to at most 1 GiB, which fits any usize we run on.
+        max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
+        stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_secs),
+        cors_origins: config.cors_origins.clone(),
         ..ServeOptions::default()
     };
     let state = AppState::new(scheduler.clone(), template, options);

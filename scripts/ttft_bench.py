@@ -36,6 +36,18 @@ class Server:
             raise SystemExit("server did not start")
         # Keep draining the server's logs: a full pipe would block it.
         threading.Thread(target=lambda: [None for _ in self.proc.stderr], daemon=True).start()
+        # It listens before the model is loaded: wait until /health/ready says 200.
+        deadline = time.monotonic() + 300
+        while True:
+            try:
+                with urllib.request.urlopen(self.url + "/health/ready", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except OSError:  # 503 while loading (HTTPError), or a refused connection
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("server did not become ready")
+            time.sleep(0.05)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)

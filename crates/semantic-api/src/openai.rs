@@ -31,8 +31,10 @@ use crate::AppState;
         (status = 200, description = "JSON completion, or with `stream` SSE `data:` chunks then `data: [DONE]`", content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
         (status = 400, description = "invalid request, including `context_length_exceeded`", body = crate::error::OpenAiErrorBody),
         (status = 404, description = "`model_not_found`", body = crate::error::OpenAiErrorBody),
-        (status = 429, description = "queue full (Retry-After)", body = crate::error::OpenAiErrorBody),
-        (status = 503, description = "draining (Retry-After)", body = crate::error::OpenAiErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = crate::error::OpenAiErrorBody),
+        (status = 429, description = "queue full or rate limited (Retry-After)", body = crate::error::OpenAiErrorBody),
+        (status = 503, description = "loading or draining (Retry-After)", body = crate::error::OpenAiErrorBody),
+        (status = 504, description = "`request_timeout`", body = crate::error::OpenAiErrorBody),
     ))]
 pub async fn chat_completions(
     State(state): State<AppState>,

@@ -32,8 +32,10 @@ use crate::AppState;
         (status = 200, description = "JSON message, or with `stream` SSE events (`event:` + `data:`)", content((MessageResponse = "application/json"), (StreamEvent = "text/event-stream"))),
         (status = 400, description = "invalid request", body = crate::error::AnthropicErrorBody),
         (status = 404, description = "unknown model (`not_found_error`)", body = crate::error::AnthropicErrorBody),
-        (status = 429, description = "queue full", body = crate::error::AnthropicErrorBody),
-        (status = 503, description = "draining", body = crate::error::AnthropicErrorBody),
+        (status = 413, description = "body over max_body_bytes (`request_too_large`)", body = crate::error::AnthropicErrorBody),
+        (status = 429, description = "queue full or rate limited (Retry-After)", body = crate::error::AnthropicErrorBody),
+        (status = 503, description = "loading or draining (Retry-After)", body = crate::error::AnthropicErrorBody),
+        (status = 504, description = "request timeout (`timeout_error`)", body = crate::error::AnthropicErrorBody),
     ))]
 pub async fn messages(
     State(state): State<AppState>,
@@ -54,7 +56,7 @@ pub async fn messages(
     let (job, stops) = prepare(&state, req, agent).map_err(flavored)?;
     let prompt_tokens = job.request.prompt.len();
     let tools_offered = job.tools.is_some();
-    let generation = Generation::start(&state.scheduler, job, Flavor::Anthropic)?;
+    let generation = Generation::start(&state, job, Flavor::Anthropic)?;
     let reply = Reply { id: random_id("msg_"), model, stops, named_agent };
     if streaming {
         return Ok(stream_message(generation, reply, prompt_tokens, tools_offered).into_response());

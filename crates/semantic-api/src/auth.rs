@@ -49,7 +49,8 @@ impl AuthConfig {
         !self.keys.is_empty()
     }
 
-    fn namespace_for(&self, presented: Option<&str>) -> Option<Namespace> {
+    /// The namespace of a presented key: `default` without auth, None for a missing or wrong key.
+    pub(crate) fn namespace_for(&self, presented: Option<&str>) -> Option<Namespace> {
         if !self.enabled() {
             return Some(Namespace::default_ns());
         }

@@ -95,7 +95,7 @@ pub async fn completions(
     }
     let prompt = state.prompter.raw(&text).map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?;
     let job = Job { request: GenerateRequest { prompt, max_tokens, sampling, stop, agent }, tools: None };
-    let generation = Generation::start(&state.scheduler, job, Flavor::OpenAi).map_err(|e| {
+    let generation = Generation::start(&state, job, Flavor::OpenAi).map_err(|e| {
         if e.code.as_deref() == Some("context_length_exceeded") {
             e.with_param("prompt")
         } else {

@@ -41,6 +41,8 @@ pub enum ErrorKind {
     Internal,
     /// 503: loading, draining or overloaded.
     Unavailable,
+    /// 504: the generation took longer than the server allows.
+    Timeout,
 }
 
 impl ErrorKind {
@@ -57,6 +59,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -71,7 +74,8 @@ impl ErrorKind {
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",
             ErrorKind::RateLimited => "rate_limit_error",
-            ErrorKind::Internal => "server_error",
+            // OpenAI documents no timeout type; its 5xx errors are `server_error` (`code` says which).
+            ErrorKind::Internal | ErrorKind::Timeout => "server_error",
             ErrorKind::Unavailable => "service_unavailable",
         }
     }
@@ -89,6 +93,7 @@ impl ErrorKind {
             ErrorKind::RateLimited => "rate_limit_error",
             ErrorKind::Internal => "api_error",
             ErrorKind::Unavailable => "overloaded_error",
+            ErrorKind::Timeout => "timeout_error",
         }
     }
 
@@ -112,7 +117,7 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Machine-readable code (e.g. `context_length_exceeded`).
     pub code: Option<String>,
-    /// Seconds for `Retry-After` on 429/503.
+    /// Seconds for `Retry-After` on 429/503 (whole seconds, at least 1).
     pub retry_after: Option<u64>,
     /// Wire shape.
     pub flavor: Flavor,

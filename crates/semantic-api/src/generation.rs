@@ -1,13 +1,17 @@
 //! One generation as the routes see it: submits a job to the scheduler, reads its events, splits
 //! the reply into text and tool calls, and maps finish reasons and failures into API terms. Wire
-//! shapes live in the route modules; dropping a [`Generation`] cancels the request.
+//! shapes live in the route modules; dropping a [`Generation`] cancels the request, which is also
+//! how the two timeouts cut one: the whole of a non-streaming reply ([`Generation::collect`]),
+//! the gap between two events of a stream ([`Generation::next`]).
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use semantic_chat::{ParsedToolCall, ToolCallParser, ToolEvent};
-use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, Scheduler, Usage};
+use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, Usage};
 
 use crate::error::{ApiError, ErrorKind, Flavor};
+use crate::AppState;
 
 /// A validated request, ready to submit.
 pub(crate) struct Job {
@@ -67,12 +71,16 @@ pub(crate) struct Generation {
     pending: VecDeque<Step>,
     finished: bool,
     flavor: Flavor,
+    /// Longest wait for the next event (streams); None for no limit.
+    idle_timeout: Option<Duration>,
+    /// Longest a whole reply may take ([`Generation::collect`]).
+    request_timeout: Duration,
 }
 
 impl Generation {
     /// Queues the job; errors (queue full, context overflow, draining) come back in `flavor`.
-    pub fn start(scheduler: &Scheduler, job: Job, flavor: Flavor) -> Result<Self, ApiError> {
-        let events = scheduler.submit(job.request).map_err(|e| ApiError::from(e).in_flavor(flavor))?;
+    pub fn start(state: &AppState, job: Job, flavor: Flavor) -> Result<Self, ApiError> {
+        let events = state.scheduler.submit(job.request).map_err(|e| ApiError::from(e).in_flavor(flavor))?;
         Ok(Generation {
             events,
             parser: job.tools.map(ToolCallParser::new),
@@ -80,10 +88,14 @@ impl Generation {
             pending: VecDeque::new(),
             finished: false,
             flavor,
+            idle_timeout: Some(state.options.stream_idle_timeout),
+            request_timeout: state.options.request_timeout,
         })
     }
 
-    /// The next part of the reply, then `Done` or `Failed`, then None.
+    /// The next part of the reply, then `Done` or `Failed`, then None. Waiting longer than the
+    /// stream idle timeout for an event (a token, or the end) fails the generation; the caller
+    /// then drops it, which cancels the request.
     pub async fn next(&mut self) -> Option<Step> {
         loop {
             if let Some(step) = self.pending.pop_front() {
@@ -92,7 +104,25 @@ impl Generation {
             if self.finished {
                 return None;
             }
-            match self.events.recv().await {
+            let event = match self.idle_timeout {
+                None => self.events.recv().await,
+                Some(limit) => match tokio::time::timeout(limit, self.events.recv()).await {
+                    Ok(event) => event,
+                    Err(_) => {
+                        self.finished = true;
+                        let error = ApiError::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "no token for {} s (the stream idle timeout); the generation was cancelled",
+                                limit.as_secs_f64()
+                            ),
+                        )
+                        .with_code("stream_idle_timeout");
+                        return Some(Step::Failed(error.in_flavor(self.flavor)));
+                    }
+                },
+            };
+            match event {
                 Some(Event::Delta { text, .. }) => {
                     let pieces = match &mut self.parser {
                         Some(parser) => parser.push(&text),
@@ -143,25 +173,39 @@ impl Generation {
         }
     }
 
-    /// The whole reply.
+    /// The whole reply, within the request timeout (no idle limit between tokens: only the total
+    /// counts). Past it the generation is dropped, which cancels the request, and the error is a
+    /// 504.
     pub async fn collect(mut self) -> Result<Collected, ApiError> {
-        let mut text = String::new();
-        let mut calls = Vec::new();
-        while let Some(step) = self.next().await {
-            match step {
-                Step::Pieces(pieces) => {
-                    for piece in pieces {
-                        match piece {
-                            Piece::Text(t) => text.push_str(&t),
-                            Piece::Call(c) => calls.push(c),
+        let limit = self.request_timeout;
+        let flavor = self.flavor;
+        self.idle_timeout = None;
+        let whole = async move {
+            let mut text = String::new();
+            let mut calls = Vec::new();
+            while let Some(step) = self.next().await {
+                match step {
+                    Step::Pieces(pieces) => {
+                        for piece in pieces {
+                            match piece {
+                                Piece::Text(t) => text.push_str(&t),
+                                Piece::Call(c) => calls.push(c),
+                            }
                         }
                     }
+                    Step::Done { finish, usage } => return Ok(Collected { text, calls, finish, usage }),
+                    Step::Failed(error) => return Err(error),
                 }
-                Step::Done { finish, usage } => return Ok(Collected { text, calls, finish, usage }),
-                Step::Failed(error) => return Err(error),
             }
-        }
-        Err(ApiError::new(ErrorKind::Internal, "the generation ended without a result").in_flavor(self.flavor))
+            Err(ApiError::new(ErrorKind::Internal, "the generation ended without a result").in_flavor(self.flavor))
+        };
+        tokio::time::timeout(limit, whole).await.unwrap_or_else(|_| {
+            let message = format!(
+                "the generation took longer than the request timeout ({} s) and was cancelled; stream long replies",
+                limit.as_secs_f64()
+            );
+            Err(ApiError::new(ErrorKind::Timeout, message).with_code("request_timeout").in_flavor(flavor))
+        })
     }
 
     fn pieces(&mut self, events: Vec<ToolEvent>) -> Vec<Piece> {

@@ -49,8 +49,11 @@ pub async fn live() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /health/startup`: the listener opens only after the model is loaded, so this answers 200.
-#[utoipa::path(get, path = "/health/startup", tag = "server", responses((status = 200, description = "`{\"status\":\"ok\",\"model\"}`")))]
+/// `GET /health/startup`: 200 once the model is loaded; until then the loading app
+/// (`startup.rs`) answers 503 `loading`.
+#[utoipa::path(get, path = "/health/startup", tag = "server", responses(
+    (status = 200, description = "`{\"status\":\"ok\",\"model\"}`"),
+    (status = 503, description = "`{\"status\":\"loading\",\"reason\":\"loading\"}` with Retry-After while the model loads")))]
 pub async fn startup(State(state): State<AppState>) -> Json<Value> {
     Json(json!({"status": "ok", "model": state.options.model_name}))
 }
@@ -72,10 +75,10 @@ fn not_ready_reason(state: &AppState) -> Option<String> {
     None
 }
 
-/// `GET /health/ready`: 503 with the reason while draining or under KV/queue pressure.
+/// `GET /health/ready`: 503 with the reason while loading, draining or under KV/queue pressure.
 #[utoipa::path(get, path = "/health/ready", tag = "server", responses(
     (status = 200, description = "`{\"status\":\"ready\"}`"),
-    (status = 503, description = "`{\"status\":\"not_ready\",\"reason\"}` with Retry-After")))]
+    (status = 503, description = "`{\"status\":\"not_ready\",\"reason\"}` with Retry-After (`{\"status\":\"loading\",\"reason\":\"loading\"}` while the model loads)")))]
 pub async fn ready(State(state): State<AppState>) -> Response {
     match not_ready_reason(&state) {
         None => Json(json!({"status": "ready"})).into_response(),
@@ -99,6 +102,6 @@ pub async fn metrics(State(state): State<AppState>, headers: axum::http::HeaderM
             return ApiError::new(ErrorKind::Authentication, "missing or invalid API key").into_response();
         }
     }
-    let body = crate::metrics::render(&state.metrics, &state.scheduler);
+    let body = crate::metrics::render(&state.ops.metrics, &state.scheduler);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }

@@ -1,5 +1,6 @@
 //! The HTTP API: routes, OpenAI and Anthropic wire types, SSE streaming, tool calls on the wire,
-//! agent identity, `/openapi.json`, and the one place errors become HTTP responses.
+//! agent identity, `/openapi.json`, the operations layer (rate limits, CORS, timeouts, the loading
+//! app), and the one place errors become HTTP responses.
 //!
 //! Owns: everything that knows HTTP or JSON wire formats. Does not own: scheduling (it submits
 //! token ids to the scheduler), templates and tool-call syntax (it asks `semantic-chat`),
@@ -11,6 +12,7 @@ mod anthropic;
 pub mod anthropic_wire;
 mod auth;
 mod completions;
+mod cors;
 mod error;
 mod extract;
 mod generation;
@@ -23,6 +25,8 @@ mod openapi;
 mod ops;
 mod params;
 pub mod prompt;
+mod rate_limit;
+mod startup;
 mod state;
 
 use axum::http::Method;
@@ -33,6 +37,8 @@ pub use auth::{AuthConfig, Caller};
 pub use error::{AnthropicErrorBody, ApiError, ErrorKind, Flavor, OpenAiErrorBody};
 pub use identity::MODEL_ALIASES;
 pub use openapi::ApiDoc;
+pub use rate_limit::RateLimitConfig;
+pub use startup::Startup;
 pub use state::{AppState, ServeOptions};
 
 /// Every route: method, path (axum and OpenAPI share the `{param}` syntax) and handler. The
@@ -69,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .into_iter()
         .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
         .fallback(error::not_found)
-        .method_not_allowed_fallback(error::method_not_allowed);
-    ops::stack(routes, state)
+        .method_not_allowed_fallback(error::method_not_allowed)
+        .with_state(state.clone());
+    ops::stack(routes, &state.ops)
 }

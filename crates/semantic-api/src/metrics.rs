@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -14,6 +15,8 @@ use semantic_scheduler::{Histogram, HistogramSnapshot, RequestCounters, Schedule
 pub struct HttpMetrics {
     requests: Mutex<BTreeMap<(String, u16), u64>>,
     durations: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
+    /// Requests refused by a rate limit (the `rate_limited` reason of `semantic_rejections_total`).
+    rate_limited: AtomicU64,
 }
 
 impl HttpMetrics {
@@ -27,6 +30,11 @@ impl HttpMetrics {
             hist.observe(elapsed);
         }
     }
+
+    /// Counts one request refused by a rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Every metric family we export: (name, type, help). README and the alert/dashboard files use these.
@@ -39,7 +47,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ("semantic_prefill_tokens_total", "counter", "Prompt tokens computed (not reused)"),
     ("semantic_generated_tokens_total", "counter", "Generated tokens"),
     ("semantic_requests_finished_total", "counter", "Finished generations by finish reason"),
-    ("semantic_rejections_total", "counter", "Requests refused at admission by reason"),
+    ("semantic_rejections_total", "counter", "Requests refused at admission (rate limits, queue, checks) by reason"),
     ("semantic_reused_prompt_tokens_total", "counter", "Prompt tokens reused from agent memory by source"),
     ("semantic_memory_lookups_total", "counter", "Agent memory lookups by the tier that answered (miss = none)"),
     ("semantic_evictions_total", "counter", "Agent evictions by the tier left"),
@@ -109,6 +117,7 @@ pub fn render(http: &HttpMetrics, scheduler: &Scheduler) -> String {
     for (label, n) in RequestCounters::REJECT_REASONS.iter().zip(&r.rejected) {
         let _ = writeln!(out, "semantic_rejections_total{{reason=\"{label}\"}} {}", load(n));
     }
+    let _ = writeln!(out, "semantic_rejections_total{{reason=\"rate_limited\"}} {}", load(&http.rate_limited));
     let m = scheduler.memory_stats();
     let labelled = |out: &mut String, name: &str, label: &str, values: &[(&str, u64)]| {
         header(out, name);

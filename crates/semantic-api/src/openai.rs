@@ -31,8 +31,10 @@ use crate::AppState;
         (status = 200, description = "JSON completion, or with `stream` SSE `data:` chunks then `data: [DONE]`", content((ChatCompletion = "application/json"), (ChatCompletionChunk = "text/event-stream"))),
         (status = 400, description = "invalid request, including `context_length_exceeded`", body = crate::error::OpenAiErrorBody),
         (status = 404, description = "`model_not_found`", body = crate::error::OpenAiErrorBody),
-        (status = 429, description = "queue full (Retry-After)", body = crate::error::OpenAiErrorBody),
-        (status = 503, description = "draining (Retry-After)", body = crate::error::OpenAiErrorBody),
+        (status = 413, description = "body over max_body_bytes", body = crate::error::OpenAiErrorBody),
+        (status = 429, description = "queue full or rate limited (Retry-After)", body = crate::error::OpenAiErrorBody),
+        (status = 503, description = "loading or draining (Retry-After)", body = crate::error::OpenAiErrorBody),
+        (status = 504, description = "`request_timeout`", body = crate::error::OpenAiErrorBody),
     ))]
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -49,7 +51,7 @@ pub async fn chat_completions(
     let streaming = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     let job = prepare(&state, req, agent)?;
-    let generation = Generation::start(&state.scheduler, job, Flavor::OpenAi)?;
+    let generation = Generation::start(&state, job, Flavor::OpenAi)?;
     if streaming {
         Ok(stream_chat(generation, model, include_usage).into_response())
     } else {

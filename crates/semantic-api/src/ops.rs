@@ -1,28 +1,68 @@
-//! The middleware stack (one function builds it): request ids on every response, one log line and
-//! HTTP metrics per request. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass
-//! through here too and get ids and metrics.
+//! The middleware stack (one function builds it, for the loading app and the real one alike):
+//! request ids on every response, one log line and HTTP metrics per request, CORS, rate limits and
+//! the body size limit. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass through
+//! here too and get ids and metrics.
 
+use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::middleware::{from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use tracing::Instrument;
 
-use crate::AppState;
+use crate::auth::{flavor_of, presented_key, AuthConfig};
+use crate::cors::{self, Cors};
+use crate::error::{ApiError, ErrorKind};
+use crate::metrics::HttpMetrics;
+use crate::rate_limit::{RateLimiter, Scope, ANONYMOUS};
+use crate::ServeOptions;
 
-/// Wraps the router with the whole middleware stack.
-pub fn stack(router: Router<AppState>, state: AppState) -> Router {
-    router.layer(axum::middleware::from_fn_with_state(state.clone(), track)).with_state(state)
+/// What the middleware shares: built once per server from its options, before the model loads,
+/// so the loading app and the real router count into the same metrics and buckets.
+#[derive(Clone)]
+pub(crate) struct Ops {
+    pub metrics: Arc<HttpMetrics>,
+    auth: Arc<AuthConfig>,
+    limiter: Arc<RateLimiter>,
+    cors: Option<Cors>,
+    max_body_bytes: usize,
+}
+
+impl Ops {
+    pub fn new(options: &ServeOptions) -> Self {
+        Self {
+            metrics: Arc::default(),
+            auth: Arc::new(options.auth.clone()),
+            limiter: Arc::new(RateLimiter::new(options.rate_limit)),
+            cors: Cors::new(&options.cors_origins),
+            max_body_bytes: options.max_body_bytes,
+        }
+    }
+}
+
+/// Wraps a router (state already applied) with the whole middleware stack. Outermost first:
+/// request id, log and metrics; CORS (a preflight is answered here, before any key is needed);
+/// rate limits; the body size limit (enforced where the body is read, as a 413 in the route's
+/// error shape by the JSON extractors).
+pub(crate) fn stack(router: Router, ops: &Ops) -> Router {
+    let mut router = router.layer(DefaultBodyLimit::max(ops.max_body_bytes));
+    if ops.limiter.is_enabled() {
+        router = router.layer(from_fn_with_state(ops.clone(), rate_limit));
+    }
+    if let Some(policy) = &ops.cors {
+        router = router.layer(from_fn_with_state(policy.clone(), cors::middleware));
+    }
+    router.layer(from_fn_with_state(ops.clone(), track))
 }
 
 fn new_request_id() -> String {
     format!("req_{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
 }
 
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn track(State(ops): State<Ops>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request
         .headers()
@@ -43,7 +83,7 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let mut response = next.run(request).instrument(span).await;
     let status = response.status().as_u16();
     let elapsed = started.elapsed();
-    state.metrics.record(&route, status, elapsed);
+    ops.metrics.record(&route, status, elapsed);
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert("x-request-id", value);
     }
@@ -57,4 +97,46 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
         "request"
     );
     response
+}
+
+/// Probes and metrics are never limited: an orchestrator must see a busy server as alive.
+fn exempt(path: &str) -> bool {
+    path == "/health" || path.starts_with("/health/") || path == "/metrics"
+}
+
+/// The bucket a request draws from: its API key's namespace when keys are configured and it
+/// presents a valid one; otherwise the one bucket all unauthenticated callers share, so random
+/// keys make no new buckets.
+fn bucket_key(auth: &AuthConfig, request: &Request) -> String {
+    if !auth.enabled() {
+        return ANONYMOUS.to_owned();
+    }
+    match auth.namespace_for(presented_key(request.headers())) {
+        Some(namespace) => namespace.as_str().to_owned(),
+        None => ANONYMOUS.to_owned(),
+    }
+}
+
+async fn rate_limit(State(ops): State<Ops>, request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if exempt(path) {
+        return next.run(request).await;
+    }
+    let key = bucket_key(&ops.auth, &request);
+    match ops.limiter.check(&key, Instant::now()) {
+        Ok(()) => next.run(request).await,
+        Err(limited) => {
+            ops.metrics.rate_limited();
+            let message = match limited.scope {
+                Scope::Caller => "rate limit exceeded for this API key; retry after the Retry-After delay",
+                Scope::Global => "the server's request rate limit is exceeded; retry after the Retry-After delay",
+            };
+            tracing::debug!(bucket = %key, scope = ?limited.scope, "rate limited");
+            let error = ApiError {
+                retry_after: Some(limited.retry_after_secs()),
+                ..ApiError::new(ErrorKind::RateLimited, message).with_code("rate_limit_exceeded")
+            };
+            error.in_flavor(flavor_of(path)).into_response()
+        }
+    }
 }

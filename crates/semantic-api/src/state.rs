@@ -1,19 +1,20 @@
 //! `AppState`: what every handler shares.
 
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use semantic_chat::ChatTemplate;
 use semantic_scheduler::Scheduler;
 
 use crate::auth::AuthConfig;
-use crate::metrics::HttpMetrics;
+use crate::ops::Ops;
 use crate::prompt::Prompter;
+use crate::rate_limit::RateLimitConfig;
 
 /// Options the binary resolves from configuration.
 #[derive(Debug, Clone)]
 pub struct ServeOptions {
-    /// Model name reported in responses and `/v1/models`.
+    /// Model name reported in responses and `/v1/models`; empty: the GGUF's `general.name`.
     pub model_name: String,
     /// Completion length when a request names none.
     pub default_max_tokens: usize,
@@ -23,6 +24,16 @@ pub struct ServeOptions {
     pub ready_kv_ratio: f64,
     /// `/health/ready` turns 503 when the admission queue is this full (0..=1).
     pub ready_queue_ratio: f64,
+    /// Per-caller and global request rates (429 beyond them).
+    pub rate_limit: RateLimitConfig,
+    /// Largest request body (413 beyond it).
+    pub max_body_bytes: usize,
+    /// Longest a non-streaming generation may take (504 after it, and it is cancelled).
+    pub request_timeout: Duration,
+    /// Longest a stream may go without a token (an error event after it, and it is cancelled).
+    pub stream_idle_timeout: Duration,
+    /// Origins allowed to call from a browser; `*` for any; empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -33,6 +44,11 @@ impl Default for ServeOptions {
             auth: AuthConfig::default(),
             ready_kv_ratio: 0.95,
             ready_queue_ratio: 0.9,
+            rate_limit: RateLimitConfig::default(),
+            max_body_bytes: 8 << 20,
+            request_timeout: Duration::from_secs(600),
+            stream_idle_timeout: Duration::from_secs(120),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -45,12 +61,21 @@ pub struct AppState {
     pub(crate) options: Arc<ServeOptions>,
     pub(crate) started: SystemTime,
     pub(crate) auth: Arc<AuthConfig>,
-    pub(crate) metrics: Arc<HttpMetrics>,
+    pub(crate) ops: Ops,
 }
 
 impl AppState {
     /// State for a scheduler and the model's chat template.
     pub fn new(scheduler: Scheduler, template: ChatTemplate, options: ServeOptions) -> Self {
+        let ops = Ops::new(&options);
+        Self::with_ops(scheduler, template, options, ops)
+    }
+
+    /// State sharing middleware state (metrics, rate-limit buckets) made before the model loaded.
+    pub(crate) fn with_ops(scheduler: Scheduler, template: ChatTemplate, mut options: ServeOptions, ops: Ops) -> Self {
+        if options.model_name.is_empty() {
+            options.model_name = scheduler.facts().name.clone();
+        }
         let prompter = Prompter::new(template, scheduler.tokenizer().clone(), scheduler.facts());
         Self {
             scheduler,
@@ -58,7 +83,7 @@ impl AppState {
             auth: Arc::new(options.auth.clone()),
             options: Arc::new(options),
             started: SystemTime::now(),
-            metrics: Arc::default(),
+            ops,
         }
     }
 

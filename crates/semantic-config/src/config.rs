@@ -55,10 +55,70 @@ pub struct Config {
     pub metrics_public: bool,
     /// Shutdown grace period, seconds.
     pub shutdown_grace_secs: u64,
+    /// Requests per second per caller (API-key namespace; unauthenticated callers share one
+    /// bucket); 0 = unlimited.
+    pub rate_limit_rps: f64,
+    /// Per-caller bucket size (at least 1 when the rate is set).
+    pub rate_limit_burst: u32,
+    /// Requests per second for the whole server; 0 = unlimited.
+    pub global_rate_limit_rps: f64,
+    /// Server-wide bucket size (at least 1 when the rate is set).
+    pub global_rate_limit_burst: u32,
+    /// Largest request body, bytes.
+    pub max_body_bytes: u64,
+    /// Longest a non-streaming generation may take, seconds.
+    pub request_timeout_secs: u64,
+    /// Longest a stream may go without a token, seconds.
+    pub stream_idle_timeout_secs: u64,
+    /// Origins allowed to call from a browser: `["*"]`, exact origins, or empty (no CORS).
+    pub cors_origins: Vec<String>,
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field, reason: reason.into() }
+}
+
+/// A rate (0 = unlimited) and its bucket size; the burst defaults to the rate rounded up.
+fn rate_limit(
+    (rps_field, rps): (&'static str, Option<f64>),
+    (burst_field, burst): (&'static str, Option<u32>),
+) -> Result<(f64, u32), ConfigError> {
+    let rps = rps.unwrap_or(0.0);
+    if !(0.0..=1e6).contains(&rps) {
+        return Err(invalid(rps_field, format!("{rps} (expected 0..=1000000; 0 = unlimited)")));
+    }
+    let burst = match burst {
+        Some(b) if b > 1_000_000 => return Err(invalid(burst_field, format!("{b} (expected at most 1000000)"))),
+        Some(0) if rps > 0.0 => {
+            return Err(invalid(burst_field, format!("must be at least 1 when {rps_field} is set")))
+        }
+        Some(b) => b,
+        None if rps > 0.0 => rps.ceil().max(1.0) as u32,
+        None => 0,
+    };
+    Ok((rps, burst))
+}
+
+/// `*` alone, or origins as browsers send them: `http(s)://host[:port]`, no path, no trailing slash.
+fn cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = origins.into_iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+    if origins.iter().any(|o| o == "*") {
+        if origins.len() > 1 {
+            return Err(invalid("cors_origins", "\"*\" allows every origin and must be the only entry"));
+        }
+        return Ok(origins);
+    }
+    for origin in &origins {
+        let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        let ok = host.is_some_and(|h| !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic()));
+        if !ok {
+            return Err(invalid(
+                "cors_origins",
+                format!("{origin:?} is not an origin (expected \"*\" or scheme://host[:port], e.g. https://app.example.com)"),
+            ));
+        }
+    }
+    Ok(origins)
 }
 
 impl Config {
@@ -126,11 +186,38 @@ impl Config {
         if raw.admin_key.as_ref().is_some_and(|k| k.len() < 8) {
             return Err(invalid("admin_key", "too short (at least 8 characters)"));
         }
+        let (rate_limit_rps, rate_limit_burst) =
+            rate_limit(("rate_limit_rps", raw.rate_limit_rps), ("rate_limit_burst", raw.rate_limit_burst))?;
+        let (global_rate_limit_rps, global_rate_limit_burst) = rate_limit(
+            ("global_rate_limit_rps", raw.global_rate_limit_rps),
+            ("global_rate_limit_burst", raw.global_rate_limit_burst),
+        )?;
+        let max_body_bytes = raw.max_body_bytes.unwrap_or(8 << 20);
+        if !(1024..=1 << 30).contains(&max_body_bytes) {
+            return Err(invalid("max_body_bytes", format!("{max_body_bytes} (expected 1024..=1073741824)")));
+        }
+        let request_timeout_secs = raw.request_timeout_secs.unwrap_or(600);
+        if request_timeout_secs == 0 {
+            return Err(invalid("request_timeout_secs", "must be at least 1"));
+        }
+        let stream_idle_timeout_secs = raw.stream_idle_timeout_secs.unwrap_or(120);
+        if stream_idle_timeout_secs == 0 {
+            return Err(invalid("stream_idle_timeout_secs", "must be at least 1"));
+        }
+        let cors_origins = cors_origins(raw.cors_origins.unwrap_or_default())?;
         Ok(Self {
             api_keys,
             admin_key: raw.admin_key,
             metrics_public: raw.metrics_public.unwrap_or(true),
             shutdown_grace_secs: raw.shutdown_grace_secs.unwrap_or(30),
+            rate_limit_rps,
+            rate_limit_burst,
+            global_rate_limit_rps,
+            global_rate_limit_burst,
+            max_body_bytes,
+            request_timeout_secs,
+            stream_idle_timeout_secs,
+            cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
             model: raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL)),
@@ -173,6 +260,16 @@ impl Config {
         }
         let _ = writeln!(out, "metrics_public = {}", self.metrics_public);
         let _ = writeln!(out, "shutdown_grace_secs = {}", self.shutdown_grace_secs);
+        let _ = writeln!(out, "rate_limit_rps = {:?}", self.rate_limit_rps);
+        let _ = writeln!(out, "rate_limit_burst = {}", self.rate_limit_burst);
+        let _ = writeln!(out, "global_rate_limit_rps = {:?}", self.global_rate_limit_rps);
+        let _ = writeln!(out, "global_rate_limit_burst = {}", self.global_rate_limit_burst);
+        let _ = writeln!(out, "max_body_bytes = {}", self.max_body_bytes);
+        let _ = writeln!(out, "request_timeout_secs = {}", self.request_timeout_secs);
+        let _ = writeln!(out, "stream_idle_timeout_secs = {}", self.stream_idle_timeout_secs);
+        // Validated origins hold no quotes or backslashes, so they print as TOML strings as is.
+        let origins: Vec<String> = self.cors_origins.iter().map(|o| format!("\"{o}\"")).collect();
+        let _ = writeln!(out, "cors_origins = [{}]", origins.join(", "));
         out
     }
 }
@@ -202,6 +299,51 @@ mod tests {
         check(RawConfig { step_tokens: Some(2), ..Default::default() }, Some("step_tokens"));
         check(RawConfig { queue_capacity: Some(0), ..Default::default() }, Some("queue_capacity"));
         check(RawConfig { memory_disk_gb: Some(-1.0), ..Default::default() }, Some("memory_disk_gb"));
+        check(RawConfig { rate_limit_rps: Some(-1.0), ..Default::default() }, Some("rate_limit_rps"));
+        check(RawConfig { rate_limit_rps: Some(f64::NAN), ..Default::default() }, Some("rate_limit_rps"));
+        check(
+            RawConfig { rate_limit_rps: Some(2.0), rate_limit_burst: Some(0), ..Default::default() },
+            Some("rate_limit_burst"),
+        );
+        check(RawConfig { rate_limit_burst: Some(0), ..Default::default() }, None);
+        check(RawConfig { global_rate_limit_rps: Some(1e7), ..Default::default() }, Some("global_rate_limit_rps"));
+        check(
+            RawConfig { global_rate_limit_rps: Some(5.0), global_rate_limit_burst: Some(0), ..Default::default() },
+            Some("global_rate_limit_burst"),
+        );
+        check(RawConfig { max_body_bytes: Some(10), ..Default::default() }, Some("max_body_bytes"));
+        check(RawConfig { request_timeout_secs: Some(0), ..Default::default() }, Some("request_timeout_secs"));
+        check(RawConfig { stream_idle_timeout_secs: Some(0), ..Default::default() }, Some("stream_idle_timeout_secs"));
+        let origins = |list: &[&str]| RawConfig {
+            cors_origins: Some(list.iter().map(|o| o.to_string()).collect()),
+            ..Default::default()
+        };
+        check(origins(&["*"]), None);
+        check(origins(&["https://app.example.com", "http://localhost:3000"]), None);
+        check(origins(&["*", "https://app.example.com"]), Some("cors_origins"));
+        check(origins(&["app.example.com"]), Some("cors_origins"));
+        check(origins(&["https://app.example.com/"]), Some("cors_origins"));
+        check(origins(&["https://"]), Some("cors_origins"));
+    }
+
+    #[test]
+    fn ops_limits_default_off_or_generous_and_burst_follows_the_rate() {
+        let config = Config::resolve(RawConfig::default()).unwrap();
+        assert_eq!((config.rate_limit_rps, config.rate_limit_burst), (0.0, 0));
+        assert_eq!((config.global_rate_limit_rps, config.global_rate_limit_burst), (0.0, 0));
+        assert_eq!(config.max_body_bytes, 8 << 20);
+        assert_eq!((config.request_timeout_secs, config.stream_idle_timeout_secs), (600, 120));
+        assert!(config.cors_origins.is_empty());
+        let raw = RawConfig { rate_limit_rps: Some(2.5), global_rate_limit_rps: Some(0.2), ..Default::default() };
+        let config = Config::resolve(raw).unwrap();
+        assert_eq!(config.rate_limit_burst, 3, "the burst defaults to the rate rounded up");
+        assert_eq!(config.global_rate_limit_burst, 1, "and to at least one request");
+        let file: RawConfig =
+            toml::from_str("rate_limit_rps = 4\nrate_limit_burst = 10\ncors_origins = [\"http://localhost:3000\"]")
+                .unwrap();
+        let config = Config::resolve(file).unwrap();
+        assert_eq!((config.rate_limit_rps, config.rate_limit_burst), (4.0, 10), "an integer rate reads as f64");
+        assert_eq!(config.cors_origins, ["http://localhost:3000"]);
     }
 
     #[test]
@@ -230,6 +372,19 @@ mod tests {
     #[test]
     fn printed_config_parses_back_to_the_same_config() {
         let config = Config::resolve(RawConfig { port: Some(1), ..Default::default() }).unwrap();
+        let raw: RawConfig = toml::from_str(&config.to_toml()).unwrap();
+        assert_eq!(Config::resolve(raw).unwrap(), config);
+        let config = Config::resolve(RawConfig {
+            rate_limit_rps: Some(0.5),
+            global_rate_limit_rps: Some(100.0),
+            global_rate_limit_burst: Some(250),
+            max_body_bytes: Some(4096),
+            request_timeout_secs: Some(30),
+            stream_idle_timeout_secs: Some(5),
+            cors_origins: Some(vec!["https://a.example".into(), "http://localhost:3000".into()]),
+            ..Default::default()
+        })
+        .unwrap();
         let raw: RawConfig = toml::from_str(&config.to_toml()).unwrap();
         assert_eq!(Config::resolve(raw).unwrap(), config);
     }

@@ -50,6 +50,22 @@ pub struct RawConfig {
     pub metrics_public: Option<bool>,
     /// Grace period for in-flight requests at shutdown, seconds.
     pub shutdown_grace_secs: Option<u64>,
+    /// Requests per second per caller (API key; unauthenticated callers share one bucket); 0 = unlimited.
+    pub rate_limit_rps: Option<f64>,
+    /// Requests a caller may make at once above its rate (bucket size).
+    pub rate_limit_burst: Option<u32>,
+    /// Requests per second for the whole server; 0 = unlimited.
+    pub global_rate_limit_rps: Option<f64>,
+    /// Bucket size of the server-wide limit.
+    pub global_rate_limit_burst: Option<u32>,
+    /// Largest request body, bytes.
+    pub max_body_bytes: Option<u64>,
+    /// Longest a non-streaming generation may take, seconds.
+    pub request_timeout_secs: Option<u64>,
+    /// Longest a stream may go without a token, seconds.
+    pub stream_idle_timeout_secs: Option<u64>,
+    /// Origins allowed to call from a browser (CORS); `*` for any. None/empty = no CORS headers.
+    pub cors_origins: Option<Vec<String>>,
 }
 
 impl RawConfig {
@@ -83,6 +99,14 @@ impl RawConfig {
             admin_key: self.admin_key.or(lower.admin_key),
             metrics_public: self.metrics_public.or(lower.metrics_public),
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
+            rate_limit_rps: self.rate_limit_rps.or(lower.rate_limit_rps),
+            rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
+            global_rate_limit_rps: self.global_rate_limit_rps.or(lower.global_rate_limit_rps),
+            global_rate_limit_burst: self.global_rate_limit_burst.or(lower.global_rate_limit_burst),
+            max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
+            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
+            stream_idle_timeout_secs: self.stream_idle_timeout_secs.or(lower.stream_idle_timeout_secs),
+            cors_origins: self.cors_origins.filter(|o| !o.is_empty()).or(lower.cors_origins),
         }
     }
 }

@@ -103,6 +103,30 @@ pub struct CommonArgs {
     /// Seconds in-flight requests get to finish at shutdown [default: 30].
     #[arg(long, env = "SEMANTIC_SHUTDOWN_GRACE_SECS")]
     shutdown_grace_secs: Option<u64>,
+    /// Requests per second per API key (unauthenticated callers share one bucket), 0 = unlimited [default: 0].
+    #[arg(long, env = "SEMANTIC_RATE_LIMIT_RPS")]
+    rate_limit_rps: Option<f64>,
+    /// Requests a key may make at once above its rate [default: the rate rounded up].
+    #[arg(long, env = "SEMANTIC_RATE_LIMIT_BURST")]
+    rate_limit_burst: Option<u32>,
+    /// Requests per second for the whole server, 0 = unlimited [default: 0].
+    #[arg(long, env = "SEMANTIC_GLOBAL_RATE_LIMIT_RPS")]
+    global_rate_limit_rps: Option<f64>,
+    /// Server-wide burst [default: the global rate rounded up].
+    #[arg(long, env = "SEMANTIC_GLOBAL_RATE_LIMIT_BURST")]
+    global_rate_limit_burst: Option<u32>,
+    /// Largest request body in bytes (larger: 413) [default: 8388608].
+    #[arg(long, env = "SEMANTIC_MAX_BODY_BYTES")]
+    max_body_bytes: Option<u64>,
+    /// Seconds a non-streaming generation may take (then 504, and it is cancelled) [default: 600].
+    #[arg(long, env = "SEMANTIC_REQUEST_TIMEOUT_SECS")]
+    request_timeout_secs: Option<u64>,
+    /// Seconds a stream may go without a token (then an error event, and it is cancelled) [default: 120].
+    #[arg(long, env = "SEMANTIC_STREAM_IDLE_TIMEOUT_SECS")]
+    stream_idle_timeout_secs: Option<u64>,
+    /// Origin allowed to call from a browser (repeatable; env: comma-separated; `*` = any) [default: none, no CORS].
+    #[arg(long = "cors-origin", env = "SEMANTIC_CORS_ORIGINS", value_delimiter = ',')]
+    cors_origins: Vec<String>,
 }
 
 impl CommonArgs {
@@ -129,6 +153,14 @@ impl CommonArgs {
             admin_key: self.admin_key.clone(),
             metrics_public: self.metrics_private.then_some(false),
             shutdown_grace_secs: self.shutdown_grace_secs,
+            rate_limit_rps: self.rate_limit_rps,
+            rate_limit_burst: self.rate_limit_burst,
+            global_rate_limit_rps: self.global_rate_limit_rps,
+            global_rate_limit_burst: self.global_rate_limit_burst,
+            max_body_bytes: self.max_body_bytes,
+            request_timeout_secs: self.request_timeout_secs,
+            stream_idle_timeout_secs: self.stream_idle_timeout_secs,
+            cors_origins: Some(self.cors_origins.clone()),
         };
         let file = match &self.config {
             Some(path) => RawConfig::from_toml_file(path)?,

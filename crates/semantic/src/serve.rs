@@ -1,13 +1,17 @@
-//! `semantic serve`: load the model, start the step thread, serve HTTP until Ctrl-C or SIGTERM.
+//! `semantic serve`: bind, serve a loading app while the model loads on its own thread (so the
+//! startup probe can say so), then the real router until Ctrl-C or SIGTERM: drain, flush agent
+//! memory, exit 0. A second signal during the drain exits at once (130).
 
+use std::future::IntoFuture;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use semantic_api::{AppState, AuthConfig, ServeOptions};
+use semantic_api::{AuthConfig, RateLimitConfig, ServeOptions, Startup};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
 use semantic_engine::ModelFacts;
-use semantic_scheduler::{MemoryConfig, SchedulerConfig};
+use semantic_scheduler::{MemoryConfig, Scheduler, SchedulerConfig};
+use tokio::sync::{oneshot, watch};
 
 /// Used when a GGUF carries no chat template.
 const FALLBACK_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -33,65 +37,180 @@ pub fn run(config: Config) -> Result<()> {
             disk_bytes: config.memory_disk_bytes,
         },
     };
-    let scheduler = crate::cli::start_scheduler(&config, scheduler_config)?;
-    let facts = scheduler.facts().clone();
-    let template = chat_template(&facts)?;
-    let options = ServeOptions {
-        model_name: model_name(&config, &facts),
-        default_max_tokens: config.default_max_tokens,
-        auth: AuthConfig::new(&config.api_keys, config.admin_key.as_deref(), config.metrics_public),
-        ..ServeOptions::default()
-    };
-    let state = AppState::new(scheduler.clone(), template, options);
-    let drain_scheduler = scheduler.clone();
+    let options = serve_options(&config);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    runtime.block_on(async move {
+    let scheduler = runtime.block_on(async move {
+        // Before anything else, so that no signal finds the default action (die) in place.
+        let stop = spawn_signal_handler();
         let addr = (config.server.host, config.server.port);
         let listener =
             tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {}:{}", addr.0, addr.1))?;
         let local = listener.local_addr()?;
-        tracing::info!(%local, "listening");
+        tracing::info!(%local, "listening; loading the model");
         eprintln!("semantic listening on http://{local}");
-        let app = semantic_api::router(state);
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown_signal().await;
-                tracing::info!("shutdown requested: draining");
-                let report = drain_scheduler.drain(grace).await;
-                tracing::info!(completed = report.completed, cut = report.cut, "drained");
-                let flushed = drain_scheduler.flush_agents().await;
-                tracing::info!(still_dirty = flushed.still_dirty, "agent memory flushed");
-            })
-            .await?;
-        anyhow::Ok(())
+        let startup = Startup::new(options);
+        let (stop_serving, serving_stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(listener, startup.router())
+                .with_graceful_shutdown(async move {
+                    let _ = serving_stopped.await;
+                })
+                .into_future(),
+        );
+        let loading = load_in_background(config, scheduler_config);
+        let outcome = lifecycle(&startup, loading, stop, grace).await;
+        // Stop accepting and let open connections finish (after the drain, as before: during it,
+        // new requests get a 503 `draining` and /health/ready says so).
+        let _ = stop_serving.send(());
+        server.await.context("the HTTP server task")??;
+        outcome
     })?;
     // Connection tasks may still hold router state: stop them so this is the last scheduler handle.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    scheduler.join();
+    if let Some(scheduler) = scheduler {
+        scheduler.join();
+    }
     Ok(())
 }
 
-fn model_name(config: &Config, facts: &ModelFacts) -> String {
-    config.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| facts.name.clone())
+/// What the API needs from the configuration. The model name is the file stem, known before
+/// loading; empty (no stem) lets the API use the model's own name once loaded.
+fn serve_options(config: &Config) -> ServeOptions {
+    ServeOptions {
+        model_name: config.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        default_max_tokens: config.default_max_tokens,
+        auth: AuthConfig::new(&config.api_keys, config.admin_key.as_deref(), config.metrics_public),
+        rate_limit: RateLimitConfig {
+            per_key_rps: config.rate_limit_rps,
+            per_key_burst: config.rate_limit_burst,
+            global_rps: config.global_rate_limit_rps,
+            global_burst: config.global_rate_limit_burst,
+        },
+        // Validated to at most 1 GiB, which fits any usize we run on.
+        max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
+        request_timeout: Duration::from_secs(config.request_timeout_secs),
+        stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_secs),
+        cors_origins: config.cors_origins.clone(),
+        ..ServeOptions::default()
+    }
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(err) => {
-                tracing::warn!(%err, "cannot listen for SIGTERM");
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
+/// A loaded model: the step thread's handle and the model's chat template.
+type Loaded = (Scheduler, ChatTemplate);
+
+/// Loads the model and starts the step thread on a plain thread (not the runtime's blocking
+/// pool, which a shutdown during loading would wait for); the result arrives on the channel.
+fn load_in_background(config: Config, scheduler_config: SchedulerConfig) -> oneshot::Receiver<Result<Loaded>> {
+    let (done, loaded) = oneshot::channel();
+    let spawned = std::thread::Builder::new().name("semantic-load".into()).spawn(move || {
+        let result = crate::cli::start_scheduler(&config, scheduler_config).and_then(|scheduler| {
+            let template = chat_template(scheduler.facts())?;
+            Ok((scheduler, template))
+        });
+        let _ = done.send(result);
+    });
+    if let Err(err) = spawned {
+        // The closure, and with it the sender, is gone: the receiver reports the failure.
+        tracing::error!(%err, "cannot start the model loading thread");
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    loaded
+}
+
+/// Waits for the model (or a signal), serves until a signal, drains and flushes. Returns the
+/// scheduler to join, or None when a signal came before the model was loaded.
+async fn lifecycle(
+    startup: &Startup,
+    loading: oneshot::Receiver<Result<Loaded>>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) -> Result<Option<Scheduler>> {
+    let (scheduler, template) = tokio::select! {
+        loaded = loading => loaded.context("the model loading thread died")??,
+        _ = stop.wait_for(|stopping| *stopping) => {
+            tracing::info!("shutdown requested while the model was loading: exiting");
+            return Ok(None);
+        }
+    };
+    startup.ready(scheduler.clone(), template);
+    tracing::info!("model loaded: ready");
+    // An error means the signal handler is gone (it never ends by itself): stop as if signalled.
+    let _ = stop.wait_for(|stopping| *stopping).await;
+    tracing::info!("shutdown requested: draining (a second Ctrl-C or SIGTERM exits at once)");
+    let report = scheduler.drain(grace).await;
+    tracing::info!(completed = report.completed, cut = report.cut, "drained");
+    let flushed = scheduler.flush_agents().await;
+    tracing::info!(still_dirty = flushed.still_dirty, "agent memory flushed");
+    Ok(Some(scheduler))
+}
+
+/// Listens for Ctrl-C and SIGTERM: the first sets the returned flag (drain and exit), the second
+/// exits the process at once with status 130.
+fn spawn_signal_handler() -> watch::Receiver<bool> {
+    let (stopping, stop) = watch::channel(false);
+    let mut signals = Signals::new();
+    tokio::spawn(async move {
+        signals.recv().await;
+        let _ = stopping.send(true);
+        signals.recv().await;
+        tracing::warn!("second shutdown signal: exiting now without finishing the drain or the flush");
+        // Safe to skip the rest: every file we write (agent files, the fingerprint cache) is a
+        // temp file renamed into place, so each is either its old or its new version; agents not
+        // yet flushed lose only their latest turns.
+        std::process::exit(130);
+    });
+    stop
+}
+
+/// Ctrl-C and SIGTERM, registered when made, so none is missed between startup and the wait.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: Option<tokio::signal::unix::Signal>,
+    #[cfg(unix)]
+    terminate: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let listen = |kind: SignalKind, name: &str| match signal(kind) {
+                Ok(s) => Some(s),
+                Err(err) => {
+                    tracing::warn!(%err, signal = name, "cannot listen for the signal");
+                    None
+                }
+            };
+            Self {
+                interrupt: listen(SignalKind::interrupt(), "SIGINT"),
+                terminate: listen(SignalKind::terminate(), "SIGTERM"),
+            }
+        }
+        #[cfg(not(unix))]
+        Self {}
+    }
+
+    /// The next signal of either kind.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        {
+            // A stream that cannot deliver (not registered, or the runtime is shutting down) never
+            // fires, so it cannot pass for a second signal.
+            async fn next(signal: &mut Option<tokio::signal::unix::Signal>) {
+                let delivered = match signal {
+                    Some(s) => s.recv().await.is_some(),
+                    None => false,
+                };
+                if !delivered {
+                    std::future::pending::<()>().await;
+                }
+            }
+            tokio::select! {
+                _ = next(&mut self.interrupt) => {}
+                _ = next(&mut self.terminate) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

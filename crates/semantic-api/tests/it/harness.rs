@@ -1,6 +1,6 @@
 //! An app over a `FakeEngine`, and helpers to call it and read JSON and SSE bodies.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -17,6 +17,7 @@ use tower::ServiceExt;
 /// The model name the app reports.
 pub const MODEL: &str = "fake-model";
 
+#[derive(Clone)]
 pub struct App {
     pub router: Router,
     pub control: Arc<Mutex<FakeControl>>,
@@ -34,15 +35,19 @@ impl App {
     }
 
     pub fn with_script(script: FakeScript) -> Self {
-        let engine = FakeEngine::new(4096, 512, 8).with_script(script);
-        let control = engine.control();
-        let scheduler = Scheduler::start(engine, SchedulerConfig::default()).expect("start the step thread");
-        let facts = scheduler.facts().clone();
-        let template =
-            ChatTemplate::new(facts.chat_template.as_deref().expect("fake template"), &facts.bos_text, &facts.eos_text)
-                .expect("compile the fake template");
-        let options = ServeOptions { model_name: MODEL.into(), default_max_tokens: 32, ..ServeOptions::default() };
+        Self::with_options(script, options())
+    }
+
+    /// An app with its own options (start from [`options`]).
+    pub fn with_options(script: FakeScript, options: ServeOptions) -> Self {
+        let (scheduler, template, control) = fake_model(script);
         let router = semantic_api::router(AppState::new(scheduler, template, options));
+        App { router, control }
+    }
+
+    /// An app whose model "loaded" when `startup` was made ready; the router is the one `serve`
+    /// serves.
+    pub fn from_router(router: Router, control: Arc<Mutex<FakeControl>>) -> Self {
         App { router, control }
     }
 
@@ -82,6 +87,59 @@ impl App {
         }
         running
     }
+}
+
+/// A gate in front of the fake engine: while it is closed every decode blocks, so no token comes
+/// out. Opens when dropped, so a failing test does not leave the step thread stuck.
+pub struct Gate(Arc<(Mutex<bool>, Condvar)>);
+
+impl Gate {
+    pub fn closed() -> Self {
+        Gate(Arc::default())
+    }
+
+    /// Letters, each only once the gate is open.
+    pub fn script(&self) -> FakeScript {
+        let gate = Arc::clone(&self.0);
+        FakeScript::from_fn(move |history| {
+            let (open, changed) = &*gate;
+            let mut open = open.lock().unwrap_or_else(|p| p.into_inner());
+            while !*open {
+                open = changed.wait(open).unwrap_or_else(|p| p.into_inner());
+            }
+            b'a' as i32 + (history.len() % 26) as i32
+        })
+    }
+
+    pub fn open(&self) {
+        let (open, changed) = &*self.0;
+        *open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        changed.notify_all();
+    }
+}
+
+impl Drop for Gate {
+    fn drop(&mut self) {
+        self.open();
+    }
+}
+
+/// The options every test app starts from.
+pub fn options() -> ServeOptions {
+    ServeOptions { model_name: MODEL.into(), default_max_tokens: 32, ..ServeOptions::default() }
+}
+
+/// A scheduler over a `FakeEngine` running `script`, the fake's chat template, and the engine's
+/// control block.
+pub fn fake_model(script: FakeScript) -> (Scheduler, ChatTemplate, Arc<Mutex<FakeControl>>) {
+    let engine = FakeEngine::new(4096, 512, 8).with_script(script);
+    let control = engine.control();
+    let scheduler = Scheduler::start(engine, SchedulerConfig::default()).expect("start the step thread");
+    let facts = scheduler.facts().clone();
+    let template =
+        ChatTemplate::new(facts.chat_template.as_deref().expect("fake template"), &facts.bos_text, &facts.eos_text)
+            .expect("compile the fake template");
+    (scheduler, template, control)
 }
 
 /// A script that replies `reply` then ends the turn, and records the prompt of the first request

@@ -6,4 +6,5 @@ mod errors;
 mod harness;
 mod openai;
 mod openapi;
+mod ops;
 mod streaming;

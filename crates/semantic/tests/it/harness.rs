@@ -3,9 +3,9 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
 
 pub fn model_path() -> PathBuf {
     std::env::var_os("SEMANTIC_MODEL").map(PathBuf::from).unwrap_or_else(|| {
@@ -19,6 +19,8 @@ pub struct Server {
     pub addr: SocketAddr,
     /// Owns the server's cache directory for its lifetime (removed on drop).
     pub cache_dir: tempdir::TempDir,
+    /// Every line the server wrote to stderr so far.
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 pub mod tempdir {
@@ -54,12 +56,22 @@ impl Server {
         Self::start_in(tempdir::TempDir::new("srv"), args)
     }
 
+    /// Starts a server and returns once its model is loaded (`/health/ready` is 200).
     pub fn start_in(cache_dir: tempdir::TempDir, args: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_semantic"))
-            .arg("serve")
-            .args(["--port", "0", "--ctx-size", "4096", "--seq-max", "8"])
-            .arg("--model")
-            .arg(model_path())
+        let mut server = Self::launch(cache_dir, args);
+        server.wait_ready();
+        server
+    }
+
+    /// Starts a server and returns as soon as it listens, which is before its model is loaded.
+    /// `args` may name its own `--model`.
+    pub fn launch(cache_dir: tempdir::TempDir, args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_semantic"));
+        command.arg("serve").args(["--port", "0", "--ctx-size", "4096", "--seq-max", "8"]);
+        if !args.contains(&"--model") {
+            command.arg("--model").arg(model_path());
+        }
+        let mut child = command
             .arg("--cache-dir")
             .arg(cache_dir.path())
             .args(args)
@@ -69,16 +81,52 @@ impl Server {
             .spawn()
             .expect("run the semantic binary");
         let stderr = child.stderr.take().unwrap();
+        let lines: Arc<Mutex<Vec<String>>> = Arc::default();
         let (tx, rx) = mpsc::channel();
+        let seen = Arc::clone(&lines);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("semantic listening on http://") {
                     let _ = tx.send(addr.trim().to_string());
                 }
+                seen.lock().unwrap().push(line);
             }
         });
         let addr = rx.recv_timeout(Duration::from_secs(60)).expect("server printed its address");
-        Self { child, addr: addr.parse().unwrap(), cache_dir }
+        Self { child, addr: addr.parse().unwrap(), cache_dir, stderr: lines }
+    }
+
+    /// Polls `/health/ready` (20 ms apart, for up to 120 s) until it is 200: the listener opens
+    /// before the model is loaded.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("the server exited before it was ready ({status}):\n{}", self.stderr());
+            }
+            if http(self.addr, "GET", "/health/ready", &[], None).status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the server was not ready after 120 s:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What the server wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+
+    /// Waits up to `limit` for the process to exit (polled 20 ms apart); panics if it does not.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit within {limit:?}:\n{}", self.stderr());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM, wait, and hand back the cache directory for a restart.

@@ -65,3 +65,52 @@ fn config_layers_flags_over_env_over_file() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--allow-remote"));
 }
+
+#[test]
+fn ops_limits_layer_like_every_other_setting() {
+    let dir = crate::harness::tempdir::TempDir::new("cfg-ops");
+    let file = dir.path().join("semantic.toml");
+    std::fs::write(
+        &file,
+        "max_body_bytes = 4096\nrequest_timeout_secs = 30\ncors_origins = [\"https://file.example\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_semantic"))
+        .args([
+            "config",
+            "--rate-limit-rps",
+            "2.5",
+            "--global-rate-limit-burst",
+            "50",
+            "--cors-origin",
+            "https://a.example",
+        ])
+        .args(["--cors-origin", "http://localhost:3000"])
+        .arg("--config")
+        .arg(&file)
+        .env("SEMANTIC_STREAM_IDLE_TIMEOUT_SECS", "7")
+        .env("SEMANTIC_GLOBAL_RATE_LIMIT_RPS", "40")
+        .env("SEMANTIC_REQUEST_TIMEOUT_SECS", "90")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    for line in [
+        "rate_limit_rps = 2.5",
+        "rate_limit_burst = 3",
+        "global_rate_limit_rps = 40.0",
+        "global_rate_limit_burst = 50",
+        "max_body_bytes = 4096",
+        "request_timeout_secs = 90",
+        "stream_idle_timeout_secs = 7",
+        "cors_origins = [\"https://a.example\", \"http://localhost:3000\"]",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
+    let bad = Command::new(env!("CARGO_BIN_EXE_semantic"))
+        .args(["config", "--cors-origin", "https://a.example/path"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cors_origins"));
+}

@@ -16,6 +16,17 @@ use semantic_memory::{
 use crate::handle::MemoryCounters;
 use crate::CacheSource;
 
+/// What [`Agents::persist_idle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persist {
+    /// Exported (if hot) and handed one agent to the writer.
+    Wrote,
+    /// Dirty agents exist but none has been idle long enough: ask again after this long.
+    Wait(Duration),
+    /// Nothing to persist.
+    Nothing,
+}
+
 /// Where and how much agent memory to keep.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemoryConfig {
@@ -25,11 +36,15 @@ pub struct MemoryConfig {
     pub warm_bytes: u64,
     /// Budget for files on disk.
     pub disk_bytes: u64,
+    /// A dirty agent is persisted once it has been idle this long (and no request runs): an agent
+    /// whose next turn comes quickly is not exported and written while that turn prefills, which
+    /// on a few cores slows it severely. Shutdown flushes every dirty agent regardless.
+    pub persist_after_idle: Duration,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self { dir: None, warm_bytes: 1024 << 20, disk_bytes: 20 << 30 }
+        Self { dir: None, warm_bytes: 1024 << 20, disk_bytes: 20 << 30, persist_after_idle: Duration::ZERO }
     }
 }
 
@@ -283,12 +298,42 @@ impl Agents {
         writer.submit(WriteJob::Write { header, payload, generation }).is_ok()
     }
 
-    /// Persists one dirty agent that no request is using. Returns true if it did something.
+    /// Persists one dirty agent that no request is using, whatever its idle time. Returns true if
+    /// it did something.
     pub fn persist_one<E: Engine>(&mut self, engine: &E) -> bool {
+        self.persist_idle(engine, Duration::ZERO) == Persist::Wrote
+    }
+
+    /// Persists one dirty agent that no request is using and that has been idle for at least
+    /// `min_idle`; otherwise says how long until one will have been.
+    pub fn persist_idle<E: Engine>(&mut self, engine: &E, min_idle: Duration) -> Persist {
         if self.writer.is_none() {
-            return false;
+            return Persist::Nothing;
         }
-        let Some(key) = self.memory.dirty().into_iter().find(|k| !self.in_use.contains(k)) else { return false };
+        let now = now_ms();
+        let min_idle_ms = min_idle.as_millis() as u64;
+        let mut soonest: Option<u64> = None;
+        let mut chosen = None;
+        for key in self.memory.dirty().into_iter().filter(|k| !self.in_use.contains(k)) {
+            let idle = self.memory.get(&key).map_or(u64::MAX, |i| now.saturating_sub(i.last_used_ms));
+            if idle >= min_idle_ms {
+                chosen = Some(key);
+                break;
+            }
+            let left = min_idle_ms - idle;
+            soonest = Some(soonest.map_or(left, |s| s.min(left)));
+        }
+        let Some(key) = chosen else {
+            return soonest.map_or(Persist::Nothing, |ms| Persist::Wait(Duration::from_millis(ms.max(1))));
+        };
+        if self.persist_key(engine, key) {
+            Persist::Wrote
+        } else {
+            Persist::Nothing
+        }
+    }
+
+    fn persist_key<E: Engine>(&mut self, engine: &E, key: AgentKey) -> bool {
         let Some(info) = self.memory.get(&key).cloned() else { return false };
         let generation = self.memory.generation(&key);
         let payload = match (info.tier, info.seq) {

@@ -16,7 +16,7 @@ use semantic_engine::{Batch, Engine, EngineError, SeqId, TokenId, Tokenizer};
 use semantic_memory::{AgentKey, Compat, Tier};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::agents::{now_ms, AgentRefKey, Agents, Placement};
+use crate::agents::{now_ms, AgentRefKey, Agents, Persist, Placement};
 use crate::handle::{DrainReport, Shared};
 use crate::sequence::Sequence;
 use crate::{AgentCommand, CacheSource, FinishReason, SchedulerConfig};
@@ -87,16 +87,35 @@ impl<E: Engine> State<E> {
 
     /// Runs until every handle is gone and no work is left; then persists dirty agents.
     pub fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // Waits for a command with a time limit while a dirty agent is not yet idle long enough.
+        let timer = tokio::runtime::Builder::new_current_thread().enable_time().build();
         loop {
             self.agents.poll_writes();
             if self.is_idle() {
                 self.reply_drain_if_done();
                 // Persist between requests, checking for new work after each agent.
-                if self.agents.persist_one(&self.engine) {
-                    if let Ok(cmd) = rx.try_recv() {
-                        self.command(cmd);
+                match self.agents.persist_idle(&self.engine, self.config.memory.persist_after_idle) {
+                    Persist::Wrote => {
+                        if let Ok(cmd) = rx.try_recv() {
+                            self.command(cmd);
+                        }
+                        continue;
                     }
-                    continue;
+                    Persist::Wait(wait) => {
+                        if let Ok(timer) = &timer {
+                            self.agents.publish();
+                            match timer.block_on(async { tokio::time::timeout(wait, rx.recv()).await }) {
+                                Ok(Some(cmd)) => self.command(cmd),
+                                Ok(None) => break,
+                                Err(_elapsed) => {}
+                            }
+                            continue;
+                        }
+                        // No timer (cannot happen short of resource exhaustion): persist now.
+                        self.agents.persist_one(&self.engine);
+                        continue;
+                    }
+                    Persist::Nothing => {}
                 }
                 self.agents.publish();
                 match rx.blocking_recv() {
@@ -609,7 +628,7 @@ mod tests {
             max_running,
             step_token_budget: 64,
             queue_capacity: 64,
-            memory: crate::MemoryConfig { dir, warm_bytes: 1 << 20, disk_bytes: 1 << 30 },
+            memory: crate::MemoryConfig { dir, warm_bytes: 1 << 20, disk_bytes: 1 << 30, ..Default::default() },
         };
         State::new(FakeEngine::new(4096, 512, n_seq_max), config, Arc::default())
     }
@@ -842,6 +861,33 @@ mod tests {
         assert_eq!(usage.cached_tokens, turn1.len() + 4);
         let mut cold = memory_state(4, 1, None);
         assert_eq!(ask(&mut cold, "default", None, &turn2, 5).0, answer);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_dirty_agent_waits_until_idle_long_enough_before_it_is_written() {
+        let dir = std::env::temp_dir().join(format!(
+            "semantic-step-idle-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = memory_state(4, 1, Some(dir.clone()));
+        ask(&mut s, "default", Some("dave"), &bytes("a quick turn"), 3);
+        let key = AgentKey { namespace: crate::Namespace::default_ns(), agent: crate::AgentId::parse("dave").unwrap() };
+        // Just used: not written yet, and the loop is told how long to wait (at most the limit).
+        match s.agents.persist_idle(&s.engine, Duration::from_secs(60)) {
+            Persist::Wait(wait) => {
+                assert!(wait > Duration::from_secs(50) && wait <= Duration::from_secs(60), "{wait:?}")
+            }
+            other => panic!("expected a wait, got {other:?}"),
+        }
+        assert!(s.agents.memory.get(&key).unwrap().dirty);
+        // Idle long enough (a zero limit): written, and nothing is left to do.
+        assert_eq!(s.agents.persist_idle(&s.engine, Duration::ZERO), Persist::Wrote);
+        assert_eq!(s.agents.persist_idle(&s.engine, Duration::from_secs(60)), Persist::Nothing);
+        assert!(s.agents.flush(&s.engine, Duration::from_secs(10)));
+        assert!(!s.agents.memory.get(&key).unwrap().dirty);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -13,6 +13,12 @@ use semantic_engine::ModelFacts;
 use semantic_scheduler::{MemoryConfig, Scheduler, SchedulerConfig};
 use tokio::sync::{oneshot, watch};
 
+/// How long an agent stays idle before its new turn is written to disk: an agent loop's next
+/// request usually comes sooner, and exporting + writing while it prefills slows it severely on a
+/// few cores. A crash within this window loses only the last turn (the agent restores the turn
+/// before it); a graceful shutdown writes everything.
+const PERSIST_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Used when a GGUF carries no chat template.
 const FALLBACK_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
@@ -35,6 +41,7 @@ pub fn run(config: Config) -> Result<()> {
             dir: Some(config.cache_dir.clone()),
             warm_bytes: config.memory_warm_bytes,
             disk_bytes: config.memory_disk_bytes,
+            persist_after_idle: PERSIST_AFTER_IDLE,
         },
     };
     let options = serve_options(&config);

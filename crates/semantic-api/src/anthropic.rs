@@ -347,7 +347,7 @@ impl Reply {
     }
 
     fn message(&self, collected: Collected) -> MessageResponse {
-        let Collected { text, calls, finish, usage } = collected;
+        let Collected { text, calls, finish, usage, .. } = collected;
         let mut content = Vec::with_capacity(calls.len() + 1);
         if !text.is_empty() || calls.is_empty() {
             content.push(ResponseBlock::Text { text });
@@ -465,7 +465,7 @@ fn stream_message(
         let (mut generation, mut blocks, reply) = state?;
         let events = match generation.next().await? {
             Step::Pieces(pieces) => blocks.pieces(pieces),
-            Step::Done { finish, usage } => {
+            Step::Done { finish, usage, .. } => {
                 let mut out = Vec::new();
                 blocks.close_text(&mut out);
                 let (stop_reason, stop_sequence) = reply.stop(finish);

@@ -150,7 +150,7 @@ fn stream_completion(
                     Piece::Call(_) => None,
                 })
                 .collect(),
-            Step::Done { finish, usage: u } => {
+            Step::Done { finish, usage: u, .. } => {
                 let mut out = vec![data(&maker.completion(String::new(), Some(finish_reason(finish))))];
                 if include_usage {
                     let mut last = maker.completion(String::new(), None);

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use semantic_chat::{ParsedToolCall, ToolCallParser, ToolEvent};
-use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, Usage};
+use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, Timings, Usage};
 
 use crate::error::{ApiError, ErrorKind, Flavor};
 use crate::AppState;
@@ -50,7 +50,7 @@ pub(crate) enum Step {
     /// More of the reply (never empty).
     Pieces(Vec<Piece>),
     /// The end, after every piece.
-    Done { finish: Finish, usage: Usage },
+    Done { finish: Finish, usage: Usage, timings: Timings },
     /// The request failed; nothing follows.
     Failed(ApiError),
 }
@@ -61,6 +61,7 @@ pub(crate) struct Collected {
     pub calls: Vec<ParsedToolCall>,
     pub finish: Finish,
     pub usage: Usage,
+    pub timings: Timings,
 }
 
 /// A running request.
@@ -133,7 +134,7 @@ impl Generation {
                         return Some(Step::Pieces(pieces));
                     }
                 }
-                Some(Event::Done { reason, usage, .. }) => {
+                Some(Event::Done { reason, usage, timings }) => {
                     self.finished = true;
                     let finish = match reason {
                         FinishReason::Stop => Finish::Stop,
@@ -162,7 +163,7 @@ impl Generation {
                         self.pending.push_back(Step::Pieces(tail));
                     }
                     let finish = if self.calls > 0 { Finish::ToolCalls } else { finish };
-                    self.pending.push_back(Step::Done { finish, usage });
+                    self.pending.push_back(Step::Done { finish, usage, timings });
                 }
                 None => {
                     self.finished = true;
@@ -193,7 +194,9 @@ impl Generation {
                             }
                         }
                     }
-                    Step::Done { finish, usage } => return Ok(Collected { text, calls, finish, usage }),
+                    Step::Done { finish, usage, timings } => {
+                        return Ok(Collected { text, calls, finish, usage, timings })
+                    }
                     Step::Failed(error) => return Err(error),
                 }
             }

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
 use semantic_chat::{FunctionCall, Message, ParsedToolCall, ToolCall};
-use semantic_scheduler::{AgentRef, GenerateRequest, Usage};
+use semantic_scheduler::{AgentRef, GenerateRequest, Timings, Usage};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -316,7 +316,7 @@ fn wire_call(call: ParsedToolCall) -> MessageToolCall {
 }
 
 fn chat_completion(collected: Collected, model: String) -> ChatCompletion {
-    let Collected { text, calls, finish, usage: u } = collected;
+    let Collected { text, calls, finish, usage: u, timings } = collected;
     let content = if !calls.is_empty() && text.trim().is_empty() { None } else { Some(text) };
     ChatCompletion {
         id: random_id("chatcmpl-"),
@@ -334,6 +334,20 @@ fn chat_completion(collected: Collected, model: String) -> ChatCompletion {
             finish_reason: finish_reason(finish),
         }],
         usage: usage(&u),
+        timings: Some(server_timings(&timings)),
+    }
+}
+
+/// The server's own view of where the time went (llama-server puts the same kind of object on
+/// its responses), so a client can tell its network and our HTTP path from the engine's work.
+pub(crate) fn server_timings(t: &Timings) -> ServerTimings {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    ServerTimings {
+        queue_ms: ms(t.queue),
+        prompt_ms: ms(t.prefill),
+        ttft_ms: ms(t.time_to_first_token),
+        prompt_per_second: t.prefill_tokens_per_second,
+        predicted_per_second: t.decode_tokens_per_second,
     }
 }
 
@@ -354,6 +368,7 @@ impl Chunks {
             model: self.model.clone(),
             choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason }],
             usage: None,
+            timings: None,
         }
     }
 
@@ -409,12 +424,13 @@ fn stream_chat(
         let (mut generation, mut chunks) = state?;
         let events: Vec<SseEvent> = match generation.next().await? {
             Step::Pieces(pieces) => chunks.pieces(pieces).iter().map(data).collect(),
-            Step::Done { finish, usage: u } => {
+            Step::Done { finish, usage: u, timings } => {
                 let mut out = vec![data(&chunks.chunk(ChunkDelta::default(), Some(finish_reason(finish))))];
                 if include_usage {
                     let mut last = chunks.chunk(ChunkDelta::default(), None);
                     last.choices.clear();
                     last.usage = Some(usage(&u));
+                    last.timings = Some(server_timings(&timings));
                     out.push(data(&last));
                 }
                 out.push(SseEvent::default().data("[DONE]"));

@@ -271,6 +271,24 @@ pub struct ChatCompletion {
     pub choices: Vec<ChatChoice>,
     /// Token accounting.
     pub usage: CompletionUsage,
+    /// Where the server's time went (an extension, as llama-server's `timings`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<ServerTimings>,
+}
+
+/// Server-side timings of one request (an extension; OpenAI clients ignore it).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServerTimings {
+    /// Submission to the first engine step that worked on the request.
+    pub queue_ms: f64,
+    /// That step to the end of the prompt's prefill (the engine's work on the prompt).
+    pub prompt_ms: f64,
+    /// Submission to the first generated token.
+    pub ttft_ms: f64,
+    /// Prompt tokens computed (not reused) per second of prefill.
+    pub prompt_per_second: f64,
+    /// Generated tokens per second after the first.
+    pub predicted_per_second: f64,
 }
 
 /// A streamed tool call fragment: the first for an index carries `id`, `type` and the name, the
@@ -344,6 +362,9 @@ pub struct ChatCompletionChunk {
     /// Only in the final chunk, with `stream_options.include_usage`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<CompletionUsage>,
+    /// Only in the final usage chunk: where the server's time went (an extension).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timings: Option<ServerTimings>,
 }
 
 /// `prompt` of a legacy completion: a string or a list holding one string.

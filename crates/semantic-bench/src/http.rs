@@ -45,6 +45,9 @@ pub struct Stream {
     /// Prompt tokens the server says it reused (`prompt_tokens_details.cached_tokens`, or
     /// llama-server's `timings.cache_n`).
     pub cached_tokens: Option<u64>,
+    /// The server's own prompt-processing time (`timings.prompt_ms`, reported by semantic and
+    /// llama-server), when given.
+    pub server_prompt_ms: Option<f64>,
 }
 
 /// Sends one request and reads the whole response.
@@ -135,6 +138,9 @@ fn handle_event(event: &[u8], at: Duration, out: &mut Stream) -> Result<bool> {
         }
         if let Some(cache_n) = value.pointer("/timings/cache_n").and_then(Value::as_u64) {
             out.cached_tokens.get_or_insert(cache_n);
+        }
+        if let Some(prompt_ms) = value.pointer("/timings/prompt_ms").and_then(Value::as_f64) {
+            out.server_prompt_ms = Some(prompt_ms);
         }
     }
     Ok(false)
@@ -229,12 +235,13 @@ mod tests {
         assert_eq!(out.ttft, None, "an empty delta is not the first token");
         let second = br#"data: {"choices":[{"delta":{"content":"Hi"}}]}"#;
         handle_event(second, at * 2, &mut out).unwrap();
-        let usage = br#"data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":3}}}"#;
+        let usage = br#"data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":1,"prompt_tokens_details":{"cached_tokens":3}},"timings":{"prompt_ms":1.5}}"#;
         handle_event(usage, at * 3, &mut out).unwrap();
         assert!(handle_event(b"data: [DONE]", at * 4, &mut out).unwrap());
         assert_eq!(out.ttft, Some(at * 2));
         assert_eq!(out.text, "Hi");
         assert_eq!((out.prompt_tokens, out.completion_tokens, out.cached_tokens), (Some(7), Some(1), Some(3)));
+        assert_eq!(out.server_prompt_ms, Some(1.5));
     }
 
     #[test]

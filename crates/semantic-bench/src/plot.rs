@@ -5,6 +5,8 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+use plotters::coord::ranged1d::{AsRangedCoord, ValueFormatter};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 
@@ -81,101 +83,109 @@ fn log_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     (lo / 2.0).max(0.1)..hi * 2.0
 }
 
-fn ttft(results: &Results, path: &Path) -> Result<()> {
-    let root = BitMapBackend::new(path, (1500, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let panels = root.split_evenly((1, 3));
-    let mut contexts: Vec<usize> = results.ttft.iter().map(|r| r.context).collect();
-    contexts.sort_unstable();
-    contexts.dedup();
-    let x_max = *contexts.last().unwrap_or(&1) as f64 * 1.1;
-    let y = log_range(results.ttft.iter().filter_map(|r| r.summary.map(|s| s.median)));
-    for (panel, mode) in panels.iter().zip(["cold", "warm-after-restart", "hot"]) {
-        let mut chart = ChartBuilder::on(panel)
-            .caption(format!("TTFT, {mode}"), ("sans-serif", 22))
-            .margin(10)
-            .x_label_area_size(40)
-            .y_label_area_size(60)
-            .build_cartesian_2d(0f64..x_max, y.clone().log_scale())
-            .map_err(plot_err)?;
-        chart
-            .configure_mesh()
-            .x_desc("context tokens")
-            .y_desc("ms (log)")
-            .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| format!("{v:.0}"))
-            .label_style(("sans-serif", 14))
-            .draw()
-            .map_err(plot_err)?;
-        for kind in &results.targets {
-            let points: Vec<(f64, f64)> = results
-                .ttft
-                .iter()
-                .filter(|r| r.target == *kind && r.mode == mode)
-                .filter_map(|r| r.summary.map(|s| (r.context as f64, s.median)))
-                .collect();
-            let c = color(*kind);
-            chart
-                .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-                .map_err(plot_err)?
-                .label(kind.name())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-            chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled()))).map_err(plot_err)?;
-        }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(plot_err)?;
-    }
-    root.present().map_err(plot_err)?;
-    Ok(())
-}
+type Chart<'a, 'b, Y> = ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, Y>>;
 
-fn multi_agent(results: &Results, path: &Path) -> Result<()> {
-    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(plot_err)?;
-    let turns = results.multi_agent.iter().map(|r| r.turns.len()).max().unwrap_or(1);
-    let y =
-        log_range(results.multi_agent.iter().flat_map(|r| r.turns.iter().filter_map(|t| t.summary.map(|s| s.median))));
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Multi-agent workload: median TTFT per turn (restart in the middle)", ("sans-serif", 20))
+/// A chart with a caption, integer tick labels and axis names, on `area`.
+fn chart<'a, 'b, Y>(
+    area: &DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: &str,
+    x: std::ops::Range<f64>,
+    y: Y,
+    (x_desc, y_desc): (&str, &str),
+) -> Result<Chart<'a, 'b, Y::CoordDescType>>
+where
+    Y: AsRangedCoord<Value = f64>,
+    Y::CoordDescType: ValueFormatter<f64>,
+    'b: 'a,
+{
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, ("sans-serif", 20))
         .margin(10)
         .x_label_area_size(40)
         .y_label_area_size(60)
-        .build_cartesian_2d(0.5f64..turns as f64 + 0.5, y.log_scale())
+        .build_cartesian_2d(x, y)
         .map_err(plot_err)?;
     chart
         .configure_mesh()
-        .x_desc("turn")
-        .y_desc("ms (log)")
+        .x_desc(x_desc)
+        .y_desc(y_desc)
         .x_label_formatter(&|v| format!("{v:.0}"))
         .y_label_formatter(&|v| format!("{v:.0}"))
         .label_style(("sans-serif", 14))
         .draw()
         .map_err(plot_err)?;
-    for r in &results.multi_agent {
-        let points: Vec<(f64, f64)> =
-            r.turns.iter().filter_map(|t| t.summary.map(|s| (t.turn as f64, s.median))).collect();
-        let c = color(r.target);
-        chart
-            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(r.target.name())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled()))).map_err(plot_err)?;
+    Ok(chart)
+}
+
+/// One target's line with point markers and its legend entry.
+fn line<'a, 'b: 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'a, 'b, Y>,
+    points: Vec<(f64, f64)>,
+    kind: Kind,
+) -> Result<()> {
+    if points.is_empty() {
+        return Ok(());
     }
+    let c = color(kind);
+    chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled()))).map_err(plot_err)?;
+    chart
+        .draw_series(LineSeries::new(points, c.stroke_width(2)))
+        .map_err(plot_err)?
+        .label(kind.name())
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+    Ok(())
+}
+
+fn legend<'a, 'b: 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut Chart<'a, 'b, Y>,
+    position: SeriesLabelPosition,
+) -> Result<()> {
     chart
         .configure_series_labels()
+        .position(position)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
         .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
+        .map_err(plot_err)
+}
+
+fn ttft(results: &Results, path: &Path) -> Result<()> {
+    let root = BitMapBackend::new(path, (1500, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let x_max = results.ttft.iter().map(|r| r.context).max().unwrap_or(1) as f64 * 1.1;
+    let y = log_range(results.ttft.iter().filter_map(|r| r.summary.map(|s| s.median)));
+    for (panel, mode) in root.split_evenly((1, 3)).iter().zip(["cold", "warm-after-restart", "hot"]) {
+        let axes = ("context tokens", "ms (log)");
+        let mut chart = chart(panel, &format!("TTFT, {mode}"), 0.0..x_max, y.clone().log_scale(), axes)?;
+        for kind in &results.targets {
+            let points = results
+                .ttft
+                .iter()
+                .filter(|r| r.target == *kind && r.mode == mode)
+                .filter_map(|r| r.summary.map(|s| (r.context as f64, s.median)))
+                .collect();
+            line(&mut chart, points, *kind)?;
+        }
+        legend(&mut chart, SeriesLabelPosition::MiddleRight)?;
+    }
+    root.present().map_err(plot_err)
+}
+
+fn multi_agent(results: &Results, path: &Path) -> Result<()> {
+    let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let turns = results.multi_agent.iter().map(|r| r.turns.len()).max().unwrap_or(1) as f64;
+    let y =
+        log_range(results.multi_agent.iter().flat_map(|r| r.turns.iter().filter_map(|t| t.summary.map(|s| s.median))));
+    let caption = "Multi-agent workload: median TTFT per turn (restart in the middle)";
+    let mut chart = chart(&root, caption, 0.5..turns + 0.5, y.log_scale(), ("turn", "ms (log)"))?;
+    for r in &results.multi_agent {
+        let points = r.turns.iter().filter_map(|t| t.summary.map(|s| (t.turn as f64, s.median))).collect();
+        line(&mut chart, points, r.target)?;
+    }
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+    root.present().map_err(plot_err)
 }
 
 fn throughput(results: &Results, path: &Path) -> Result<()> {
@@ -183,48 +193,17 @@ fn throughput(results: &Results, path: &Path) -> Result<()> {
     root.fill(&WHITE).map_err(plot_err)?;
     let x_max = results.throughput.iter().map(|r| r.concurrency).max().unwrap_or(1) as f64 + 0.5;
     let y_max = results.throughput.iter().map(|r| r.aggregate_tok_s).fold(1.0, f64::max) * 1.15;
-    let mut chart = ChartBuilder::on(&root)
-        .caption("Aggregate throughput by concurrent agents", ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(40)
-        .y_label_area_size(60)
-        .build_cartesian_2d(0f64..x_max, 0f64..y_max)
-        .map_err(plot_err)?;
-    chart
-        .configure_mesh()
-        .x_desc("concurrent agents")
-        .y_desc("tokens/s (all agents)")
-        .x_label_formatter(&|v| format!("{v:.0}"))
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .label_style(("sans-serif", 14))
-        .draw()
-        .map_err(plot_err)?;
+    let caption = "Aggregate throughput by concurrent agents";
+    let mut chart = chart(&root, caption, 0.0..x_max, 0.0..y_max, ("concurrent agents", "tokens/s (all agents)"))?;
     for kind in &results.targets {
-        let points: Vec<(f64, f64)> = results
+        let points = results
             .throughput
             .iter()
             .filter(|r| r.target == *kind)
             .map(|r| (r.concurrency as f64, r.aggregate_tok_s))
             .collect();
-        if points.is_empty() {
-            continue;
-        }
-        let c = color(*kind);
-        chart
-            .draw_series(LineSeries::new(points.clone(), c.stroke_width(2)))
-            .map_err(plot_err)?
-            .label(kind.name())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
-        chart.draw_series(points.iter().map(|p| Circle::new(*p, 4, c.filled()))).map_err(plot_err)?;
+        line(&mut chart, points, *kind)?;
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()
-        .map_err(plot_err)?;
-    root.present().map_err(plot_err)?;
-    Ok(())
+    legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+    root.present().map_err(plot_err)
 }

@@ -91,6 +91,15 @@ pub fn load_average() -> f64 {
         .unwrap_or(0.0)
 }
 
+/// A markdown table's header and rule; the first column is right-aligned (a number), the next
+/// `label_columns - 1` left-aligned, the rest right-aligned.
+fn table_head(md: &mut String, columns: &[String], label_columns: usize) {
+    let _ = writeln!(md, "| {} |", columns.join(" | "));
+    let rule: Vec<&str> =
+        (0..columns.len()).map(|i| if i == 0 || i >= label_columns { "---:" } else { "---" }).collect();
+    let _ = writeln!(md, "|{}|", rule.join("|"));
+}
+
 fn cell(summary: Option<Summary>, unit_scale: f64, decimals: usize) -> String {
     match summary {
         Some(s) if s.n > 1 => format!(
@@ -192,17 +201,10 @@ impl Results {
             md,
             "cold = a new agent's first turn; hot = its second turn right after; warm-after-restart = the same second turn after the server process was restarted (llama-server: slot saved before and restored after by the client, restore time included).\n"
         );
-        let mut header = String::from("| context | mode |");
-        let mut rule = String::from("|---:|---|");
-        for t in &self.targets {
-            let _ = write!(header, " {} |", t.name());
-            rule.push_str("---:|");
-        }
-        for p in peers {
-            let _ = write!(header, " {} ÷ semantic |", p.name());
-            rule.push_str("---:|");
-        }
-        let _ = writeln!(md, "{header}\n{rule}");
+        let mut columns = vec!["context".to_string(), "mode".to_string()];
+        columns.extend(self.targets.iter().map(|t| t.name().to_string()));
+        columns.extend(peers.iter().map(|p| format!("{} ÷ semantic", p.name())));
+        table_head(md, &columns, 2);
         for context in self.contexts() {
             for mode in ["cold", "warm-after-restart", "hot"] {
                 let _ = write!(md, "| {context} | {mode} |");
@@ -218,13 +220,11 @@ impl Results {
             }
         }
         let _ = writeln!(md, "\nSpeed-up over each server's own cold TTFT (cold ÷ mode):\n");
-        let mut header = String::from("| context |");
-        let mut rule = String::from("|---:|");
+        let mut columns = vec!["context".to_string()];
         for t in &self.targets {
-            let _ = write!(header, " {0} warm-after-restart | {0} hot |", t.name());
-            rule.push_str("---:|---:|");
+            columns.extend([format!("{} warm-after-restart", t.name()), format!("{} hot", t.name())]);
         }
-        let _ = writeln!(md, "{header}\n{rule}");
+        table_head(md, &columns, 1);
         for context in self.contexts() {
             let _ = write!(md, "| {context} |");
             for t in &self.targets {
@@ -238,6 +238,7 @@ impl Results {
             }
             let _ = writeln!(md);
         }
+        self.overhead_markdown(md);
         let mut lines = Vec::new();
         for (kind, extras) in &self.ttft_extras {
             let stops = Summary::of(&extras.restarts.iter().map(|r| r.0).collect::<Vec<_>>());
@@ -260,6 +261,39 @@ impl Results {
             let _ = writeln!(md, "\n{}", lines.join("\n"));
         }
         let _ = writeln!(md);
+    }
+
+    /// Hot hits: client TTFT minus the server's own `prompt_ms`, i.e. everything but the engine.
+    fn overhead_markdown(&self, md: &mut String) {
+        let overhead = |t: Kind, context: usize| {
+            let row = self.ttft_row(t, context, "hot")?;
+            let values: Vec<f64> =
+                row.samples.iter().filter_map(|s| s.server_prompt_ms.map(|p| s.ttft_ms - p)).collect();
+            Summary::of(&values)
+        };
+        let targets: Vec<Kind> = self
+            .targets
+            .iter()
+            .copied()
+            .filter(|t| self.contexts().iter().any(|c| overhead(*t, *c).is_some()))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "\nTime outside the engine on a hot hit: client TTFT minus the server's own `timings.prompt_ms` (HTTP, template, tokenizer, queue, first token's sampling and streaming), ms:\n"
+        );
+        let mut columns = vec!["context".to_string()];
+        columns.extend(targets.iter().map(|t| t.name().to_string()));
+        table_head(md, &columns, 1);
+        for context in self.contexts() {
+            let _ = write!(md, "| {context} |");
+            for t in &targets {
+                let _ = write!(md, " {} |", cell(overhead(*t, context), 1.0, 1));
+            }
+            let _ = writeln!(md);
+        }
     }
 
     fn multi_markdown(&self, md: &mut String) {
@@ -286,13 +320,11 @@ impl Results {
             md,
             "\nPer-turn TTFT, ms, median over agents (min–max); reused/prompt tokens as the server reported them:\n"
         );
-        let mut header = String::from("| turn |");
-        let mut rule = String::from("|---:|");
+        let mut columns = vec!["turn".to_string()];
         for r in &self.multi_agent {
-            let _ = write!(header, " {0} TTFT | {0} reused/prompt |", r.target.name());
-            rule.push_str("---:|---:|");
+            columns.extend([format!("{} TTFT", r.target.name()), format!("{} reused/prompt", r.target.name())]);
         }
-        let _ = writeln!(md, "{header}\n{rule}");
+        table_head(md, &columns, 1);
         for (i, turn) in first.turns.iter().enumerate() {
             let _ = write!(md, "| {} |", turn.turn);
             for r in &self.multi_agent {
@@ -317,17 +349,12 @@ impl Results {
         let mut levels: Vec<usize> = self.throughput.iter().map(|r| r.concurrency).collect();
         levels.sort_unstable();
         levels.dedup();
-        let mut header = String::from("| agents |");
-        let mut rule = String::from("|---:|");
+        let mut columns = vec!["agents".to_string()];
         for t in &self.targets {
-            let _ = write!(header, " {0} aggregate | {0} decode |", t.name());
-            rule.push_str("---:|---:|");
+            columns.extend([format!("{} aggregate", t.name()), format!("{} decode", t.name())]);
         }
-        for p in peers {
-            let _ = write!(header, " semantic ÷ {} (aggregate) |", p.name());
-            rule.push_str("---:|");
-        }
-        let _ = writeln!(md, "{header}\n{rule}");
+        columns.extend(peers.iter().map(|p| format!("semantic ÷ {} (aggregate)", p.name())));
+        table_head(md, &columns, 1);
         let find = |t: Kind, c: usize| self.throughput.iter().find(|r| r.target == t && r.concurrency == c);
         for c in levels {
             let _ = write!(md, "| {c} |");

@@ -62,6 +62,11 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// An agent thread's result; a panic in it becomes an error.
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle.join().unwrap_or_else(|_| Err(anyhow::anyhow!("agent thread panicked")))
+}
+
 fn ttft_ms(stream: &Stream) -> Result<f64> {
     stream.ttft.map(ms).context("the server streamed no content (empty reply)")
 }
@@ -86,6 +91,9 @@ pub struct TtftSample {
     pub prompt_tokens: Option<u64>,
     /// Prompt tokens the server reported as reused.
     pub cached_tokens: Option<u64>,
+    /// The server's own prompt-processing time, when it reports one: TTFT minus this is the time
+    /// spent outside the engine (HTTP, templating, tokenizing, queueing, streaming).
+    pub server_prompt_ms: Option<f64>,
 }
 
 /// TTFT at one context size in one mode.
@@ -192,6 +200,7 @@ fn sample(stream: &Stream, restore: Duration) -> Result<TtftSample> {
         restore_ms: ms(restore),
         prompt_tokens: stream.prompt_tokens,
         cached_tokens: stream.cached_tokens,
+        server_prompt_ms: stream.server_prompt_ms,
     })
 }
 
@@ -281,10 +290,7 @@ pub fn multi_agent(
                     })
                 })
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("agent thread panicked"))))
-                .collect()
+            handles.into_iter().map(joined).collect()
         });
         let wall_s = turn_started.elapsed().as_secs_f64();
         let mut row = TurnRow { turn, ttft_ms: Vec::new(), summary: None, cached_tokens: 0, prompt_tokens: 0, wall_s };
@@ -364,10 +370,7 @@ pub fn throughput(
                 .zip(&prompts)
                 .map(|(agent, prompt)| scope.spawn(move || server_ref.chat(agent, prompt, options.tokens, extra_ref)))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("agent thread panicked"))))
-                .collect()
+            handles.into_iter().map(joined).collect()
         });
         let wall_s = started.elapsed().as_secs_f64();
         let (mut tokens, mut decode_tok_s) = (0u64, Some(0.0));
@@ -439,10 +442,7 @@ pub fn staggered(
         // The delay is the scenario itself (B arrives later), not synchronisation.
         std::thread::sleep(delay);
         let hb = scope.spawn(|| server_ref.chat(&b, &prompt_b, MEASURED_REPLY, &Value::Null));
-        let join = |h: std::thread::ScopedJoinHandle<'_, Result<Stream>>| {
-            h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("agent thread panicked")))
-        };
-        (join(ha), join(hb))
+        (joined(ha), joined(hb))
     });
     let wall_s = started.elapsed().as_secs_f64();
     Ok(StaggeredResult {

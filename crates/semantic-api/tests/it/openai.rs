@@ -63,6 +63,14 @@ async fn streamed_chunks_add_up_to_the_json_reply() {
     let last = chunks.last().expect("usage chunk");
     assert_eq!(last["choices"], json!([]));
     assert_eq!(last["usage"], plain["usage"]);
+    // The server's own timings ride on the JSON reply and on the usage chunk only.
+    for timings in [&plain["timings"], &last["timings"]] {
+        for field in ["queue_ms", "prompt_ms", "ttft_ms", "prompt_per_second", "predicted_per_second"] {
+            assert!(timings[field].as_f64().is_some_and(|v| v >= 0.0), "{field} in {timings}");
+        }
+        assert!(timings["ttft_ms"].as_f64() >= timings["prompt_ms"].as_f64(), "{timings}");
+    }
+    assert!(chunks[..chunks.len() - 1].iter().all(|c| c.get("timings").is_none()));
 }
 
 fn merge(mut base: Value, extra: Value) -> Value {

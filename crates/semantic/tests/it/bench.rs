@@ -39,6 +39,8 @@ fn bench_smoke_runs_every_scenario_and_writes_json_markdown_and_plots() {
             let (cached, prompt) =
                 (sample["cached_tokens"].as_u64().unwrap(), sample["prompt_tokens"].as_u64().unwrap());
             assert!(cached > prompt / 2, "{mode}: only {cached} of {prompt} prompt tokens reused");
+            let engine_ms = sample["server_prompt_ms"].as_f64().expect("semantic reports timings.prompt_ms");
+            assert!(engine_ms <= sample["ttft_ms"].as_f64().unwrap(), "{sample}");
         }
     }
     // Multi-agent: the turn after the restart reuses most of every agent's history.

@@ -431,58 +431,64 @@ fn sse(event: &StreamEvent) -> SseEvent {
 
 /// The SSE body in the official order: `message_start`, then blocks (`content_block_start`,
 /// `ping` after the first, `content_block_delta`s, `content_block_stop`), `message_delta`,
-/// `message_stop`. Without tools the text block opens at once; with tools it opens at the first
-/// text, since the reply may be only calls. A failure ends the stream with `event: error`.
+/// `message_stop`. `message_start` waits until the scheduler has placed the request, so its
+/// usage already splits the prompt exactly into `cache_read_input_tokens` (reused),
+/// `cache_creation_input_tokens` (written to the agent's memory) and `input_tokens`. Without tools
+/// the text block opens at once; with tools it opens at the first text, since the reply may be
+/// only calls. A failure ends the stream with `event: error`.
 fn stream_message(
-    generation: Generation,
+    mut generation: Generation,
     reply: Reply,
     prompt_tokens: usize,
     tools_offered: bool,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let start = MessageResponse {
-        id: reply.id.clone(),
-        kind: "message",
-        role: "assistant",
-        model: reply.model.clone(),
-        content: Vec::new(),
-        stop_reason: None,
-        stop_sequence: None,
-        usage: MessageUsage {
-            input_tokens: prompt_tokens,
-            output_tokens: 0,
-            cache_creation_input_tokens: 0,
-            cache_read_input_tokens: 0,
-        },
-    };
-    let mut blocks = Blocks { next: 0, open_text: None, pinged: false };
-    let mut head = vec![StreamEvent::MessageStart { message: start }];
-    if !tools_offered {
-        let index = blocks.open(ResponseBlock::Text { text: String::new() }, &mut head);
-        blocks.open_text = Some(index);
-    }
-    let head: Vec<SseEvent> = head.iter().map(sse).collect();
-    let body = stream::unfold(Some((generation, blocks, reply)), |state| async move {
-        let (mut generation, mut blocks, reply) = state?;
-        let events = match generation.next().await? {
-            Step::Pieces(pieces) => blocks.pieces(pieces),
-            Step::Done { finish, usage, .. } => {
-                let mut out = Vec::new();
-                blocks.close_text(&mut out);
-                let (stop_reason, stop_sequence) = reply.stop(finish);
-                out.push(StreamEvent::MessageDelta {
-                    delta: MessageDelta { stop_reason, stop_sequence },
-                    usage: reply.usage(&usage),
-                });
-                out.push(StreamEvent::MessageStop);
-                return Some((stream::iter(out.iter().map(sse).collect::<Vec<_>>()), None));
-            }
-            Step::Failed(error) => {
-                let event = SseEvent::default().event("error").data(error.body().to_string());
-                return Some((stream::iter(vec![event]), None));
-            }
+    let head = stream::once(async move {
+        let cached_tokens = generation.admitted().await.unwrap_or(0);
+        let placed = Usage { prompt_tokens, cached_tokens, completion_tokens: 0, cache_source: None };
+        let start = MessageResponse {
+            id: reply.id.clone(),
+            kind: "message",
+            role: "assistant",
+            model: reply.model.clone(),
+            content: Vec::new(),
+            stop_reason: None,
+            stop_sequence: None,
+            usage: reply.usage(&placed),
         };
-        Some((stream::iter(events.iter().map(sse).collect::<Vec<_>>()), Some((generation, blocks, reply))))
-    })
-    .flatten();
-    Sse::new(stream::iter(head).chain(body).map(Ok)).keep_alive(KeepAlive::default())
+        let mut blocks = Blocks { next: 0, open_text: None, pinged: false };
+        let mut head = vec![StreamEvent::MessageStart { message: start }];
+        if !tools_offered {
+            let index = blocks.open(ResponseBlock::Text { text: String::new() }, &mut head);
+            blocks.open_text = Some(index);
+        }
+        let head: Vec<SseEvent> = head.iter().map(sse).collect();
+        (head, Some((generation, blocks, reply)))
+    });
+    let body = head.flat_map(|(head, state)| {
+        let rest = stream::unfold(state, |state| async move {
+            let (mut generation, mut blocks, reply) = state?;
+            let events = match generation.next().await? {
+                Step::Pieces(pieces) => blocks.pieces(pieces),
+                Step::Done { finish, usage, .. } => {
+                    let mut out = Vec::new();
+                    blocks.close_text(&mut out);
+                    let (stop_reason, stop_sequence) = reply.stop(finish);
+                    out.push(StreamEvent::MessageDelta {
+                        delta: MessageDelta { stop_reason, stop_sequence },
+                        usage: reply.usage(&usage),
+                    });
+                    out.push(StreamEvent::MessageStop);
+                    return Some((stream::iter(out.iter().map(sse).collect::<Vec<_>>()), None));
+                }
+                Step::Failed(error) => {
+                    let event = SseEvent::default().event("error").data(error.body().to_string());
+                    return Some((stream::iter(vec![event]), None));
+                }
+            };
+            Some((stream::iter(events.iter().map(sse).collect::<Vec<_>>()), Some((generation, blocks, reply))))
+        })
+        .flatten();
+        stream::iter(head).chain(rest)
+    });
+    Sse::new(body.map(Ok)).keep_alive(KeepAlive::default())
 }

@@ -76,6 +76,10 @@ pub(crate) struct Generation {
     idle_timeout: Option<Duration>,
     /// Longest a whole reply may take ([`Generation::collect`]).
     request_timeout: Duration,
+    /// Prompt tokens reused, once the scheduler has placed the request.
+    cached: Option<usize>,
+    /// An event [`Generation::admitted`] read ahead of placement (an early end), for `next`.
+    early: Option<Event>,
 }
 
 impl Generation {
@@ -91,7 +95,67 @@ impl Generation {
             flavor,
             idle_timeout: Some(state.options.stream_idle_timeout),
             request_timeout: state.options.request_timeout,
+            cached: None,
+            early: None,
         })
+    }
+
+    /// Waits until the scheduler has placed the request and returns how many prompt tokens it
+    /// reused (exact, before any is prefilled). None when the request ended or timed out first;
+    /// [`Generation::next`] then reports that.
+    pub async fn admitted(&mut self) -> Option<usize> {
+        if self.cached.is_some() || self.finished || !self.pending.is_empty() {
+            return self.cached;
+        }
+        match self.recv().await {
+            Ok(Some(Event::Admitted { cached_tokens, .. })) => {
+                self.cached = Some(cached_tokens);
+                self.cached
+            }
+            Ok(other) => {
+                self.early = other;
+                if self.early.is_none() {
+                    self.pending.push_back(self.ended_without_result());
+                    self.finished = true;
+                }
+                None
+            }
+            Err(failed) => {
+                self.pending.push_back(failed);
+                None
+            }
+        }
+    }
+
+    fn ended_without_result(&self) -> Step {
+        let error = ApiError::new(ErrorKind::Internal, "the generation ended without a result");
+        Step::Failed(error.in_flavor(self.flavor))
+    }
+
+    /// The next scheduler event within the stream idle timeout; past it the generation is
+    /// finished and the error step comes back.
+    async fn recv(&mut self) -> Result<Option<Event>, Step> {
+        if let Some(event) = self.early.take() {
+            return Ok(Some(event));
+        }
+        match self.idle_timeout {
+            None => Ok(self.events.recv().await),
+            Some(limit) => match tokio::time::timeout(limit, self.events.recv()).await {
+                Ok(event) => Ok(event),
+                Err(_) => {
+                    self.finished = true;
+                    let error = ApiError::new(
+                        ErrorKind::Timeout,
+                        format!(
+                            "no token for {} s (the stream idle timeout); the generation was cancelled",
+                            limit.as_secs_f64()
+                        ),
+                    )
+                    .with_code("stream_idle_timeout");
+                    Err(Step::Failed(error.in_flavor(self.flavor)))
+                }
+            },
+        }
     }
 
     /// The next part of the reply, then `Done` or `Failed`, then None. Waiting longer than the
@@ -105,25 +169,12 @@ impl Generation {
             if self.finished {
                 return None;
             }
-            let event = match self.idle_timeout {
-                None => self.events.recv().await,
-                Some(limit) => match tokio::time::timeout(limit, self.events.recv()).await {
-                    Ok(event) => event,
-                    Err(_) => {
-                        self.finished = true;
-                        let error = ApiError::new(
-                            ErrorKind::Timeout,
-                            format!(
-                                "no token for {} s (the stream idle timeout); the generation was cancelled",
-                                limit.as_secs_f64()
-                            ),
-                        )
-                        .with_code("stream_idle_timeout");
-                        return Some(Step::Failed(error.in_flavor(self.flavor)));
-                    }
-                },
+            let event = match self.recv().await {
+                Ok(event) => event,
+                Err(failed) => return Some(failed),
             };
             match event {
+                Some(Event::Admitted { cached_tokens, .. }) => self.cached = Some(cached_tokens),
                 Some(Event::Delta { text, .. }) => {
                     let pieces = match &mut self.parser {
                         Some(parser) => parser.push(&text),
@@ -167,8 +218,7 @@ impl Generation {
                 }
                 None => {
                     self.finished = true;
-                    let error = ApiError::new(ErrorKind::Internal, "the generation ended without a result");
-                    return Some(Step::Failed(error.in_flavor(self.flavor)));
+                    return Some(self.ended_without_result());
                 }
             }
         }

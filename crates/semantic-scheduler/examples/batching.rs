@@ -31,6 +31,7 @@ fn drain(mut stream: RequestStream) -> (Vec<Instant>, f64) {
         match event {
             Event::Delta { tokens, .. } => times.extend(std::iter::repeat_n(Instant::now(), tokens.len())),
             Event::Done { timings, .. } => return (times, timings.decode_tokens_per_second),
+            Event::Admitted { .. } => {}
         }
     }
     (times, 0.0)
@@ -67,6 +68,7 @@ fn main() {
     // Inter-token latency of a stream while an 8K prompt is prefilled.
     let mut stream = s.submit(request(&s, corpus_tokens(&s, 32, 5), 4000)).unwrap();
     let mut last = Instant::now();
+    let _admitted = stream.blocking_recv();
     for _ in 0..5 {
         if let Some(Event::Delta { .. }) = stream.blocking_recv() {
             last = Instant::now();

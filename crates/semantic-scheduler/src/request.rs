@@ -107,6 +107,15 @@ pub struct Timings {
 /// What a request's stream yields.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// The request got an engine sequence: `cached_tokens` of its prompt were reused from agent
+    /// memory (the rest is prefilled next). The first event of every request that runs; a request
+    /// that fails before it is placed gets only `Done`.
+    Admitted {
+        /// Prompt tokens reused.
+        cached_tokens: usize,
+        /// Where they came from (None when nothing was reused).
+        source: Option<CacheSource>,
+    },
     /// New text (complete UTF-8, stop strings withheld) and the token ids that produced it.
     Delta {
         /// Text to show.

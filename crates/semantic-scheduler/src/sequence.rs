@@ -92,6 +92,7 @@ impl Sequence {
         self.cache_source = source.filter(|_| cached > 0);
         self.admitted = Some(Instant::now());
         self.sampler.accept_prompt(&self.prompt);
+        let _ = self.events.send(Event::Admitted { cached_tokens: cached, source: self.cache_source });
     }
 
     /// The pending token was decoded into the KV cache.

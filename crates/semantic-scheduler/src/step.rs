@@ -580,12 +580,24 @@ mod tests {
         let mut text = String::new();
         let mut reason = None;
         let mut usage = None;
+        let mut admitted = None;
         while let Ok(event) = rx.try_recv() {
             match event {
-                Event::Delta { text: t, .. } => text.push_str(&t),
+                Event::Delta { text: t, .. } => {
+                    assert!(admitted.is_some(), "a delta before the Admitted event");
+                    text.push_str(&t);
+                }
                 Event::Done { reason: r, usage: u, .. } => {
+                    // Every placed request announced exactly the reuse its usage reports.
+                    if let Some((cached, source)) = admitted {
+                        assert_eq!((cached, source), (u.cached_tokens, u.cache_source), "Admitted vs usage");
+                    }
                     reason = Some(r);
                     usage = Some(u);
+                }
+                Event::Admitted { cached_tokens, source } => {
+                    assert!(admitted.is_none(), "two Admitted events");
+                    admitted = Some((cached_tokens, source));
                 }
             }
         }

@@ -46,6 +46,7 @@ fn collect(mut stream: RequestStream) -> (String, Vec<TokenId>, FinishReason) {
                 tokens.extend(ids);
             }
             Event::Done { reason, .. } => return (text, tokens, reason),
+            Event::Admitted { .. } => {}
         }
     }
     panic!("stream ended without Done");
@@ -92,7 +93,8 @@ fn concurrent_greedy_requests_match_each_alone_and_deltas_match_tokens() {
 fn cancelled_request_frees_its_sequence() {
     let s = scheduler(2);
     let mut long = s.submit(request(&s, PROMPTS[0], 2000)).unwrap();
-    // Wait for the first token so the request is surely running.
+    // Wait for the first token so the request is surely running (placed first: nothing reused).
+    assert_eq!(long.blocking_recv(), Some(Event::Admitted { cached_tokens: 0, source: None }));
     assert!(matches!(long.blocking_recv(), Some(Event::Delta { .. })));
     assert_eq!(s.stats().running, 1);
     drop(long);

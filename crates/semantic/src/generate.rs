@@ -104,6 +104,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     while let Some(event) = events.blocking_recv() {
         match event {
+            Event::Admitted { .. } => {}
             Event::Delta { text, .. } => {
                 stdout.write_all(text.as_bytes())?;
                 stdout.flush()?;

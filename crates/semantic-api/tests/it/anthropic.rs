@@ -80,6 +80,30 @@ async fn with_an_agent_the_uncached_prompt_is_cache_creation() {
 }
 
 #[tokio::test]
+async fn a_streamed_second_turn_splits_the_prompt_exactly_in_message_start() {
+    let app = App::replying("ok");
+    let first = body(json!({"agent_id": "agent-8"}));
+    let turn1 = app.post("/v1/messages", &first).await.json();
+    let mut second = first.clone();
+    second["messages"].as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": turn1["content"][0]["text"]}),
+        json!({"role": "user", "content": "And then?"}),
+    ]);
+    second["stream"] = json!(true);
+    let events = app.post("/v1/messages", &second).await.sse();
+    let start: Value = serde_json::from_str(&events[0].1).unwrap_or_default();
+    let delta = events.iter().find(|(name, _)| name.as_deref() == Some("message_delta")).expect("message_delta");
+    let delta: Value = serde_json::from_str(&delta.1).unwrap_or_default();
+    let (at_start, at_end) = (&start["message"]["usage"], &delta["usage"]);
+    // Known before any token: what was read from the agent's memory and what will be written to it.
+    assert!(at_start["cache_read_input_tokens"].as_u64().is_some_and(|n| n > 0), "{at_start}");
+    for field in ["input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"] {
+        assert_eq!(at_start[field], at_end[field], "{field}: message_start {at_start} vs message_delta {at_end}");
+    }
+    assert_eq!(at_start["output_tokens"], 0);
+}
+
+#[tokio::test]
 async fn stop_sequences_and_max_tokens_are_reported() {
     let app = App::replying("Hello STOP world");
     let message = app.post("/v1/messages", &body(json!({"stop_sequences": ["never", "STOP"]}))).await.json();

@@ -330,7 +330,8 @@ async fn a_stream_that_keeps_producing_is_not_cut_by_the_idle_timeout() {
     let started = Instant::now();
     let body = json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 80, "stream": true});
     let reply = app.call("POST", CHAT, &[JSON], body.to_string()).await;
-    assert!(started.elapsed() > idle, "the test needs a stream longer than the idle timeout");
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert!(started.elapsed() > idle, "the test needs a stream longer than the idle timeout: {}", reply.text());
     let chunks = reply.sse_json();
     assert_eq!(chunks.last().map(|c| c["choices"][0]["finish_reason"].clone()), Some(json!("length")), "{chunks:?}");
     assert!(!reply.text().contains("\"error\""), "{}", reply.text());

@@ -163,7 +163,7 @@ fn spawn_signal_handler() -> watch::Receiver<bool> {
         // Safe to skip the rest: every file we write (agent files, the fingerprint cache) is a
         // temp file renamed into place, so each is either its old or its new version; agents not
         // yet flushed lose only their latest turns.
-        std::process::exit(130);
+        exit_now(130);
     });
     stop
 }
@@ -220,4 +220,13 @@ impl Signals {
         #[cfg(not(unix))]
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// Ends the process at once, without running exit handlers or C++ static destructors: the step
+/// thread may be inside llama.cpp right now, and tearing its globals down under it crashed the
+/// process (SIGSEGV instead of 130) in CI.
+fn exit_now(code: i32) -> ! {
+    // SAFETY: `_exit` only ends the process; nothing runs after it. stderr is unbuffered, so the
+    // log line above is already written.
+    unsafe { libc::_exit(code) }
 }

@@ -85,7 +85,7 @@ impl Civil {
 /// Formats `at` (as UTC) like C `strftime`: `%a %A %b %B %h %d %e %j %m %y %Y %H %I %M %S %p %w
 /// %u %F %T %D %R %Z %z %n %t %%`, plus the glibc `%-d` form (no padding) for numeric fields.
 /// Unknown directives are copied through unchanged, as glibc does.
-pub(crate) fn strftime(at: SystemTime, format: &str) -> String {
+pub fn strftime(at: SystemTime, format: &str) -> String {
     let t = Civil::from_system_time(at);
     let mut out = String::with_capacity(format.len() + 16);
     let mut chars = format.chars().peekable();

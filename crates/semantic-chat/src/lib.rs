@@ -16,6 +16,7 @@ mod template;
 mod tool_parse;
 mod tools;
 
+pub use clock::strftime as strftime_utc;
 pub use detok::Utf8Stream;
 pub use error::ChatError;
 pub use stop::{StopMatcher, StopStep};

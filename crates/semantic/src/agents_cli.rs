@@ -528,21 +528,9 @@ fn table(columns: &[(&str, Align)], rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), without a date crate.
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), with the calendar code chat templates use.
 fn format_ms(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil-from-days (Howard Hinnant's algorithm), shifted so years start on March 1st.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    semantic_chat::strftime_utc(UNIX_EPOCH + std::time::Duration::from_millis(ms), "%Y-%m-%dT%H:%M:%SZ")
 }
 
 #[cfg(test)]

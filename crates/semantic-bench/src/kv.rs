@@ -52,7 +52,9 @@ pub fn kv_table(
     let mut rows: Vec<KvRow> = Vec::new();
     for kv in &options.types {
         progress.step(&format!("kv {kv}"));
-        let json_path = work.join(format!("perplexity-{kv}.json"));
+        // `k/v` names (q5_1/q4_0) are not file names or agent ids.
+        let tag = kv.replace('/', "-");
+        let json_path = work.join(format!("perplexity-{tag}.json"));
         let status = Command::new(&semantic.exe)
             .arg("perplexity")
             .arg("--model")
@@ -78,8 +80,8 @@ pub fn kv_table(
 
         let mut spec = semantic.clone();
         spec.extra_args = vec!["--kv-type".into(), kv.clone()];
-        let mut server = Server::start(&spec, 1, work, &format!("kv-{kv}"))?;
-        let agent = Agent { id: format!("bench-kv-{kv}"), slot: 0 };
+        let mut server = Server::start(&spec, 1, work, &format!("kv-{tag}"))?;
+        let agent = Agent { id: format!("bench-kv-{tag}"), slot: 0 };
         let prompt =
             vec![serde_json::json!({"role": "user", "content": document_prompt(&corpus.take(options.agent_tokens))})];
         server.chat(&agent, &prompt, 8, &Value::Null)?;

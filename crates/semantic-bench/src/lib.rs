@@ -132,7 +132,7 @@ impl BenchOptions {
             stagger_tokens: 4096,
             stagger_delay: Duration::from_secs(2),
             kv: KvOptions {
-                types: vec!["f16".into(), "q8_0".into(), "q4_0".into()],
+                types: vec!["f16".into(), "q8_0".into(), "q4_0".into(), "q5_1/q4_0".into()],
                 perplexity_tokens: 8192,
                 window: 512,
                 agent_tokens: 2048,
@@ -152,7 +152,7 @@ impl BenchOptions {
         o.stagger_tokens = 128;
         o.stagger_delay = Duration::from_millis(100);
         o.kv = KvOptions {
-            types: vec!["f16".into(), "q8_0".into()],
+            types: vec!["f16".into(), "q5_1/q4_0".into()],
             perplexity_tokens: 256,
             window: 64,
             agent_tokens: 64,

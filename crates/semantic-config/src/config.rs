@@ -9,6 +9,9 @@ use crate::{ConfigError, RawConfig};
 /// What secrets print as.
 pub const MASK: &str = "********";
 
+/// KV cache element types the engine knows (each half of `kv_type`).
+pub const KV_ELEMENTS: [&str; 7] = ["f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"];
+
 /// Where the HTTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -31,8 +34,11 @@ pub struct Config {
     pub ctx_size: u32,
     /// Decode threads (0 = all CPUs).
     pub threads: u32,
-    /// KV cache type name (validated: f16, q8_0 or q4_0).
+    /// K and V element types, one name (`q8_0`) or `k/v` (`q5_1/q4_0`), validated against
+    /// [`KV_ELEMENTS`].
     pub kv_type: String,
+    /// Flash attention (validated: auto, on or off; off only with f16).
+    pub flash_attn: String,
     /// Most live engine sequences.
     pub seq_max: u32,
     /// Most sequences decoding at once.
@@ -45,6 +51,9 @@ pub struct Config {
     pub default_max_tokens: usize,
     /// RAM budget for warm agents, bytes.
     pub memory_warm_bytes: u64,
+    /// Most KV cells idle hot agents keep in the engine (beyond it the least recently used go
+    /// warm: every resident cell slows attention for everyone).
+    pub memory_hot_idle_tokens: usize,
     /// Disk budget for cold agents, bytes.
     pub memory_disk_bytes: u64,
     /// API keys (flags/env/file and `api_key_file` merged); empty = no auth.
@@ -137,8 +146,22 @@ impl Config {
             ));
         }
         let kv_type = raw.kv_type.unwrap_or_else(|| "f16".into()).to_ascii_lowercase();
-        if !["f16", "q8_0", "q4_0"].contains(&kv_type.as_str()) {
-            return Err(invalid("kv_type", format!("{kv_type:?} (expected f16, q8_0 or q4_0)")));
+        let halves: Vec<&str> = kv_type.split('/').collect();
+        if halves.len() > 2 || !halves.iter().all(|h| KV_ELEMENTS.contains(h)) {
+            return Err(invalid(
+                "kv_type",
+                format!(
+                    "{kv_type:?} (expected one of {} for both K and V, or K/V such as q5_1/q4_0)",
+                    KV_ELEMENTS.join(", ")
+                ),
+            ));
+        }
+        let flash_attn = raw.flash_attn.unwrap_or_else(|| "auto".into()).to_ascii_lowercase();
+        if !["auto", "on", "off"].contains(&flash_attn.as_str()) {
+            return Err(invalid("flash_attn", format!("{flash_attn:?} (expected auto, on or off)")));
+        }
+        if flash_attn == "off" && kv_type != "f16" {
+            return Err(invalid("flash_attn", format!("off with kv_type {kv_type:?} (a quantized KV cache needs it)")));
         }
         let ctx_size = raw.ctx_size.unwrap_or(16_384);
         if !(256..=1 << 20).contains(&ctx_size) {
@@ -164,6 +187,7 @@ impl Config {
         if default_max_tokens == 0 {
             return Err(invalid("default_max_tokens", "must be at least 1"));
         }
+        let memory_hot_idle_tokens = raw.memory_hot_idle_tokens.unwrap_or(4096);
         let memory_warm_mb = raw.memory_warm_mb.unwrap_or(1024);
         if memory_warm_mb > 1 << 20 {
             return Err(invalid("memory_warm_mb", format!("{memory_warm_mb} (expected at most 1048576)")));
@@ -219,6 +243,7 @@ impl Config {
             stream_idle_timeout_secs,
             cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
+            memory_hot_idle_tokens,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
             model: raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL)),
             cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
@@ -226,6 +251,7 @@ impl Config {
             ctx_size,
             threads: raw.threads.unwrap_or(0),
             kv_type,
+            flash_attn,
             seq_max,
             max_running,
             step_tokens,
@@ -246,12 +272,14 @@ impl Config {
         let _ = writeln!(out, "ctx_size = {}", self.ctx_size);
         let _ = writeln!(out, "threads = {}", self.threads);
         let _ = writeln!(out, "kv_type = \"{}\"", self.kv_type);
+        let _ = writeln!(out, "flash_attn = \"{}\"", self.flash_attn);
         let _ = writeln!(out, "seq_max = {}", self.seq_max);
         let _ = writeln!(out, "max_running = {}", self.max_running);
         let _ = writeln!(out, "step_tokens = {}", self.step_tokens);
         let _ = writeln!(out, "queue_capacity = {}", self.queue_capacity);
         let _ = writeln!(out, "default_max_tokens = {}", self.default_max_tokens);
         let _ = writeln!(out, "memory_warm_mb = {}", self.memory_warm_bytes >> 20);
+        let _ = writeln!(out, "memory_hot_idle_tokens = {}", self.memory_hot_idle_tokens);
         let _ = writeln!(out, "memory_disk_gb = {:?}", self.memory_disk_bytes as f64 / (1u64 << 30) as f64);
         let masked: Vec<String> = self.api_keys.iter().map(|_| format!("\"{MASK}\"")).collect();
         let _ = writeln!(out, "api_keys = [{}]", masked.join(", "));
@@ -292,7 +320,16 @@ mod tests {
         check(RawConfig { host: Some("0.0.0.0".into()), ..Default::default() }, Some("host"));
         check(RawConfig { host: Some("0.0.0.0".into()), allow_remote: Some(true), ..Default::default() }, None);
         check(RawConfig { host: Some("localhost!".into()), ..Default::default() }, Some("host"));
-        check(RawConfig { kv_type: Some("q5_1".into()), ..Default::default() }, Some("kv_type"));
+        check(RawConfig { kv_type: Some("q5_1/q4_0".into()), ..Default::default() }, None);
+        for bad in ["q5_2", "q5_1/", "q8_0/q4_0/q4_0", "bf16"] {
+            check(RawConfig { kv_type: Some(bad.into()), ..Default::default() }, Some("kv_type"));
+        }
+        check(RawConfig { flash_attn: Some("sometimes".into()), ..Default::default() }, Some("flash_attn"));
+        check(
+            RawConfig { flash_attn: Some("off".into()), kv_type: Some("q8_0".into()), ..Default::default() },
+            Some("flash_attn"),
+        );
+        check(RawConfig { flash_attn: Some("OFF".into()), ..Default::default() }, None);
         check(RawConfig { ctx_size: Some(10), ..Default::default() }, Some("ctx_size"));
         check(RawConfig { max_running: Some(0), ..Default::default() }, Some("max_running"));
         check(RawConfig { max_running: Some(64), seq_max: Some(8), ..Default::default() }, Some("max_running"));

@@ -26,6 +26,8 @@ pub struct RawConfig {
     pub threads: Option<u32>,
     /// KV cache type: f16, q8_0 or q4_0.
     pub kv_type: Option<String>,
+    /// Flash attention: auto, on or off.
+    pub flash_attn: Option<String>,
     /// Most live engine sequences (running + hot agents).
     pub seq_max: Option<u32>,
     /// Most sequences decoding at once.
@@ -38,6 +40,8 @@ pub struct RawConfig {
     pub default_max_tokens: Option<usize>,
     /// RAM budget for warm agents (exported KV states), in MiB.
     pub memory_warm_mb: Option<u64>,
+    /// Most KV cells (tokens) that idle hot agents keep in the engine.
+    pub memory_hot_idle_tokens: Option<usize>,
     /// Disk budget for cold agent files, in GiB.
     pub memory_disk_gb: Option<f64>,
     /// API keys; each key is its own agent namespace. None/empty = no auth.
@@ -87,12 +91,14 @@ impl RawConfig {
             ctx_size: self.ctx_size.or(lower.ctx_size),
             threads: self.threads.or(lower.threads),
             kv_type: self.kv_type.or(lower.kv_type),
+            flash_attn: self.flash_attn.or(lower.flash_attn),
             seq_max: self.seq_max.or(lower.seq_max),
             max_running: self.max_running.or(lower.max_running),
             step_tokens: self.step_tokens.or(lower.step_tokens),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
             default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
             memory_warm_mb: self.memory_warm_mb.or(lower.memory_warm_mb),
+            memory_hot_idle_tokens: self.memory_hot_idle_tokens.or(lower.memory_hot_idle_tokens),
             memory_disk_gb: self.memory_disk_gb.or(lower.memory_disk_gb),
             api_keys: self.api_keys.filter(|k| !k.is_empty()).or(lower.api_keys),
             api_key_file: self.api_key_file.or(lower.api_key_file),

@@ -50,6 +50,26 @@ pub struct ContextInfo {
     pub n_seq_max: u32,
     /// KV cache element type.
     pub kv_type: KvType,
+    /// Whether attention runs llama.cpp's flash-attention kernels; without them the V cache is
+    /// stored transposed, so exported states of the two kinds do not mix.
+    pub flash_attention: bool,
     /// Threads used for decoding.
     pub threads: u32,
+}
+
+impl ContextInfo {
+    /// Bit set in [`Self::state_layout`] when the V cache is stored transposed.
+    pub const V_TRANSPOSED: u8 = 0x80;
+
+    /// What an exported state's bytes depend on besides the model: the KV type's code, plus
+    /// [`Self::V_TRANSPOSED`] without flash attention. States only import where this matches.
+    pub fn state_layout(&self) -> u8 {
+        self.kv_type.code() | if self.flash_attention { 0 } else { Self::V_TRANSPOSED }
+    }
+
+    /// Inverse of [`Self::state_layout`]: the KV type and whether V is stored transposed.
+    pub fn parse_state_layout(code: u8) -> Option<(KvType, bool)> {
+        let kv = KvType::from_code(code & !Self::V_TRANSPOSED)?;
+        Some((kv, code & Self::V_TRANSPOSED != 0))
+    }
 }

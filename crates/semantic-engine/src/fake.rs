@@ -99,7 +99,7 @@ impl FakeEngine {
                 chat_template: Some(CHATML.into()),
                 fingerprint: Fingerprint([7; 32]),
             },
-            info: ContextInfo { n_ctx, n_batch, n_seq_max, kv_type: KvType::F16, threads: 1 },
+            info: ContextInfo { n_ctx, n_batch, n_seq_max, kv_type: KvType::F16, flash_attention: true, threads: 1 },
             script: FakeScript::hash(),
             kv: HashMap::new(),
             logits: Vec::new(),
@@ -173,6 +173,21 @@ impl Tokenizer for FakeTokenizer {
 
     fn is_eog(&self, token: TokenId) -> bool {
         token == EOS || token == IM_END
+    }
+
+    fn n_vocab(&self) -> usize {
+        N_VOCAB
+    }
+
+    fn token_text(&self, token: TokenId) -> Vec<u8> {
+        match SPECIALS.iter().find(|(_, id)| *id == token) {
+            Some((text, _)) => text.as_bytes().to_vec(),
+            None => self.token_bytes(token),
+        }
+    }
+
+    fn is_special(&self, token: TokenId) -> bool {
+        SPECIALS.iter().any(|(_, id)| *id == token)
     }
 }
 

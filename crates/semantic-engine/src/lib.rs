@@ -16,7 +16,7 @@ mod llama;
 pub mod sampler;
 
 pub use batch::{Batch, BatchRow};
-pub use engine::{Engine, EngineConfig, FlashAttention, KvType, TokenizeOptions, Tokenizer};
+pub use engine::{Engine, EngineConfig, FlashAttention, KvElem, KvType, TokenizeOptions, Tokenizer};
 pub use error::EngineError;
 pub use facts::{ContextInfo, ModelFacts};
 pub use fake::{FakeControl, FakeEngine, FakeScript, FakeTokenizer};

@@ -12,10 +12,11 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token_type::LlamaTokenAttr;
 use llama_cpp_2::{DecodeError, LogOptions};
 
 use crate::{
-    Batch, ContextInfo, Engine, EngineConfig, EngineError, Fingerprint, FlashAttention, KvType, ModelFacts, SeqId,
+    Batch, ContextInfo, Engine, EngineConfig, EngineError, Fingerprint, FlashAttention, KvElem, ModelFacts, SeqId,
     TokenId, TokenizeOptions, Tokenizer,
 };
 
@@ -72,20 +73,14 @@ impl LlamaEngine {
             n => n,
         };
         let n_ctx = if config.n_ctx == 0 { model_ref.n_ctx_train() } else { config.n_ctx };
-        let kv = match config.kv_type {
-            KvType::F16 => KvCacheType::F16,
-            KvType::Q8_0 => KvCacheType::Q8_0,
-            KvType::Q4_0 => KvCacheType::Q4_0,
-        };
-        let flash = match (config.flash_attention, config.kv_type) {
-            (FlashAttention::Off, KvType::F16) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
-            (FlashAttention::Off, _) => {
+        let quantized = config.kv_type.is_quantized();
+        let flash = match config.flash_attention {
+            FlashAttention::Off if quantized => {
                 return Err(EngineError::Context { reason: "a quantized KV cache needs flash attention".into() })
             }
-            (FlashAttention::On, _) | (FlashAttention::Auto, KvType::Q8_0 | KvType::Q4_0) => {
-                llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED
-            }
-            (FlashAttention::Auto, KvType::F16) => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_AUTO,
+            FlashAttention::On => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Auto if quantized => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
+            FlashAttention::Auto | FlashAttention::Off => llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_DISABLED,
         };
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(n_ctx))
@@ -94,8 +89,8 @@ impl LlamaEngine {
             .with_n_seq_max(config.n_seq_max)
             .with_n_threads(threads as i32)
             .with_n_threads_batch(threads as i32)
-            .with_type_k(kv)
-            .with_type_v(kv)
+            .with_type_k(cache_type(config.kv_type.k))
+            .with_type_v(cache_type(config.kv_type.v))
             .with_flash_attention_policy(flash)
             .with_kv_unified(true);
         let ctx = model_ref.new_context(backend, params).map_err(|e| EngineError::Context { reason: e.to_string() })?;
@@ -104,11 +99,19 @@ impl LlamaEngine {
             n_batch: ctx.n_batch(),
             n_seq_max: config.n_seq_max,
             kv_type: config.kv_type,
+            flash_attention: flash == llama_cpp_sys_2::LLAMA_FLASH_ATTN_TYPE_ENABLED,
             threads,
         };
         let facts = read_facts(model_ref, path, fingerprint);
         let batch = LlamaBatch::new(info.n_batch as usize, 1);
-        tracing::info!(model = %facts.name, n_ctx = info.n_ctx, kv = %info.kv_type, threads, "model loaded");
+        tracing::info!(
+            model = %facts.name,
+            n_ctx = info.n_ctx,
+            kv = %info.kv_type,
+            flash_attention = info.flash_attention,
+            threads,
+            "model loaded"
+        );
         let tokenizer = Arc::new(LlamaTokenizer { n_vocab: facts.n_vocab, model });
         let mut engine = Self { ctx, batch, logit_rows: Vec::new(), facts, info, tokenizer };
         engine.warm_up();
@@ -133,6 +136,18 @@ impl LlamaEngine {
             return Err(EngineError::InvalidBatch { reason: format!("sequence {seq} out of range") });
         }
         Ok(())
+    }
+}
+
+fn cache_type(elem: KvElem) -> KvCacheType {
+    match elem {
+        KvElem::F16 => KvCacheType::F16,
+        KvElem::Q8_0 => KvCacheType::Q8_0,
+        KvElem::Q5_1 => KvCacheType::Q5_1,
+        KvElem::Q5_0 => KvCacheType::Q5_0,
+        KvElem::Q4_1 => KvCacheType::Q4_1,
+        KvElem::Q4_0 => KvCacheType::Q4_0,
+        KvElem::Iq4Nl => KvCacheType::IQ4_NL,
     }
 }
 
@@ -184,6 +199,25 @@ impl Tokenizer for LlamaTokenizer {
 
     fn is_eog(&self, token: TokenId) -> bool {
         token >= 0 && (token as usize) < self.n_vocab && self.model.vocab().is_eog(LlamaToken(token))
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    fn token_text(&self, token: TokenId) -> Vec<u8> {
+        if token < 0 || token as usize >= self.n_vocab {
+            return Vec::new();
+        }
+        self.model.vocab().token_to_piece(LlamaToken(token), true, None)
+    }
+
+    fn is_special(&self, token: TokenId) -> bool {
+        if token < 0 || token as usize >= self.n_vocab {
+            return false;
+        }
+        let attrs = self.model.vocab().attr(LlamaToken(token));
+        attrs.intersects(LlamaTokenAttr::Control | LlamaTokenAttr::UserDefined | LlamaTokenAttr::Unknown)
     }
 }
 

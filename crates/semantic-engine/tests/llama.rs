@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use semantic_engine::sampler::{argmax, top2_gap};
-use semantic_engine::{Batch, Engine, EngineConfig, KvType, LlamaEngine, SeqId, TokenId, TokenizeOptions};
+use semantic_engine::{Batch, Engine, EngineConfig, KvElem, KvType, LlamaEngine, SeqId, TokenId, TokenizeOptions};
 
 fn model_path() -> PathBuf {
     std::env::var_os("SEMANTIC_MODEL").map(PathBuf::from).unwrap_or_else(|| {
@@ -97,8 +97,10 @@ fn two_sequences_in_one_batch_match_each_alone() {
 
 #[test]
 fn exported_state_continues_identically_in_a_fresh_sequence() {
-    for kv in [KvType::F16, KvType::Q8_0, KvType::Q4_0] {
+    let mixed = KvType { k: KvElem::Q5_1, v: KvElem::Q4_0 };
+    for kv in [KvType::F16, KvType::Q8_0, KvType::Q4_0, mixed] {
         let mut e = engine(kv);
+        assert_eq!(e.context().flash_attention, kv.is_quantized(), "auto: flash attention only for quantized KV");
         let p = prompt(&e, "List three fruits: apple,");
         let head = greedy(&mut e, 0, &p, 4);
         // Bring seq 0 to "prompt + head" exactly, then snapshot it.

@@ -13,7 +13,7 @@
 //! verifies the version field too. The trailing CRC-32 covers everything before it.
 //!
 //! Header fields of version 1, in order: namespace (u8 length + bytes), agent (u8 length + bytes),
-//! fingerprint (32), kv_type u8, n_ctx u32, created_ms u64, updated_ms u64, pinned u8 (0 or 1),
+//! fingerprint (32), kv_type u8 (state layout: KV type code, 0x80 = V transposed), n_ctx u32, created_ms u64, updated_ms u64, pinned u8 (0 or 1),
 //! payload_len u64, token count u32 + tokens (i32 each), header_crc u32.
 
 use std::fs::File;
@@ -48,7 +48,8 @@ pub struct SnapshotHeader {
     pub agent: AgentId,
     /// SHA-256 of the model GGUF that produced the state.
     pub fingerprint: [u8; 32],
-    /// The engine's KV type code (`KvType::code`).
+    /// The engine's state layout (`ContextInfo::state_layout`: the KV type's code, high bit set
+    /// when the V cache is stored transposed).
     pub kv_type: u8,
     /// Context size the state was made with (informational).
     pub n_ctx: u32,
@@ -78,7 +79,7 @@ impl SnapshotHeader {
 pub struct Compat {
     /// SHA-256 of the model GGUF.
     pub fingerprint: [u8; 32],
-    /// The engine's KV type code.
+    /// The engine's state layout (`ContextInfo::state_layout`).
     pub kv_type: u8,
 }
 

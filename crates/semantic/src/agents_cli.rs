@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use semantic_config::Config;
-use semantic_engine::{Fingerprint, KvType};
+use semantic_engine::{ContextInfo, Fingerprint, KvType};
 use semantic_memory::{
     encode, read_header, read_snapshot, AgentId, AgentKey, Compat, DiskStore, MemoryError, Namespace, SnapshotHeader,
 };
@@ -322,7 +322,7 @@ fn verify(args: &VerifyArgs) -> Result<()> {
         let key = header.key();
         let fingerprint = model.map_or(header.fingerprint, |m| m.0);
         match store.read(&key, &Compat { fingerprint, kv_type: header.kv_type }) {
-            Ok((full, _)) if KvType::from_code(full.kv_type).is_none() => {
+            Ok((full, _)) if ContextInfo::parse_state_layout(full.kv_type).is_none() => {
                 bad.push((store.path_for(&key), format!("unknown kv type code {}", full.kv_type)));
             }
             Ok(_) => {}
@@ -455,8 +455,14 @@ fn describe(err: &MemoryError) -> String {
     }
 }
 
+/// A header's state layout (`ContextInfo::state_layout`) as text: the KV type, and whether V is
+/// stored transposed (flash attention off).
 fn kv_name(code: u8) -> String {
-    KvType::from_code(code).map_or_else(|| format!("code {code}"), |t| t.as_str().to_string())
+    match ContextInfo::parse_state_layout(code) {
+        Some((t, true)) => format!("{t} (no FA)"),
+        Some((t, false)) => t.to_string(),
+        None => format!("code {code}"),
+    }
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -565,6 +571,8 @@ mod tests {
         assert_eq!(describe(&foreign), "foreign: model fingerprint differs");
         assert_eq!(describe(&MemoryError::UnsupportedVersion { path: p, version: 9 }), "unsupported format version 9");
         assert_eq!(kv_name(KvType::Q8_0.code()), "q8_0");
+        assert_eq!(kv_name(KvType::F16.code() | ContextInfo::V_TRANSPOSED), "f16 (no FA)");
+        assert_eq!(kv_name("q5_1/q4_0".parse::<KvType>().unwrap().code()), "q5_1/q4_0");
         assert_eq!(kv_name(200), "code 200");
     }
 

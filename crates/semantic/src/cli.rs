@@ -64,9 +64,12 @@ pub struct CommonArgs {
     /// Decode threads, 0 = all CPUs [default: 0].
     #[arg(long, env = "SEMANTIC_THREADS")]
     threads: Option<u32>,
-    /// KV cache type: f16, q8_0 or q4_0 [default: f16].
+    /// KV cache type: f16, q8_0, q5_1, q5_0, q4_1, q4_0 or iq4_nl for both K and V, or K/V such as q5_1/q4_0 [default: f16].
     #[arg(long, env = "SEMANTIC_KV_TYPE")]
     kv_type: Option<String>,
+    /// Flash attention: auto (off for f16, on for quantized KV), on or off [default: auto].
+    #[arg(long, env = "SEMANTIC_FLASH_ATTN")]
+    flash_attn: Option<String>,
     /// Most live engine sequences [default: 32].
     #[arg(long, env = "SEMANTIC_SEQ_MAX")]
     seq_max: Option<u32>,
@@ -85,6 +88,9 @@ pub struct CommonArgs {
     /// RAM budget for warm agents (exported KV states), MiB [default: 1024].
     #[arg(long, env = "SEMANTIC_MEMORY_WARM_MB")]
     memory_warm_mb: Option<u64>,
+    /// Most KV cells (tokens) idle hot agents keep in the engine; beyond it the least recently used go warm [default: 4096].
+    #[arg(long, env = "SEMANTIC_MEMORY_HOT_IDLE_TOKENS")]
+    memory_hot_idle_tokens: Option<usize>,
     /// Disk budget for cold agent files, GiB [default: 20].
     #[arg(long, env = "SEMANTIC_MEMORY_DISK_GB")]
     memory_disk_gb: Option<f64>,
@@ -141,12 +147,14 @@ impl CommonArgs {
             ctx_size: self.ctx_size,
             threads: self.threads,
             kv_type: self.kv_type.clone(),
+            flash_attn: self.flash_attn.clone(),
             seq_max: self.seq_max,
             max_running: self.max_running,
             step_tokens: self.step_tokens,
             queue_capacity: self.queue_capacity,
             default_max_tokens: self.default_max_tokens,
             memory_warm_mb: self.memory_warm_mb,
+            memory_hot_idle_tokens: self.memory_hot_idle_tokens,
             memory_disk_gb: self.memory_disk_gb,
             api_keys: Some(self.api_keys.clone()),
             api_key_file: self.api_key_file.clone(),
@@ -194,7 +202,7 @@ pub fn load_engine(config: &Config) -> Result<LlamaEngine> {
         n_seq_max: config.seq_max,
         threads: config.threads,
         kv_type,
-        flash_attention: semantic_engine::FlashAttention::Auto,
+        flash_attention: config.flash_attn.parse().map_err(anyhow::Error::msg)?,
         fingerprint_cache: Some(config.cache_dir.join("fingerprints")),
     };
     LlamaEngine::load(&engine_config)
@@ -235,8 +243,13 @@ fn info(config: &Config) -> Result<()> {
     println!("bos/eos/eot:   {} / {} / {}", token(f.bos), token(f.eos), token(f.eot));
     println!("add bos:       {}", f.add_bos);
     println!(
-        "context:       {} cells, batch {}, {} sequences, kv {}, {} threads",
-        c.n_ctx, c.n_batch, c.n_seq_max, c.kv_type, c.threads
+        "context:       {} cells, batch {}, {} sequences, kv {}, flash attention {}, {} threads",
+        c.n_ctx,
+        c.n_batch,
+        c.n_seq_max,
+        c.kv_type,
+        if c.flash_attention { "on" } else { "off" },
+        c.threads
     );
     match &f.chat_template {
         Some(t) => println!("chat template:\n{t}"),

@@ -18,8 +18,8 @@ pub struct PerplexityArgs {
     /// Text to score [default: /usr/share/common-licenses/GPL-3].
     #[arg(long)]
     file: Option<PathBuf>,
-    /// KV types to compare.
-    #[arg(long, value_delimiter = ',', default_value = "f16,q8_0,q4_0")]
+    /// KV types to compare (`k/v` for different K and V types).
+    #[arg(long, value_delimiter = ',', default_value = "f16,q8_0,q4_0,q5_1/q4_0")]
     kv_types: Vec<String>,
     /// Window length; the second half of each window is scored (as llama-perplexity does).
     #[arg(long, default_value_t = 512)]
@@ -54,7 +54,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     let mut rows = Vec::new();
     for name in &args.kv_types {
         let kv: KvType = name.parse().map_err(anyhow::Error::msg)?;
-        config.kv_type = kv.as_str().to_string();
+        config.kv_type = kv.to_string();
         let mut engine = crate::cli::load_engine(&config)?;
         let started = Instant::now();
         let mut tokens = engine.tokenizer().tokenize(&text, TokenizeOptions::PROMPT)?;
@@ -66,7 +66,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     let base = rows.first().map(|r| r.perplexity).unwrap_or(1.0);
     println!(
         "| KV type | perplexity | change vs {} | state bytes/token | seconds |",
-        rows.first().map_or("-", |r| r.kv.as_str())
+        rows.first().map_or("-".to_string(), |r| r.kv.to_string())
     );
     println!("|---|---:|---:|---:|---:|");
     for r in &rows {
@@ -82,7 +82,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     if let Some(json_path) = &args.json {
         let json: Vec<_> = rows
             .iter()
-            .map(|r| serde_json::json!({"kv_type": r.kv.as_str(), "perplexity": r.perplexity, "bytes_per_token": r.bytes_per_token}))
+            .map(|r| serde_json::json!({"kv_type": r.kv.to_string(), "perplexity": r.perplexity, "bytes_per_token": r.bytes_per_token}))
             .collect();
         std::fs::write(json_path, serde_json::to_string_pretty(&json)?)?;
     }

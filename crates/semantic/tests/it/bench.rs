@@ -53,10 +53,12 @@ fn bench_smoke_runs_every_scenario_and_writes_json_markdown_and_plots() {
         assert_eq!(row["tokens"].as_u64().unwrap(), 8 * row["concurrency"].as_u64().unwrap(), "{row}");
     }
     assert!(results["staggered"][0]["b_ttft_ms"].as_f64().unwrap() > 0.0);
-    // KV types: q8_0 files are smaller per token than f16 files.
+    // KV types: q5_1 K with q4_0 V files take about a third of f16's bytes per token.
     let kv = results["kv_types"].as_array().unwrap();
     assert_eq!(kv.len(), 2);
-    assert!(kv[1]["disk_bytes_per_token"].as_f64().unwrap() < kv[0]["disk_bytes_per_token"].as_f64().unwrap());
+    assert_eq!((kv[0]["kv_type"].as_str(), kv[1]["kv_type"].as_str()), (Some("f16"), Some("q5_1/q4_0")));
+    let ratio = kv[1]["disk_bytes_per_token"].as_f64().unwrap() / kv[0]["disk_bytes_per_token"].as_f64().unwrap();
+    assert!((0.25..0.4).contains(&ratio), "q5_1/q4_0 over f16 bytes per token: {ratio}");
 
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
     for heading in ["## TTFT", "## Multi-agent", "## Aggregate decode", "## Staggered", "## KV types", "## Plots"] {

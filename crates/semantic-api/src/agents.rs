@@ -65,7 +65,9 @@ pub async fn delete(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    state.scheduler.delete_agent(key(&caller, &id)?).await.map_err(op_error)?;
+    let key = key(&caller, &id)?;
+    state.prompter.forget(&key);
+    state.scheduler.delete_agent(key).await.map_err(op_error)?;
     Ok(Json(json!({"id": id, "object": "agent", "deleted": true})))
 }
 

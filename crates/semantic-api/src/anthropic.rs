@@ -82,8 +82,10 @@ pub async fn count_tokens(
     check_thinking(req.thinking.as_ref()).map_err(flavored)?;
     let offer = offered_tools(req.tools, req.tool_choice).map_err(flavored)?;
     let messages = to_messages(req.system, req.messages).map_err(flavored)?;
-    let prompt =
-        state.prompter.chat_with_tools(messages, offer.tools.as_deref()).map_err(|e| flavored(prompt_error(e)))?;
+    let prompt = state
+        .prompter
+        .chat_with_tools(messages, offer.tools.as_deref(), None)
+        .map_err(|e| flavored(prompt_error(e)))?;
     Ok(Json(TokenCount { input_tokens: prompt.len() }))
 }
 
@@ -116,7 +118,8 @@ fn prepare(
     let stop = params::stop_strings("stop_sequences", req.stop_sequences.unwrap_or_default())?;
     let offer = offered_tools(req.tools, req.tool_choice)?;
     let messages = to_messages(req.system, req.messages)?;
-    let prompt = state.prompter.chat_with_tools(messages, offer.tools.as_deref()).map_err(prompt_error)?;
+    let prompt =
+        state.prompter.chat_with_tools(messages, offer.tools.as_deref(), agent.key().as_ref()).map_err(prompt_error)?;
     let request = GenerateRequest { prompt, max_tokens, sampling, stop: stop.clone(), agent };
     Ok((Job { request, tools: offer.names }, stop))
 }

@@ -28,6 +28,7 @@ pub mod prompt;
 mod rate_limit;
 mod startup;
 mod state;
+mod token_cache;
 
 use axum::http::Method;
 use axum::routing::{delete, get, post, MethodRouter};

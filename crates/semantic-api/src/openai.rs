@@ -95,7 +95,8 @@ fn prepare(state: &AppState, req: ChatCompletionRequest, agent: AgentRef) -> Res
     };
     let offer = offered_tools(req.tools, req.tool_choice)?;
     let messages = to_messages(req.messages)?;
-    let prompt = state.prompter.chat_with_tools(messages, offer.tools.as_deref()).map_err(prompt_error)?;
+    let prompt =
+        state.prompter.chat_with_tools(messages, offer.tools.as_deref(), agent.key().as_ref()).map_err(prompt_error)?;
     let max_tokens = max_tokens.unwrap_or_else(|| state.default_max_tokens(prompt.len()));
     Ok(Job { request: GenerateRequest { prompt, max_tokens, sampling, stop, agent }, tools: offer.names })
 }

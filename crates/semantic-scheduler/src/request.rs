@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use semantic_engine::{SamplingParams, TokenId};
-use semantic_memory::{AgentId, Namespace};
+use semantic_memory::{AgentId, AgentKey, Namespace};
 
 /// One generation job: token ids in, a stream of events out.
 #[derive(Debug, Clone)]
@@ -28,6 +28,13 @@ pub struct AgentRef {
     /// The named agent, whose memory is reused and then replaced by this turn. Without one, the
     /// request may still reuse a prefix resident for another agent of the namespace, but stores nothing.
     pub agent: Option<AgentId>,
+}
+
+impl AgentRef {
+    /// The named agent's full key, if the request names one.
+    pub fn key(&self) -> Option<AgentKey> {
+        self.agent.as_ref().map(|id| AgentKey::new(self.namespace.clone(), id.clone()))
+    }
 }
 
 impl Default for AgentRef {

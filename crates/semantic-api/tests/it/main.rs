@@ -1,5 +1,6 @@
 //! In-process API tests: the real router over a `FakeEngine` scheduler, driven with
-//! `tower::ServiceExt::oneshot`, so every case runs in milliseconds.
+//! `tower::ServiceExt::oneshot`, so every case runs in milliseconds; `prompt_tokens` alone loads
+//! the real SmolLM2 tokenizer.
 
 mod anthropic;
 mod errors;
@@ -7,4 +8,5 @@ mod harness;
 mod openai;
 mod openapi;
 mod ops;
+mod prompt_tokens;
 mod streaming;

@@ -187,7 +187,7 @@ impl Config {
         if default_max_tokens == 0 {
             return Err(invalid("default_max_tokens", "must be at least 1"));
         }
-        let memory_hot_idle_tokens = raw.memory_hot_idle_tokens.unwrap_or(4096);
+        let memory_hot_idle_tokens = raw.memory_hot_idle_tokens.unwrap_or(0);
         let memory_warm_mb = raw.memory_warm_mb.unwrap_or(1024);
         if memory_warm_mb > 1 << 20 {
             return Err(invalid("memory_warm_mb", format!("{memory_warm_mb} (expected at most 1048576)")));

@@ -144,6 +144,8 @@ pub(crate) struct Entry {
     pub(crate) tokens: Vec<i32>,
     pub(crate) warm: Option<Arc<Vec<u8>>>,
     pub(crate) generation: u64,
+    /// Counter value of the last use: orders uses within one millisecond for LRU choices.
+    pub(crate) used: u64,
     /// The generation counter when this entry was created; write outcomes from before (for an
     /// earlier entry under the same key) are ignored.
     pub(crate) born: u64,
@@ -167,7 +169,7 @@ impl Entry {
             created_ms: now_ms,
             updated_ms: now_ms,
         };
-        Entry { info, tokens, warm: None, generation, born: generation, writing: None }
+        Entry { info, tokens, warm: None, generation, used: generation, born: generation, writing: None }
     }
 
     pub(crate) fn warm_len(&self) -> u64 {
@@ -326,13 +328,22 @@ impl AgentMemory {
         self.namespace_entries(namespace).map(|(_, e)| e.info.clone()).collect()
     }
 
+    /// Tokens (KV cells) held by hot agents not in `in_use`, pinned ones included.
+    pub fn hot_tokens_excluding(&self, in_use: &HashSet<AgentKey>) -> usize {
+        self.entries
+            .iter()
+            .filter(|(k, e)| e.info.tier == Tier::Hot && !in_use.contains(*k))
+            .map(|(_, e)| e.info.tokens)
+            .sum()
+    }
+
     /// The least recently used hot agent that is neither pinned nor in `in_use`: the one to demote
-    /// when a sequence is needed now.
+    /// when a sequence or KV cells are needed now.
     pub fn lru_hot(&self, in_use: &HashSet<AgentKey>) -> Option<AgentKey> {
         self.entries
             .iter()
             .filter(|(k, e)| e.info.tier == Tier::Hot && !e.info.pinned && !in_use.contains(*k))
-            .min_by_key(|(k, e)| (e.info.last_used_ms, *k))
+            .min_by_key(|(k, e)| (e.info.last_used_ms, e.used, *k))
             .map(|(k, _)| k.clone())
     }
 
@@ -372,6 +383,7 @@ impl AgentMemory {
             e.info.seq = Some(seq);
             e.warm = None;
             e.info.last_used_ms = now_ms;
+            e.used = generation;
             if e.tokens != tokens {
                 e.tokens = tokens.clone();
                 e.generation = generation;
@@ -401,9 +413,11 @@ impl AgentMemory {
                 self.entries.values_mut().filter(|e| e.info.tier == Tier::Hot).for_each(|e| e.refresh(bpt));
             }
         }
+        let used = self.bump();
         self.update(key, |e| {
             if e.info.tier == Tier::Cold {
                 e.info.last_used_ms = now_ms;
+                e.used = used;
             }
             e.info.tier = Tier::Warm;
             e.info.seq = None;
@@ -481,7 +495,12 @@ impl AgentMemory {
 
     /// Marks a use at `now_ms` (LRU). Returns false for an unknown agent.
     pub fn touch(&mut self, key: &AgentKey, now_ms: u64) -> bool {
-        self.update(key, |e| e.info.last_used_ms = now_ms).is_some()
+        let used = self.bump();
+        self.update(key, |e| {
+            e.info.last_used_ms = now_ms;
+            e.used = used;
+        })
+        .is_some()
     }
 
     /// Pins or unpins an agent (pinned agents are never evicted). Does not mark it dirty: the flag

@@ -65,7 +65,7 @@ impl<E: Engine> State<E> {
         config.step_token_budget = config.step_token_budget.clamp(1, info.n_batch as usize);
         config.max_running = config.max_running.clamp(1, info.n_seq_max as usize);
         let free_seqs = (0..info.n_seq_max as SeqId).rev().collect();
-        let compat = Compat { fingerprint: engine.facts().fingerprint.0, kv_type: info.kv_type.code() };
+        let compat = Compat { fingerprint: engine.facts().fingerprint.0, kv_type: info.state_layout() };
         // Idle hot agents may hold every sequence the running requests do not need.
         let hot_sequences = (info.n_seq_max as usize).saturating_sub(config.max_running);
         let agents = Agents::open(&config.memory, compat, info.n_ctx, hot_sequences, Arc::clone(&shared.memory));
@@ -237,19 +237,22 @@ impl<E: Engine> State<E> {
         }
     }
 
-    /// Frees idle hot agents (least recently used first) until `seqs` sequences and `cells` KV cells are available.
+    /// Frees idle hot agents (least recently used first) until `seqs` sequences and `cells` KV
+    /// cells are available and idle agents hold at most `hot_idle_tokens` cells; false when the
+    /// sequences or cells cannot be had (the idle budget alone never refuses a request).
     fn make_room(&mut self, seqs: usize, cells: usize) -> bool {
         loop {
-            if self.free_seqs.len() >= seqs && self.reserved + cells <= self.n_ctx {
+            let fits = self.free_seqs.len() >= seqs && self.reserved + cells <= self.n_ctx;
+            if fits && self.agents.idle_hot_tokens() <= self.config.memory.hot_idle_tokens {
                 return true;
             }
-            let Some(victim) = self.agents.lru_idle_hot() else { return false };
+            let Some(victim) = self.agents.lru_idle_hot() else { return fits };
             match self.agents.demote_hot(&mut self.engine, &victim) {
                 Some((seq, tokens)) => {
                     self.free_seqs.push(seq);
                     self.reserved -= tokens;
                 }
-                None => return false,
+                None => return fits,
             }
         }
     }
@@ -268,15 +271,17 @@ impl<E: Engine> State<E> {
             if tier == Tier::Hot {
                 let info = self.agents.memory.get(key)?.clone();
                 let id = info.seq?;
-                // The agent's idle cells become this request's reservation.
+                // The agent's idle cells become this request's reservation; in use first, so that
+                // making room never picks the agent itself.
                 self.reserved -= info.tokens;
+                self.agents.in_use.insert(key.clone());
                 if !self.make_room(0, need) {
+                    self.agents.in_use.remove(key);
                     self.reserved += info.tokens;
                     return None;
                 }
                 self.reserved += need;
                 let _ = self.engine.kv_truncate(id, matched as u32);
-                self.agents.in_use.insert(key.clone());
                 return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::Hot) });
             }
             if !self.make_room(1, need) {
@@ -301,7 +306,23 @@ impl<E: Engine> State<E> {
             }
             return Some(Placement { seq: id, cached: 0, source: None });
         }
-        if !self.make_room(1, need) {
+        // A shared prefix's owner is kept live while room is made when the prefix is most of what
+        // it holds: copied cells are shared, not duplicated, so keeping it costs little. A large
+        // idle agent is not kept for a short prefix: attending over all its cells would slow this
+        // whole request more than the copy saves.
+        let keep = lookup
+            .shared
+            .as_ref()
+            .filter(|(owner, _, matched)| {
+                self.agents.memory.get(owner).is_some_and(|info| matched.saturating_mul(2) >= info.tokens)
+            })
+            .map(|(owner, _, _)| owner.clone())
+            .filter(|owner| self.agents.in_use.insert(owner.clone()));
+        let room = self.make_room(1, need);
+        if let Some(owner) = &keep {
+            self.agents.in_use.remove(owner);
+        }
+        if !room {
             return None;
         }
         let id = self.free_seqs.pop()?;
@@ -309,7 +330,12 @@ impl<E: Engine> State<E> {
         if let Some(key) = &key {
             self.agents.in_use.insert(key.clone());
         }
-        if let Some((_, src, matched)) = lookup.shared {
+        // Making room may have sent the prefix's owner warm: then its cells are gone (llama.cpp
+        // would copy the empty range without complaint) and the prompt is computed instead.
+        let still_live = |s: &Self, owner: &AgentKey, src: SeqId| {
+            s.agents.memory.get(owner).is_some_and(|info| info.tier == Tier::Hot && info.seq == Some(src))
+        };
+        if let Some((_, src, matched)) = lookup.shared.filter(|(owner, src, _)| still_live(self, owner, *src)) {
             let matched = matched.min(max_reuse);
             if matched > 0 && self.engine.kv_copy_prefix(src, id, matched as u32).is_ok() {
                 return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::SharedPrefix) });
@@ -823,6 +849,29 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_prefix_is_copied_only_from_an_owner_still_live_after_making_room() {
+        // Making room may demote the agent whose prefix was about to be copied; llama.cpp would
+        // copy the now empty range without complaint, so the owner is checked first. An owner
+        // whose cells are mostly the shared prefix is kept instead.
+        for (question, shared) in [("question one, which is long enough to be most of the agent", false), ("q1", true)]
+        {
+            let mut s = memory_state(8, 2, None);
+            s.config.memory.hot_idle_tokens = 0;
+            let system = bytes("a long shared system prompt, then: ");
+            let mut p1 = system.clone();
+            p1.extend(bytes(question));
+            ask(&mut s, "team", Some("bob"), &p1, 4);
+            let mut p2 = system.clone();
+            p2.extend(bytes("question two"));
+            let (answer, usage) = ask(&mut s, "team", None, &p2, 4);
+            let expected = if shared { Some(crate::CacheSource::SharedPrefix) } else { None };
+            assert_eq!(usage.cache_source, expected, "{question}");
+            let mut cold = memory_state(8, 2, None);
+            assert_eq!(ask(&mut cold, "team", None, &p2, 4).0, answer);
+        }
+    }
+
+    #[test]
     fn agents_evicted_to_ram_come_back_with_the_same_answers() {
         // 3 sequences, 1 running: at most 2 idle hot agents, so the third pushes the first to warm.
         let mut s = memory_state(3, 1, None);
@@ -844,6 +893,58 @@ mod tests {
         assert_eq!(usage.cached_tokens, prompts[0].len() + 4);
         let mut cold = memory_state(3, 1, None);
         assert_eq!(ask(&mut cold, "default", None, &next, 5).0, warm_answer);
+    }
+
+    #[test]
+    fn idle_hot_agents_beyond_their_token_budget_go_warm_least_recently_used_first() {
+        let mut s = memory_state(8, 1, None);
+        s.config.memory.hot_idle_tokens = 50;
+        let key = |name: &str| AgentKey {
+            namespace: crate::Namespace::default_ns(),
+            agent: crate::AgentId::parse(name).unwrap(),
+        };
+        let tiers = |s: &State<FakeEngine>| ["a", "b", "c"].map(|n| s.agents.memory.get(&key(n)).map(|info| info.tier));
+        // Each agent ends its turn with 25 prompt + 5 reply = 30 idle cells.
+        let prompt = |name: &str| bytes(&format!("{name:<25}"));
+        ask(&mut s, "default", Some("a"), &prompt("a"), 5);
+        ask(&mut s, "default", Some("b"), &prompt("b"), 5);
+        assert_eq!(tiers(&s), [Some(Tier::Hot), Some(Tier::Hot), None], "30 idle cells fit the budget");
+        ask(&mut s, "default", Some("c"), &prompt("c"), 5);
+        assert_eq!(tiers(&s), [Some(Tier::Warm), Some(Tier::Hot), Some(Tier::Hot)], "60 did not");
+        let (_, usage) = ask(&mut s, "default", Some("b"), &prompt("b"), 5);
+        assert_eq!(usage.cache_source, Some(crate::CacheSource::Hot));
+        // "a" comes back from warm; of the idle "b" and "c", "c" was used least recently.
+        let (reply, usage) = ask(&mut s, "default", Some("a"), &prompt("a"), 5);
+        assert_eq!(usage.cache_source, Some(crate::CacheSource::Warm));
+        assert_eq!(tiers(&s), [Some(Tier::Hot), Some(Tier::Hot), Some(Tier::Warm)]);
+        let mut cold = memory_state(8, 1, None);
+        assert_eq!(ask(&mut cold, "default", None, &prompt("a"), 5).0, reply);
+    }
+
+    #[test]
+    fn hot_hit_on_the_least_recently_used_agent_when_cells_are_short_keeps_its_kv() {
+        // Regression: making room for a hot hit could demote the very agent being placed, whose
+        // freed sequence was then decoded as if its KV were still there.
+        let mut s = State::new(
+            FakeEngine::new(100, 512, 4),
+            SchedulerConfig {
+                max_running: 1,
+                step_token_budget: 64,
+                queue_capacity: 64,
+                memory: crate::MemoryConfig { warm_bytes: 1 << 20, hot_idle_tokens: usize::MAX, ..Default::default() },
+            },
+            Arc::default(),
+        );
+        let first = bytes("the first agent asks this");
+        let (reply, _) = ask(&mut s, "default", Some("old"), &first, 5);
+        ask(&mut s, "default", Some("new"), &bytes("another agent talks here"), 5);
+        let mut next = first.clone();
+        next.extend(bytes(&reply));
+        next.extend(bytes(" and then a longer follow-up question that needs many more cells"));
+        let (answer, usage) = ask(&mut s, "default", Some("old"), &next, 5);
+        assert_eq!(usage.cache_source, Some(crate::CacheSource::Hot));
+        let mut cold = memory_state(4, 1, None);
+        assert_eq!(ask(&mut cold, "default", None, &next, 5).0, answer);
     }
 
     #[test]

@@ -88,7 +88,7 @@ pub struct CommonArgs {
     /// RAM budget for warm agents (exported KV states), MiB [default: 1024].
     #[arg(long, env = "SEMANTIC_MEMORY_WARM_MB")]
     memory_warm_mb: Option<u64>,
-    /// Most KV cells (tokens) idle hot agents keep in the engine; beyond it the least recently used go warm [default: 4096].
+    /// Most KV cells (tokens) idle hot agents keep in the engine; beyond it the least recently used go warm [default: 0].
     #[arg(long, env = "SEMANTIC_MEMORY_HOT_IDLE_TOKENS")]
     memory_hot_idle_tokens: Option<usize>,
     /// Disk budget for cold agent files, GiB [default: 20].

@@ -67,9 +67,11 @@ impl ContextInfo {
         self.kv_type.code() | if self.flash_attention { 0 } else { Self::V_TRANSPOSED }
     }
 
-    /// Inverse of [`Self::state_layout`]: the KV type and whether V is stored transposed.
+    /// Inverse of [`Self::state_layout`]: the KV type and whether V is stored transposed. None
+    /// for unknown codes and for a transposed quantized cache, which llama.cpp cannot make.
     pub fn parse_state_layout(code: u8) -> Option<(KvType, bool)> {
         let kv = KvType::from_code(code & !Self::V_TRANSPOSED)?;
-        Some((kv, code & Self::V_TRANSPOSED != 0))
+        let transposed = code & Self::V_TRANSPOSED != 0;
+        (!transposed || !kv.is_quantized()).then_some((kv, transposed))
     }
 }

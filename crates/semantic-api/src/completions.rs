@@ -19,7 +19,7 @@ use crate::generation::{now_secs, random_id, Generation, Job, Piece, Step};
 use crate::identity::{agent_ref, check_model, BodyIds};
 use crate::openai::{finish_reason, usage};
 use crate::openai_wire::{CompletionChoice, CompletionPrompt, CompletionRequest, StopField, TextCompletion};
-use crate::params::{self, SamplingFields};
+use crate::params::{self, openai_sampling_fields};
 use crate::AppState;
 
 /// `max_tokens` when a legacy request names none (OpenAI's default).
@@ -63,17 +63,7 @@ pub async fn completions(
     if req.logprobs.is_some_and(|n| n > 0) {
         return Err(ApiError::invalid("logprobs", "log probabilities are not supported"));
     }
-    let fields = SamplingFields {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        repetition_penalty: req.repetition_penalty,
-        logit_bias: req.logit_bias.as_ref(),
-    };
+    let fields = openai_sampling_fields!(req);
     let sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
     let stop = params::stop_strings("stop", req.stop.map(StopField::into_vec).unwrap_or_default())?;
     let max_tokens = params::max_tokens("max_tokens", req.max_tokens)?.unwrap_or(DEFAULT_MAX_TOKENS);

@@ -19,7 +19,7 @@ use crate::extract::ApiJson;
 use crate::generation::{now_secs, random_id, Collected, Finish, Generation, Job, Piece, Step};
 use crate::identity::{agent_ref, check_model, BodyIds};
 use crate::openai_wire::*;
-use crate::params::{self, SamplingFields};
+use crate::params::{self, openai_sampling_fields};
 use crate::prompt::PromptError;
 use crate::AppState;
 
@@ -76,17 +76,7 @@ fn prepare(state: &AppState, req: ChatCompletionRequest, agent: AgentRef) -> Res
             ));
         }
     }
-    let fields = SamplingFields {
-        temperature: req.temperature,
-        top_p: req.top_p,
-        top_k: req.top_k,
-        min_p: req.min_p,
-        seed: req.seed,
-        presence_penalty: req.presence_penalty,
-        frequency_penalty: req.frequency_penalty,
-        repetition_penalty: req.repetition_penalty,
-        logit_bias: req.logit_bias.as_ref(),
-    };
+    let fields = openai_sampling_fields!(req);
     let sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
     let stop = params::stop_strings("stop", req.stop.map(StopField::into_vec).unwrap_or_default())?;
     let max_tokens = match req.max_completion_tokens {

@@ -24,6 +24,24 @@ pub(crate) struct SamplingFields<'a> {
     pub logit_bias: Option<&'a HashMap<String, f32>>,
 }
 
+/// The sampling fields of an OpenAI request (chat or legacy), which name them all alike.
+macro_rules! openai_sampling_fields {
+    ($req:expr) => {
+        $crate::params::SamplingFields {
+            temperature: $req.temperature,
+            top_p: $req.top_p,
+            top_k: $req.top_k,
+            min_p: $req.min_p,
+            seed: $req.seed,
+            presence_penalty: $req.presence_penalty,
+            frequency_penalty: $req.frequency_penalty,
+            repetition_penalty: $req.repetition_penalty,
+            logit_bias: $req.logit_bias.as_ref(),
+        }
+    };
+}
+pub(crate) use openai_sampling_fields;
+
 /// Highest temperature each API accepts.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {

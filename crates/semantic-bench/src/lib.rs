@@ -13,6 +13,7 @@ mod plot;
 mod progress;
 mod report;
 mod scenario;
+mod startup;
 mod stats;
 mod target;
 
@@ -26,6 +27,7 @@ use semantic_engine::{Engine, EngineConfig, LlamaEngine};
 pub use kv::KvOptions;
 pub use report::Results;
 pub use scenario::{MultiOptions, ThroughputOptions, TtftOptions};
+pub use startup::StartupOptions;
 pub use target::Kind;
 
 /// A scenario of the suite.
@@ -43,6 +45,8 @@ pub enum Scenario {
     Kv,
     /// llama-bench reference rates (needs `llama_bench`).
     LlamaBench,
+    /// Start-up time with many stored agents (semantic only).
+    Startup,
 }
 
 impl std::str::FromStr for Scenario {
@@ -55,7 +59,12 @@ impl std::str::FromStr for Scenario {
             "staggered" => Self::Staggered,
             "kv" => Self::Kv,
             "llama-bench" => Self::LlamaBench,
-            _ => return Err(format!("unknown scenario {s:?} (ttft, multi, throughput, staggered, kv, llama-bench)")),
+            "startup" => Self::Startup,
+            _ => {
+                return Err(format!(
+                    "unknown scenario {s:?} (ttft, multi, throughput, staggered, kv, llama-bench, startup)"
+                ))
+            }
         })
     }
 }
@@ -97,6 +106,8 @@ pub struct BenchOptions {
     pub stagger_delay: Duration,
     /// KV-type table knobs.
     pub kv: KvOptions,
+    /// Start-up scenario knobs.
+    pub startup: StartupOptions,
 }
 
 impl BenchOptions {
@@ -120,6 +131,7 @@ impl BenchOptions {
                 Scenario::Throughput,
                 Scenario::Staggered,
                 Scenario::Kv,
+                Scenario::Startup,
             ],
             ttft: TtftOptions { contexts: vec![1024, 2048, 4096], runs: 3 },
             multi: MultiOptions { agents: 4, turns: 6, restart_after: 3, document_tokens: 2048, reply_tokens: 64 },
@@ -137,6 +149,7 @@ impl BenchOptions {
                 window: 512,
                 agent_tokens: 2048,
             },
+            startup: StartupOptions { agents: 1000, runs: 3 },
         }
     }
 
@@ -157,6 +170,7 @@ impl BenchOptions {
             window: 64,
             agent_tokens: 64,
         };
+        o.startup = StartupOptions { agents: 3, runs: 1 };
         o
     }
 
@@ -223,8 +237,9 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
             + options.multi.turns * usize::from(options.scenarios.contains(&Scenario::Multi))
             + options.throughput.concurrency.len() * usize::from(options.scenarios.contains(&Scenario::Throughput))
             + usize::from(options.scenarios.contains(&Scenario::Staggered));
-    let total =
-        per_target * targets.len() + options.kv.types.len() * usize::from(options.scenarios.contains(&Scenario::Kv));
+    let total = per_target * targets.len()
+        + options.kv.types.len() * usize::from(options.scenarios.contains(&Scenario::Kv))
+        + 3 * usize::from(options.scenarios.contains(&Scenario::Startup));
     let mut progress = progress::Progress::new(total);
     eprintln!("corpus: {} tokens from {}", corpus.len(), options.corpus_dir.display());
 
@@ -283,6 +298,14 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
             Ok(rows) => results.kv_types = rows,
             Err(e) => results.errors.push(format!("kv types: {e:#}")),
         }
+        save(&mut results, &options, "kv types".into())?;
+    }
+    if options.scenarios.contains(&Scenario::Startup) {
+        match startup::startup(&targets[0], &options.startup, &work, &mut progress) {
+            Ok(r) => results.startup = Some(r),
+            Err(e) => results.errors.push(format!("startup: {e:#}")),
+        }
+        save(&mut results, &options, "semantic startup".into())?;
     }
     progress.finish();
     let plots = match plot::write_all(&results, &options.out) {

@@ -74,6 +74,8 @@ pub struct Results {
     pub staggered: Vec<StaggeredResult>,
     /// KV types (semantic).
     pub kv_types: Vec<KvRow>,
+    /// Start-up with many stored agents (semantic only).
+    pub startup: Option<crate::startup::StartupResult>,
     /// llama-bench reference.
     pub llama_bench: Option<LlamaBench>,
     /// Scenarios that failed, with the reason.
@@ -172,6 +174,9 @@ impl Results {
         self.throughput_markdown(&mut md, &peers);
         self.staggered_markdown(&mut md);
         self.kv_markdown(&mut md);
+        if let Some(startup) = &self.startup {
+            startup.markdown(&mut md);
+        }
         self.engine_markdown(&mut md);
         if !plots.is_empty() {
             let _ = writeln!(md, "## Plots\n");

@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Only semantic, even if peers are found.
     #[arg(long)]
     no_peers: bool,
-    /// Scenarios to run (ttft, multi, throughput, staggered, kv, llama-bench) [default: all].
+    /// Scenarios to run (ttft, multi, throughput, staggered, kv, llama-bench, startup) [default: all].
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Compute threads of every server.
@@ -48,6 +48,9 @@ pub struct BenchArgs {
     /// Concurrency levels of the throughput scenario.
     #[arg(long, value_delimiter = ',')]
     concurrency: Vec<usize>,
+    /// Agents stored before the timed starts of the startup scenario [default: 1000].
+    #[arg(long)]
+    startup_agents: Option<usize>,
 }
 
 /// The binaries a `scripts/bench-setup` venv holds.
@@ -103,6 +106,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if !args.concurrency.is_empty() {
         options.throughput.concurrency = args.concurrency.clone();
+    }
+    if let Some(agents) = args.startup_agents {
+        options.startup.agents = agents.max(1);
     }
     semantic_bench::run(options)?;
     Ok(())

@@ -60,8 +60,20 @@ fn bench_smoke_runs_every_scenario_and_writes_json_markdown_and_plots() {
     let ratio = kv[1]["disk_bytes_per_token"].as_f64().unwrap() / kv[0]["disk_bytes_per_token"].as_f64().unwrap();
     assert!((0.25..0.4).contains(&ratio), "q5_1/q4_0 over f16 bytes per token: {ratio}");
 
+    // Start-up: every stored agent is listed after the restarts and the first one's next turn
+    // comes from disk.
+    let startup = &results["startup"];
+    assert_eq!(startup["listed"], 3, "{startup}");
+    assert!(startup["stored_bytes"].as_u64().unwrap() > 0, "{startup}");
+    assert_eq!(startup["stored_start_s"].as_array().map(Vec::len), Some(1), "{startup}");
+    let (cached, prompt) =
+        (startup["next_turn_cached"].as_u64().unwrap(), startup["next_turn_prompt"].as_u64().unwrap());
+    assert!(cached > prompt / 2, "startup: only {cached} of {prompt} prompt tokens reused");
+
     let report = std::fs::read_to_string(out.path().join("report.md")).unwrap();
-    for heading in ["## TTFT", "## Multi-agent", "## Aggregate decode", "## Staggered", "## KV types", "## Plots"] {
+    for heading in
+        ["## TTFT", "## Multi-agent", "## Aggregate decode", "## Staggered", "## KV types", "## Start-up", "## Plots"]
+    {
         assert!(report.contains(heading), "report.md lacks {heading}");
     }
     for plot in ["ttft.png", "multi_agent.png", "throughput.png"] {

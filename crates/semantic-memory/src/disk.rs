@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use crate::buffer::PageBuf;
 use crate::format::{encode_head, read_header, read_snapshot, Compat, SnapshotHeader};
 use crate::{AgentId, AgentKey, MemoryError, Namespace};
 
@@ -134,7 +135,7 @@ impl DiskStore {
 
     /// Reads and fully verifies an agent's snapshot (checksums, compatibility, and that the header
     /// names this agent). A missing file is an `Io` error with [`MemoryError::is_not_found`].
-    pub fn read(&self, key: &AgentKey, expect: &Compat) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
+    pub fn read(&self, key: &AgentKey, expect: &Compat) -> Result<(SnapshotHeader, PageBuf), MemoryError> {
         let path = self.path_for(key);
         let (header, payload) = read_snapshot(&path, expect)?;
         if header.namespace != key.namespace || header.agent != key.agent {
@@ -291,7 +292,7 @@ mod tests {
         assert_eq!(path, dir.path().join("agents/ns1/agent.1.skv"));
         assert_eq!(fs::metadata(&path).unwrap().len(), n);
         let (got, payload) = store.read(&h.key(), &COMPAT).unwrap();
-        assert_eq!((got.tokens.as_slice(), payload.as_slice()), (&[5, 6, 7][..], &b"payload"[..]));
+        assert_eq!((got.tokens.as_slice(), &payload[..]), (&[5, 6, 7][..], &b"payload"[..]));
         assert_eq!(files_in(&dir.path().join("agents/ns1")), vec!["agent.1.skv"], "no temp file left");
         store.remove(&h.key()).unwrap();
         assert!(store.read(&h.key(), &COMPAT).unwrap_err().is_not_found());
@@ -345,7 +346,7 @@ mod tests {
         assert!(tmp.exists(), "a write in flight is left alone");
         assert_eq!(ro.path_for(&h.key()), store.path_for(&h.key()));
         assert_eq!(ro.scan().entries.len(), 1);
-        assert_eq!(ro.read(&h.key(), &COMPAT).unwrap().1, b"x");
+        assert_eq!(&ro.read(&h.key(), &COMPAT).unwrap().1[..], b"x");
         let other = dir.path().join("other");
         fs::create_dir_all(&other).unwrap();
         fs::write(other.join("agents"), b"").unwrap();
@@ -367,11 +368,11 @@ mod tests {
         let store = DiskStore::open(dir.path()).unwrap();
         assert!(!tmp.exists());
         let (h, payload) = store.read(&old.key(), &COMPAT).unwrap();
-        assert_eq!((h.tokens, payload), (vec![1, 2], b"old state".to_vec()));
+        assert_eq!((h.tokens, payload.to_vec()), (vec![1, 2], b"old state".to_vec()));
         // A completed overwrite gives the whole new file.
         store.write(&new, b"new state, longer").unwrap();
         let (h, payload) = store.read(&old.key(), &COMPAT).unwrap();
-        assert_eq!((h.tokens, payload), (vec![1, 2, 3, 4], b"new state, longer".to_vec()));
+        assert_eq!((h.tokens, payload.to_vec()), (vec![1, 2, 3, 4], b"new state, longer".to_vec()));
         assert_eq!(files_in(&dir.path().join("agents/ns")), vec!["a.skv"]);
     }
 

@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::{AgentId, AgentKey, MemoryError, Namespace};
+use crate::{AgentId, AgentKey, MemoryError, Namespace, PageBuf};
 
 /// First 8 bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"SEMKV\r\n\x1a";
@@ -166,7 +166,7 @@ pub fn read_header(path: &Path) -> Result<(SnapshotHeader, u64), MemoryError> {
 
 /// Reads a whole snapshot, verifying the header, the compatibility with `expect` (before reading the
 /// payload) and the trailing CRC-32 over everything.
-pub fn read_snapshot(path: &Path, expect: &Compat) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
+pub fn read_snapshot(path: &Path, expect: &Compat) -> Result<(SnapshotHeader, PageBuf), MemoryError> {
     let mut file = File::open(path).map_err(|e| MemoryError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| MemoryError::io(path, e))?.len();
     let (header, head) = read_head(&mut file, file_len, path)?;
@@ -176,14 +176,10 @@ pub fn read_snapshot(path: &Path, expect: &Compat) -> Result<(SnapshotHeader, Ve
     let n = usize::try_from(header.payload_len).map_err(|_| MemoryError::corrupt(path, "payload too large"))?;
     // n was checked against the real file length in read_head, so this allocation is bounded by
     // the file's size, not by what a hostile header declares.
-    let mut payload = Vec::new();
-    payload.try_reserve_exact(n).map_err(|_| MemoryError::corrupt(path, "payload too large"))?;
-    (&mut file).take(n as u64).read_to_end(&mut payload).map_err(|e| MemoryError::io(path, e))?;
+    let mut payload = PageBuf::zeroed(n).ok_or_else(|| MemoryError::corrupt(path, "payload too large"))?;
+    read_exact(&mut file, &mut payload, path)?;
     let mut trailer = [0u8; 4];
     read_exact(&mut file, &mut trailer, path)?;
-    if payload.len() != n {
-        return Err(MemoryError::corrupt(path, "truncated"));
-    }
     let mut hasher = crc32fast::Hasher::new();
     hasher.update(&head);
     hasher.update(&payload);
@@ -365,7 +361,7 @@ pub(crate) mod tests {
         b
     }
 
-    fn reason(r: Result<(SnapshotHeader, Vec<u8>), MemoryError>) -> &'static str {
+    fn reason(r: Result<(SnapshotHeader, PageBuf), MemoryError>) -> &'static str {
         r.err().and_then(|e| e.reject_reason()).unwrap_or("accepted")
     }
 
@@ -384,7 +380,7 @@ pub(crate) mod tests {
         assert_eq!(got, SnapshotHeader { payload_len: 32, header_crc: got.header_crc, ..h.clone() });
         let (full, data) = read_snapshot(&path, &COMPAT).unwrap();
         assert_eq!(full, got);
-        assert_eq!(data, payload);
+        assert_eq!(data.to_vec(), payload);
     }
 
     #[test]

@@ -4,13 +4,14 @@
 //! writer.
 //!
 //! Owns: identities (`agent.rs`), tier accounting (`memory.rs`), eviction planning (`evict.rs`),
-//! the file format (`format.rs`), files (`disk.rs`) and off-thread persistence (`writer.rs`).
+//! the file format (`format.rs`), the read buffer (`buffer.rs`), files (`disk.rs`) and off-thread persistence (`writer.rs`).
 //! Does not own: the engine (the scheduler's step thread exports, imports and truncates sequences
 //! itself and reports transitions to [`AgentMemory`]), HTTP, or the clock (callers pass
 //! `now_ms`). Pure Rust; knows nothing about llama.cpp — snapshot payloads are opaque bytes.
 #![warn(missing_docs)]
 
 mod agent;
+mod buffer;
 mod disk;
 mod error;
 mod evict;
@@ -24,6 +25,7 @@ mod sim_tests;
 mod testutil;
 
 pub use agent::{common_prefix, AgentId, AgentKey, Namespace, MAX_NAME_LEN};
+pub use buffer::PageBuf;
 pub use disk::{DiskStore, ScanReport, SNAPSHOT_EXT};
 pub use error::MemoryError;
 pub use evict::Eviction;

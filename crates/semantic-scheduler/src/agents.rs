@@ -142,13 +142,23 @@ impl Agents {
 
     /// Loads an agent's state into `seq` from RAM or disk. Returns false (and forgets a bad file) when it cannot.
     pub fn restore<E: Engine>(&mut self, engine: &mut E, key: &AgentKey, tier: Tier, seq: SeqId) -> bool {
-        let bytes = match tier {
-            Tier::Warm => self.memory.warm_bytes(key),
+        // A file's payload is imported straight from its read buffer; warm bytes stay shared.
+        let cold;
+        let warm;
+        let bytes: &[u8] = match tier {
+            Tier::Warm => match self.memory.warm_bytes(key) {
+                Some(bytes) => {
+                    warm = bytes;
+                    &warm
+                }
+                None => return false,
+            },
             Tier::Cold => {
                 let Some(disk) = &self.disk else { return false };
                 match disk.read(key, &self.compat) {
                     Ok((header, payload)) if Some(header.tokens.as_slice()) == self.memory.tokens(key) => {
-                        Some(Arc::new(payload))
+                        cold = payload;
+                        &cold
                     }
                     Ok(_) => {
                         tracing::warn!(
@@ -169,11 +179,10 @@ impl Agents {
                     }
                 }
             }
-            Tier::Hot => None,
+            Tier::Hot => return false,
         };
-        let Some(bytes) = bytes else { return false };
         let started = Instant::now();
-        let imported = engine.import_state(seq, &bytes);
+        let imported = engine.import_state(seq, bytes);
         tracing::debug!(bytes = bytes.len(), ms = started.elapsed().as_secs_f64() * 1e3, "state imported");
         match imported {
             Ok(()) => true,

@@ -14,7 +14,8 @@ use clap::{Args, Subcommand};
 use semantic_config::Config;
 use semantic_engine::{ContextInfo, Fingerprint, KvType};
 use semantic_memory::{
-    encode, read_header, read_snapshot, AgentId, AgentKey, Compat, DiskStore, MemoryError, Namespace, SnapshotHeader,
+    encode, read_header, read_snapshot, AgentId, AgentKey, Compat, DiskStore, MemoryError, Namespace, PageBuf,
+    SnapshotHeader,
 };
 
 use crate::cli::CommonArgs;
@@ -413,7 +414,7 @@ fn open_for_reading(config: &Config) -> Result<Option<DiskStore>> {
 }
 
 /// Reads an agent's file fully, checked against the model and KV type its own header names.
-fn read_verified(store: &DiskStore, key: &AgentKey, config: &Config) -> Result<(SnapshotHeader, Vec<u8>)> {
+fn read_verified(store: &DiskStore, key: &AgentKey, config: &Config) -> Result<(SnapshotHeader, PageBuf)> {
     let path = store.path_for(key);
     let (header, _) = match read_header(&path) {
         Err(e) if e.is_not_found() => bail!(no_such_agent(key, config)),

@@ -10,7 +10,6 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::progress::Progress;
-use crate::stats::Summary;
 use crate::target::{Agent, Server, TargetSpec};
 
 /// Knobs of the start-up scenario.
@@ -104,34 +103,4 @@ pub fn startup(
     server.stop()?;
     progress.step("semantic startup: stored cache");
     Ok(result)
-}
-
-impl StartupResult {
-    /// The report's section.
-    pub fn markdown(&self, md: &mut String) {
-        use std::fmt::Write;
-        let cell = |values: &[f64]| match Summary::of(values) {
-            Some(s) if s.n > 1 => format!("{:.2} ({:.2}–{:.2})", s.median, s.min, s.max),
-            Some(s) => format!("{:.2}", s.median),
-            None => "–".into(),
-        };
-        let _ = writeln!(md, "## Start-up with {} stored agents (semantic)\n", self.agents);
-        let _ =
-            writeln!(md, "| cache directory | agents | stored MB | start until answering, s |\n|---|---:|---:|---:|");
-        let _ = writeln!(md, "| empty | 0 | 0 | {} |", cell(&self.empty_start_s));
-        let _ = writeln!(
-            md,
-            "| stored | {} | {:.1} | {} |",
-            self.listed,
-            self.stored_bytes as f64 / 1e6,
-            cell(&self.stored_start_s)
-        );
-        let _ = writeln!(
-            md,
-            "\nThe SIGTERM after making them ({} agents not yet on disk, written before the exit) took {:.2} s. \
-             After the restarts the first agent's next turn reused {} of {} prompt tokens from disk, first token \
-             after {:.0} ms.\n",
-            self.dirty_at_stop, self.flush_stop_s, self.next_turn_cached, self.next_turn_prompt, self.next_turn_ttft_ms
-        );
-    }
 }

@@ -47,6 +47,8 @@ pub enum Scenario {
     LlamaBench,
     /// Start-up time with many stored agents (semantic only).
     Startup,
+    /// Agents whose first prompts share a long prefix, sent at once, then more turns.
+    Shared,
 }
 
 impl std::str::FromStr for Scenario {
@@ -60,9 +62,10 @@ impl std::str::FromStr for Scenario {
             "kv" => Self::Kv,
             "llama-bench" => Self::LlamaBench,
             "startup" => Self::Startup,
+            "shared" | "shared-prefix" => Self::Shared,
             _ => {
                 return Err(format!(
-                    "unknown scenario {s:?} (ttft, multi, throughput, staggered, kv, llama-bench, startup)"
+                    "unknown scenario {s:?} (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup)"
                 ))
             }
         })
@@ -98,6 +101,8 @@ pub struct BenchOptions {
     pub ttft: TtftOptions,
     /// Multi-agent knobs.
     pub multi: MultiOptions,
+    /// Shared-prefix knobs (the multi-agent workload with `shared_tokens` and no restart).
+    pub shared: MultiOptions,
     /// Throughput knobs (the EOS ids are filled in from the model).
     pub throughput: ThroughputOptions,
     /// Staggered: document tokens of each prompt.
@@ -128,13 +133,29 @@ impl BenchOptions {
                 Scenario::LlamaBench,
                 Scenario::Ttft,
                 Scenario::Multi,
+                Scenario::Shared,
                 Scenario::Throughput,
                 Scenario::Staggered,
                 Scenario::Kv,
                 Scenario::Startup,
             ],
             ttft: TtftOptions { contexts: vec![1024, 2048, 4096], runs: 3 },
-            multi: MultiOptions { agents: 4, turns: 6, restart_after: 3, document_tokens: 2048, reply_tokens: 64 },
+            multi: MultiOptions {
+                agents: 4,
+                turns: 6,
+                restart_after: 3,
+                document_tokens: 2048,
+                shared_tokens: 0,
+                reply_tokens: 64,
+            },
+            shared: MultiOptions {
+                agents: 4,
+                turns: 4,
+                restart_after: usize::MAX,
+                document_tokens: 500,
+                shared_tokens: 1500,
+                reply_tokens: 64,
+            },
             throughput: ThroughputOptions {
                 concurrency: vec![1, 2, 4, 8],
                 tokens: 128,
@@ -160,7 +181,22 @@ impl BenchOptions {
         o.ctx = 4096;
         o.scenarios.retain(|s| *s != Scenario::LlamaBench);
         o.ttft = TtftOptions { contexts: vec![64, 128], runs: 1 };
-        o.multi = MultiOptions { agents: 2, turns: 2, restart_after: 1, document_tokens: 64, reply_tokens: 4 };
+        o.multi = MultiOptions {
+            agents: 2,
+            turns: 2,
+            restart_after: 1,
+            document_tokens: 64,
+            shared_tokens: 0,
+            reply_tokens: 4,
+        };
+        o.shared = MultiOptions {
+            agents: 2,
+            turns: 2,
+            restart_after: usize::MAX,
+            document_tokens: 16,
+            shared_tokens: 96,
+            reply_tokens: 4,
+        };
         o.throughput = ThroughputOptions { concurrency: vec![1, 2], tokens: 8, prompt_tokens: 16, eog: Vec::new() };
         o.stagger_tokens = 128;
         o.stagger_delay = Duration::from_millis(100);
@@ -235,6 +271,7 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
     let per_target =
         options.ttft.contexts.len() * options.ttft.runs * 2 * usize::from(options.scenarios.contains(&Scenario::Ttft))
             + options.multi.turns * usize::from(options.scenarios.contains(&Scenario::Multi))
+            + options.shared.turns * usize::from(options.scenarios.contains(&Scenario::Shared))
             + options.throughput.concurrency.len() * usize::from(options.scenarios.contains(&Scenario::Throughput))
             + usize::from(options.scenarios.contains(&Scenario::Staggered));
     let total = per_target * targets.len()
@@ -270,6 +307,13 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
                 Err(e) => results.errors.push(format!("{name} multi-agent: {e:#}")),
             }
             save(&mut results, &options, format!("{name} multi-agent"))?;
+        }
+        if options.scenarios.contains(&Scenario::Shared) {
+            match scenario::multi_agent(spec, &options.shared, &mut corpus, &work, &mut progress) {
+                Ok(r) => results.shared_prefix.push(r),
+                Err(e) => results.errors.push(format!("{name} shared-prefix: {e:#}")),
+            }
+            save(&mut results, &options, format!("{name} shared-prefix"))?;
         }
         if options.scenarios.contains(&Scenario::Throughput) {
             match scenario::throughput(spec, &options.throughput, &mut corpus, &work, &mut progress) {

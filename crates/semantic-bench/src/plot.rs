@@ -64,8 +64,14 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<String>> {
         written.push("ttft.png".to_string());
     }
     if !results.multi_agent.is_empty() {
-        multi_agent(results, &dir.join("multi_agent.png")).context("multi_agent.png")?;
+        let caption = "Multi-agent workload: median TTFT per turn (restart in the middle)";
+        multi_agent(&results.multi_agent, caption, &dir.join("multi_agent.png")).context("multi_agent.png")?;
         written.push("multi_agent.png".to_string());
+    }
+    if !results.shared_prefix.is_empty() {
+        let caption = "Shared prefix, agents arriving together: median TTFT per turn";
+        multi_agent(&results.shared_prefix, caption, &dir.join("shared_prefix.png")).context("shared_prefix.png")?;
+        written.push("shared_prefix.png".to_string());
     }
     if !results.throughput.is_empty() {
         throughput(results, &dir.join("throughput.png")).context("throughput.png")?;
@@ -172,15 +178,13 @@ fn ttft(results: &Results, path: &Path) -> Result<()> {
     root.present().map_err(plot_err)
 }
 
-fn multi_agent(results: &Results, path: &Path) -> Result<()> {
+fn multi_agent(runs: &[crate::scenario::MultiResult], caption: &str, path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (900, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
-    let turns = results.multi_agent.iter().map(|r| r.turns.len()).max().unwrap_or(1) as f64;
-    let y =
-        log_range(results.multi_agent.iter().flat_map(|r| r.turns.iter().filter_map(|t| t.summary.map(|s| s.median))));
-    let caption = "Multi-agent workload: median TTFT per turn (restart in the middle)";
+    let turns = runs.iter().map(|r| r.turns.len()).max().unwrap_or(1) as f64;
+    let y = log_range(runs.iter().flat_map(|r| r.turns.iter().filter_map(|t| t.summary.map(|s| s.median))));
     let mut chart = chart(&root, caption, 0.5..turns + 0.5, y.log_scale(), ("turn", "ms (log)"))?;
-    for r in &results.multi_agent {
+    for r in runs {
         let points = r.turns.iter().filter_map(|t| t.summary.map(|s| (t.turn as f64, s.median))).collect();
         line(&mut chart, points, r.target)?;
     }

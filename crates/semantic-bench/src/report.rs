@@ -68,6 +68,9 @@ pub struct Results {
     pub ttft_extras: Vec<(Kind, TtftExtras)>,
     /// Multi-agent workload per target.
     pub multi_agent: Vec<MultiResult>,
+    /// The shared-prefix workload, per target.
+    #[serde(default)]
+    pub shared_prefix: Vec<MultiResult>,
     /// Throughput rows.
     pub throughput: Vec<ThroughputRow>,
     /// Staggered arrivals per target.
@@ -170,7 +173,20 @@ impl Results {
         let _ = writeln!(md, "Reproduce: `{}`\n", self.command);
         let peers: Vec<Kind> = self.targets.iter().copied().filter(|k| *k != Kind::Semantic).collect();
         self.ttft_markdown(&mut md, &peers);
-        self.multi_markdown(&mut md);
+        if let Some(first) = self.multi_agent.first() {
+            let agents = first.turns.first().map_or(0, |t| t.ttft_ms.len());
+            let title =
+                format!("Multi-agent workload ({agents} agents × {} turns, restart in the middle)", first.turns.len());
+            multi_markdown(&mut md, &title, &self.multi_agent);
+        }
+        if let Some(first) = self.shared_prefix.first() {
+            let agents = first.turns.first().map_or(0, |t| t.ttft_ms.len());
+            let title = format!(
+                "Shared prefix ({agents} agents whose first prompts share instructions and a document, sent at once; {} turns)",
+                first.turns.len()
+            );
+            multi_markdown(&mut md, &title, &self.shared_prefix);
+        }
         self.throughput_markdown(&mut md, &peers);
         self.staggered_markdown(&mut md);
         self.kv_markdown(&mut md);
@@ -298,18 +314,16 @@ impl Results {
             let _ = writeln!(md);
         }
     }
+}
 
-    fn multi_markdown(&self, md: &mut String) {
-        let Some(first) = self.multi_agent.first() else { return };
-        let agents = first.turns.first().map_or(0, |t| t.ttft_ms.len());
-        let _ = writeln!(
-            md,
-            "## Multi-agent workload ({agents} agents × {} turns, restart in the middle)\n",
-            first.turns.len()
-        );
+/// A multi-agent table: wall times, then per-turn TTFT and reuse.
+fn multi_markdown(md: &mut String, title: &str, runs: &[MultiResult]) {
+    {
+        let Some(first) = runs.first() else { return };
+        let _ = writeln!(md, "## {title}\n");
         let _ = writeln!(md, "| target | total wall s | of which restart s | wall ÷ semantic |\n|---|---:|---:|---:|");
-        let ours = self.multi_agent.iter().find(|r| r.target == Kind::Semantic).map(|r| r.wall_s);
-        for r in &self.multi_agent {
+        let ours = runs.iter().find(|r| r.target == Kind::Semantic).map(|r| r.wall_s);
+        for r in runs {
             let _ = writeln!(
                 md,
                 "| {} | {:.1} | {:.1} | {} |",
@@ -324,13 +338,13 @@ impl Results {
             "\nPer-turn TTFT, ms, median over agents (min–max); reused/prompt tokens as the server reported them:\n"
         );
         let mut columns = vec!["turn".to_string()];
-        for r in &self.multi_agent {
+        for r in runs {
             columns.extend([format!("{} TTFT", r.target.name()), format!("{} reused/prompt", r.target.name())]);
         }
         table_head(md, &columns, 1);
         for (i, turn) in first.turns.iter().enumerate() {
             let _ = write!(md, "| {} |", turn.turn);
-            for r in &self.multi_agent {
+            for r in runs {
                 match r.turns.get(i) {
                     Some(t) => {
                         let _ = write!(md, " {} | {}/{} |", cell(t.summary, 1.0, 0), t.cached_tokens, t.prompt_tokens);
@@ -342,7 +356,9 @@ impl Results {
         }
         let _ = writeln!(md);
     }
+}
 
+impl Results {
     fn throughput_markdown(&self, md: &mut String, peers: &[Kind]) {
         if self.throughput.is_empty() {
             return;

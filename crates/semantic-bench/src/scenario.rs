@@ -215,6 +215,9 @@ pub struct MultiOptions {
     pub restart_after: usize,
     /// Tokens of each agent's document (its first turn).
     pub document_tokens: usize,
+    /// Tokens of instructions and a document that every agent's first prompt starts with, before
+    /// its own document (0 = none). The agents send their first turns at the same moment.
+    pub shared_tokens: usize,
     /// Reply length per turn.
     pub reply_tokens: usize,
 }
@@ -258,18 +261,32 @@ pub fn multi_agent(
     work: &Path,
     progress: &mut Progress,
 ) -> Result<MultiResult> {
-    let mut names = Names::new(&format!("multi-{}", spec.kind.name()));
-    let mut server = Server::start(spec, options.agents, work, "multi")?;
+    let tag = if options.shared_tokens > 0 { "shared" } else { "multi" };
+    let mut names = Names::new(&format!("{tag}-{}", spec.kind.name()));
+    let mut server = Server::start(spec, options.agents, work, tag)?;
     warm_up(&server, &mut names)?;
     let agents: Vec<Agent> = (0..options.agents).map(|i| names.agent(i)).collect();
-    let mut histories: Vec<Vec<Value>> =
-        agents.iter().map(|_| vec![user(&document_prompt(&corpus.take(options.document_tokens)))]).collect();
+    let shared = (options.shared_tokens > 0).then(|| corpus.take(options.shared_tokens));
+    let mut histories: Vec<Vec<Value>> = agents
+        .iter()
+        .map(|_| {
+            let own = corpus.take(options.document_tokens);
+            let first = match &shared {
+                Some(shared) => format!(
+                    "You are one of several reviewers. Read the shared document, then your own notes, and answer.\n\n\
+                     Shared document:\n{shared}\n\nYour own notes:\n{own}\n\nWhat are the main topics and themes?"
+                ),
+                None => document_prompt(&own),
+            };
+            vec![user(&first)]
+        })
+        .collect();
     let started = Instant::now();
     let mut restart_s = 0.0;
     let mut turns = Vec::new();
     for turn in 1..=options.turns {
-        progress.step(&format!("{} multi-agent turn {turn}", spec.kind.name()));
-        let restored = turn == options.restart_after + 1;
+        progress.step(&format!("{} {tag} turn {turn}", spec.kind.name()));
+        let restored = options.restart_after.checked_add(1) == Some(turn);
         if restored {
             let restart = Instant::now();
             server.restart(&agents)?;

@@ -116,9 +116,12 @@ impl Server {
         match spec.kind {
             Kind::Semantic => {
                 let cache = self.dir.join("cache");
+                // llama-server's -c is shared by its -np slots; semantic gets the same cells, split
+                // the same way: one stream of ctx/np cells per resident agent.
+                let agent_ctx = (spec.ctx / self.parallel.max(1) as u32).to_string();
                 command
-                    .args(["serve", "--port", &port.to_string(), "--threads", &threads, "--ctx-size", &ctx])
-                    .args(["--max-running", &parallel])
+                    .args(["serve", "--port", &port.to_string(), "--threads", &threads, "--agent-ctx", &agent_ctx])
+                    .args(["--resident-agents", &parallel, "--max-running", &parallel])
                     .arg("--model")
                     .arg(&spec.model)
                     .arg("--cache-dir")

@@ -30,8 +30,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// HTTP listener.
     pub server: ServerConfig,
-    /// KV cells shared by all sequences.
-    pub ctx_size: u32,
+    /// Most tokens one agent may hold (prompt + reply): the cells of its own KV stream.
+    pub agent_ctx: u32,
     /// Decode threads (0 = all CPUs).
     pub threads: u32,
     /// K and V element types, one name (`q8_0`) or `k/v` (`q5_1/q4_0`), validated against
@@ -39,8 +39,10 @@ pub struct Config {
     pub kv_type: String,
     /// Flash attention (validated: auto, on or off; off only with f16).
     pub flash_attn: String,
-    /// Most live engine sequences.
-    pub seq_max: u32,
+    /// Agents resident in the engine at once (running + hot), one KV stream each.
+    pub resident_agents: u32,
+    /// Model layers offloaded to the GPU (None = all with a GPU backend compiled in, else 0).
+    pub gpu_layers: Option<u32>,
     /// Most sequences decoding at once.
     pub max_running: usize,
     /// Tokens per engine step.
@@ -51,9 +53,6 @@ pub struct Config {
     pub default_max_tokens: usize,
     /// RAM budget for warm agents, bytes.
     pub memory_warm_bytes: u64,
-    /// Most KV cells idle hot agents keep in the engine (beyond it the least recently used go
-    /// warm: every resident cell slows attention for everyone).
-    pub memory_hot_idle_tokens: usize,
     /// Disk budget for cold agents, bytes.
     pub memory_disk_bytes: u64,
     /// API keys (flags/env/file and `api_key_file` merged); empty = no auth.
@@ -163,17 +162,24 @@ impl Config {
         if flash_attn == "off" && kv_type != "f16" {
             return Err(invalid("flash_attn", format!("off with kv_type {kv_type:?} (a quantized KV cache needs it)")));
         }
-        let ctx_size = raw.ctx_size.unwrap_or(16_384);
-        if !(256..=1 << 20).contains(&ctx_size) {
-            return Err(invalid("ctx_size", format!("{ctx_size} (expected 256..=1048576)")));
+        let agent_ctx = raw.agent_ctx.unwrap_or(8_192);
+        if !(256..=1 << 20).contains(&agent_ctx) {
+            return Err(invalid("agent_ctx", format!("{agent_ctx} (expected 256..=1048576)")));
         }
-        let seq_max = raw.seq_max.unwrap_or(32);
-        if !(1..=256).contains(&seq_max) {
-            return Err(invalid("seq_max", format!("{seq_max} (expected 1..=256)")));
+        let resident_agents = raw.resident_agents.unwrap_or(8);
+        if !(1..=256).contains(&resident_agents) {
+            return Err(invalid("resident_agents", format!("{resident_agents} (expected 1..=256)")));
         }
-        let max_running = raw.max_running.unwrap_or(8);
-        if max_running == 0 || max_running > seq_max as usize {
-            return Err(invalid("max_running", format!("{max_running} (expected 1..=seq_max={seq_max})")));
+        if u64::from(agent_ctx) * u64::from(resident_agents) > 1 << 22 {
+            return Err(invalid(
+                "resident_agents",
+                format!("{resident_agents} agents of {agent_ctx} tokens exceed 4194304 KV cells in all"),
+            ));
+        }
+        let max_running = raw.max_running.unwrap_or(8).min(resident_agents as usize);
+        if max_running == 0 || raw.max_running.is_some_and(|m| m > resident_agents as usize) {
+            let asked = raw.max_running.unwrap_or(0);
+            return Err(invalid("max_running", format!("{asked} (expected 1..=resident_agents={resident_agents})")));
         }
         let step_tokens = raw.step_tokens.unwrap_or(512);
         if !(max_running..=8192).contains(&step_tokens) {
@@ -187,7 +193,6 @@ impl Config {
         if default_max_tokens == 0 {
             return Err(invalid("default_max_tokens", "must be at least 1"));
         }
-        let memory_hot_idle_tokens = raw.memory_hot_idle_tokens.unwrap_or(0);
         let memory_warm_mb = raw.memory_warm_mb.unwrap_or(1024);
         if memory_warm_mb > 1 << 20 {
             return Err(invalid("memory_warm_mb", format!("{memory_warm_mb} (expected at most 1048576)")));
@@ -243,16 +248,16 @@ impl Config {
             stream_idle_timeout_secs,
             cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
-            memory_hot_idle_tokens,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
             model: raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL)),
             cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
             server: ServerConfig { host, port: raw.port.unwrap_or(8000) },
-            ctx_size,
+            agent_ctx,
             threads: raw.threads.unwrap_or(0),
             kv_type,
             flash_attn,
-            seq_max,
+            resident_agents,
+            gpu_layers: raw.gpu_layers,
             max_running,
             step_tokens,
             queue_capacity,
@@ -269,17 +274,20 @@ impl Config {
         let _ = writeln!(out, "host = \"{}\"", self.server.host);
         let _ = writeln!(out, "port = {}", self.server.port);
         let _ = writeln!(out, "allow_remote = {}", !self.server.host.is_loopback());
-        let _ = writeln!(out, "ctx_size = {}", self.ctx_size);
+        let _ = writeln!(out, "agent_ctx = {}", self.agent_ctx);
         let _ = writeln!(out, "threads = {}", self.threads);
         let _ = writeln!(out, "kv_type = \"{}\"", self.kv_type);
         let _ = writeln!(out, "flash_attn = \"{}\"", self.flash_attn);
-        let _ = writeln!(out, "seq_max = {}", self.seq_max);
+        let _ = writeln!(out, "resident_agents = {}", self.resident_agents);
+        match self.gpu_layers {
+            Some(n) => _ = writeln!(out, "gpu_layers = {n}"),
+            None => _ = writeln!(out, "# gpu_layers: all with a GPU backend compiled in, else 0"),
+        }
         let _ = writeln!(out, "max_running = {}", self.max_running);
         let _ = writeln!(out, "step_tokens = {}", self.step_tokens);
         let _ = writeln!(out, "queue_capacity = {}", self.queue_capacity);
         let _ = writeln!(out, "default_max_tokens = {}", self.default_max_tokens);
         let _ = writeln!(out, "memory_warm_mb = {}", self.memory_warm_bytes >> 20);
-        let _ = writeln!(out, "memory_hot_idle_tokens = {}", self.memory_hot_idle_tokens);
         let _ = writeln!(out, "memory_disk_gb = {:?}", self.memory_disk_bytes as f64 / (1u64 << 30) as f64);
         let masked: Vec<String> = self.api_keys.iter().map(|_| format!("\"{MASK}\"")).collect();
         let _ = writeln!(out, "api_keys = [{}]", masked.join(", "));
@@ -330,9 +338,14 @@ mod tests {
             Some("flash_attn"),
         );
         check(RawConfig { flash_attn: Some("OFF".into()), ..Default::default() }, None);
-        check(RawConfig { ctx_size: Some(10), ..Default::default() }, Some("ctx_size"));
+        check(RawConfig { agent_ctx: Some(10), ..Default::default() }, Some("agent_ctx"));
+        check(
+            RawConfig { agent_ctx: Some(1 << 20), resident_agents: Some(256), ..Default::default() },
+            Some("resident_agents"),
+        );
         check(RawConfig { max_running: Some(0), ..Default::default() }, Some("max_running"));
-        check(RawConfig { max_running: Some(64), seq_max: Some(8), ..Default::default() }, Some("max_running"));
+        check(RawConfig { max_running: Some(64), resident_agents: Some(8), ..Default::default() }, Some("max_running"));
+        check(RawConfig { resident_agents: Some(4), ..Default::default() }, None);
         check(RawConfig { step_tokens: Some(2), ..Default::default() }, Some("step_tokens"));
         check(RawConfig { queue_capacity: Some(0), ..Default::default() }, Some("queue_capacity"));
         check(RawConfig { memory_disk_gb: Some(-1.0), ..Default::default() }, Some("memory_disk_gb"));

@@ -20,16 +20,18 @@ pub struct RawConfig {
     pub port: Option<u16>,
     /// Allow binding to a non-loopback address.
     pub allow_remote: Option<bool>,
-    /// KV cells shared by all sequences.
-    pub ctx_size: Option<u32>,
+    /// Most tokens one agent may hold (prompt + reply): the cells of its own KV stream.
+    pub agent_ctx: Option<u32>,
     /// Decode threads (0 = all CPUs).
     pub threads: Option<u32>,
     /// KV cache type: f16, q8_0 or q4_0.
     pub kv_type: Option<String>,
     /// Flash attention: auto, on or off.
     pub flash_attn: Option<String>,
-    /// Most live engine sequences (running + hot agents).
-    pub seq_max: Option<u32>,
+    /// Agents resident in the engine at once (running + hot), one KV stream each.
+    pub resident_agents: Option<u32>,
+    /// Model layers offloaded to the GPU (default: all with a GPU backend compiled in, else 0).
+    pub gpu_layers: Option<u32>,
     /// Most sequences decoding at once.
     pub max_running: Option<usize>,
     /// Tokens per engine step.
@@ -40,8 +42,6 @@ pub struct RawConfig {
     pub default_max_tokens: Option<usize>,
     /// RAM budget for warm agents (exported KV states), in MiB.
     pub memory_warm_mb: Option<u64>,
-    /// Most KV cells (tokens) that idle hot agents keep in the engine.
-    pub memory_hot_idle_tokens: Option<usize>,
     /// Disk budget for cold agent files, in GiB.
     pub memory_disk_gb: Option<f64>,
     /// API keys; each key is its own agent namespace. None/empty = no auth.
@@ -88,17 +88,17 @@ impl RawConfig {
             host: self.host.or(lower.host),
             port: self.port.or(lower.port),
             allow_remote: self.allow_remote.or(lower.allow_remote),
-            ctx_size: self.ctx_size.or(lower.ctx_size),
+            agent_ctx: self.agent_ctx.or(lower.agent_ctx),
             threads: self.threads.or(lower.threads),
             kv_type: self.kv_type.or(lower.kv_type),
             flash_attn: self.flash_attn.or(lower.flash_attn),
-            seq_max: self.seq_max.or(lower.seq_max),
+            resident_agents: self.resident_agents.or(lower.resident_agents),
+            gpu_layers: self.gpu_layers.or(lower.gpu_layers),
             max_running: self.max_running.or(lower.max_running),
             step_tokens: self.step_tokens.or(lower.step_tokens),
             queue_capacity: self.queue_capacity.or(lower.queue_capacity),
             default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
             memory_warm_mb: self.memory_warm_mb.or(lower.memory_warm_mb),
-            memory_hot_idle_tokens: self.memory_hot_idle_tokens.or(lower.memory_hot_idle_tokens),
             memory_disk_gb: self.memory_disk_gb.or(lower.memory_disk_gb),
             api_keys: self.api_keys.filter(|k| !k.is_empty()).or(lower.api_keys),
             api_key_file: self.api_key_file.or(lower.api_key_file),

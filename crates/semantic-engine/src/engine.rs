@@ -92,7 +92,7 @@ impl KvType {
         self != Self::F16
     }
 
-    /// Stable numeric code for file headers, below [`ContextInfo::V_TRANSPOSED`]: 1, 8 and 4 for
+    /// Stable numeric code for file headers, below `ContextInfo::V_TRANSPOSED`: 1, 8 and 4 for
     /// f16, q8_0 and q4_0 in both halves (the codes of format version 1), else
     /// `0x40 | k << 3 | v` with each half's index in [`KvElem`].
     pub fn code(self) -> u8 {
@@ -173,11 +173,12 @@ impl FromStr for FlashAttention {
 pub struct EngineConfig {
     /// GGUF file.
     pub model_path: PathBuf,
-    /// KV cells shared by all sequences (0 = the model's training context).
+    /// KV cells of each sequence's own stream: the most tokens one agent may hold (0 = the
+    /// model's training context). Rounded up to a multiple of 256.
     pub n_ctx: u32,
     /// Most tokens per decode call.
     pub n_batch: u32,
-    /// Most live sequences.
+    /// Sequences (streams) in the context: the most agents resident in the engine at once.
     pub n_seq_max: u32,
     /// Decode threads (0 = number of CPUs).
     pub threads: u32,
@@ -187,20 +188,23 @@ pub struct EngineConfig {
     pub flash_attention: FlashAttention,
     /// Where to remember the model's SHA-256 between runs (None = hash every time).
     pub fingerprint_cache: Option<PathBuf>,
+    /// Layers offloaded to a GPU (None = all of them when a GPU backend is compiled in, else 0).
+    pub gpu_layers: Option<u32>,
 }
 
 impl EngineConfig {
-    /// Defaults for a model file: 16K shared cells, 512-token batches, 32 sequences, f16 KV.
+    /// Defaults for a model file: 8 sequences of 8,192 cells, 512-token batches, f16 KV.
     pub fn new(model_path: impl Into<PathBuf>) -> Self {
         Self {
             model_path: model_path.into(),
-            n_ctx: 16_384,
+            n_ctx: 8_192,
             n_batch: 512,
-            n_seq_max: 32,
+            n_seq_max: 8,
             threads: 0,
             kv_type: KvType::F16,
             flash_attention: FlashAttention::Auto,
             fingerprint_cache: None,
+            gpu_layers: None,
         }
     }
 }
@@ -263,7 +267,7 @@ pub trait Engine: Send {
     fn logits(&self, row: usize) -> Result<&[f32], EngineError>;
     /// Removes positions `from..` of `seq` from the KV cache (`from = 0` empties the sequence).
     fn kv_truncate(&mut self, seq: SeqId, from: u32) -> Result<(), EngineError>;
-    /// Makes `dst` share positions `0..len` of `src` (dst must be empty).
+    /// Gives the empty sequence `dst` a copy of positions `0..len` of `src`.
     fn kv_copy_prefix(&mut self, src: SeqId, dst: SeqId, len: u32) -> Result<(), EngineError>;
     /// Number of positions `seq` holds (0 when empty).
     fn kv_len(&self, seq: SeqId) -> u32;
@@ -318,7 +322,7 @@ mod tests {
                 let t = KvType { k, v };
                 assert_eq!(t.to_string().parse::<KvType>(), Ok(t));
                 assert_eq!(KvType::from_code(t.code()), Some(t));
-                assert!(t.code() & ContextInfo::V_TRANSPOSED == 0 && codes.insert(t.code()));
+                assert!(u16::from(t.code()) & ContextInfo::V_TRANSPOSED == 0 && codes.insert(t.code()));
             }
         }
         assert_eq!((KvType::F16.code(), KvType::Q8_0.code(), KvType::Q4_0.code()), (1, 8, 4), "version-1 codes");

@@ -78,7 +78,7 @@ pub struct FakeEngine {
 }
 
 impl FakeEngine {
-    /// A fake with `n_ctx` KV cells, `n_batch` tokens per decode and `n_seq_max` sequences.
+    /// A fake with `n_seq_max` sequences of `n_ctx` KV cells each and `n_batch` tokens per decode.
     pub fn new(n_ctx: u32, n_batch: u32, n_seq_max: u32) -> Self {
         Self {
             facts: ModelFacts {
@@ -99,7 +99,15 @@ impl FakeEngine {
                 chat_template: Some(CHATML.into()),
                 fingerprint: Fingerprint([7; 32]),
             },
-            info: ContextInfo { n_ctx, n_batch, n_seq_max, kv_type: KvType::F16, flash_attention: true, threads: 1 },
+            info: ContextInfo {
+                n_ctx: n_ctx * n_seq_max,
+                n_ctx_seq: n_ctx,
+                n_batch,
+                n_seq_max,
+                kv_type: KvType::F16,
+                flash_attention: true,
+                threads: 1,
+            },
             script: FakeScript::hash(),
             kv: HashMap::new(),
             logits: Vec::new(),
@@ -128,10 +136,6 @@ impl FakeEngine {
             return Err(EngineError::InvalidBatch { reason: format!("sequence {seq} out of range") });
         }
         Ok(())
-    }
-
-    fn used_cells(&self) -> usize {
-        self.kv.values().map(Vec::len).sum()
     }
 }
 
@@ -225,7 +229,12 @@ impl Engine for FakeEngine {
         if batch.is_empty() || batch.len() > self.info.n_batch as usize {
             return Err(EngineError::InvalidBatch { reason: format!("{} tokens", batch.len()) });
         }
-        if self.used_cells() + batch.len() > self.info.n_ctx as usize {
+        // Each sequence has a stream of its own, as in llama.cpp without a unified cache.
+        let mut per_seq: HashMap<SeqId, usize> = HashMap::new();
+        for row in batch.rows() {
+            *per_seq.entry(row.seq).or_default() += 1;
+        }
+        if per_seq.iter().any(|(s, n)| self.kv.get(s).map_or(0, Vec::len) + n > self.info.n_ctx_seq as usize) {
             return Err(EngineError::KvFull { tokens: batch.len() });
         }
         // Validate everything first so a bad batch changes nothing.
@@ -275,6 +284,9 @@ impl Engine for FakeEngine {
     fn kv_copy_prefix(&mut self, src: SeqId, dst: SeqId, len: u32) -> Result<(), EngineError> {
         self.check_seq(src)?;
         self.check_seq(dst)?;
+        if src == dst {
+            return Err(EngineError::Kv { op: "copy_prefix", seq: src });
+        }
         let prefix = match self.kv.get(&src) {
             Some(v) if v.len() >= len as usize => v[..len as usize].to_vec(),
             _ => return Err(EngineError::Kv { op: "copy_prefix", seq: src }),
@@ -312,8 +324,8 @@ impl Engine for FakeEngine {
         }
         let tokens: Vec<TokenId> =
             rest.chunks_exact(4).map(|c| TokenId::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-        if self.used_cells() + tokens.len() > self.info.n_ctx as usize {
-            return Err(bad("no room in the KV cache"));
+        if tokens.len() > self.info.n_ctx_seq as usize {
+            return Err(bad("no room in the sequence's KV stream"));
         }
         self.kv.insert(seq, tokens);
         Ok(())
@@ -385,11 +397,16 @@ mod tests {
     }
 
     #[test]
-    fn kv_capacity_is_enforced() {
+    fn kv_capacity_is_enforced_per_sequence() {
         let mut e = FakeEngine::new(4, 8, 2);
         let mut b = Batch::new();
         b.push_span(0, &[1, 2, 3, 4, 5], 0, true);
         assert!(matches!(e.decode(&b), Err(EngineError::KvFull { .. })));
+        // Two sequences of 4 fit side by side: each has a stream of its own.
+        let mut b = Batch::new();
+        b.push_span(0, &[1, 2, 3, 4], 0, true);
+        b.push_span(1, &[1, 2, 3, 4], 0, true);
+        assert!(e.decode(&b).is_ok());
     }
 
     #[test]

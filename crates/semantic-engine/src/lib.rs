@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 
 mod batch;
+pub mod build;
 mod engine;
 mod error;
 mod facts;
@@ -18,7 +19,7 @@ pub mod sampler;
 pub use batch::{Batch, BatchRow};
 pub use engine::{Engine, EngineConfig, FlashAttention, KvElem, KvType, TokenizeOptions, Tokenizer};
 pub use error::EngineError;
-pub use facts::{ContextInfo, ModelFacts};
+pub use facts::{ContextInfo, ModelFacts, StateLayout};
 pub use fake::{FakeControl, FakeEngine, FakeScript, FakeTokenizer};
 pub use fingerprint::Fingerprint;
 pub use llama::{LlamaEngine, LlamaTokenizer};
@@ -27,5 +28,5 @@ pub use sampler::{Sampler, SamplingError, SamplingParams};
 /// A token id in the model's vocabulary (llama.cpp's `llama_token`).
 pub type TokenId = i32;
 
-/// A sequence id in the engine context (llama.cpp's `llama_seq_id`). Each live sequence owns its KV cells.
+/// A sequence id in the engine context (llama.cpp's `llama_seq_id`). Each sequence owns a KV stream.
 pub type SeqId = i32;

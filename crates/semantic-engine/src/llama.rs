@@ -34,7 +34,8 @@ fn backend() -> Result<&'static LlamaBackend, EngineError> {
         .ok_or_else(|| EngineError::Context { reason: "llama.cpp backend initialisation failed".into() })
 }
 
-/// A GGUF model and one llama.cpp context with a unified KV cache shared by all sequences.
+/// A GGUF model and one llama.cpp context in which every sequence has its own KV stream
+/// (`kv_unified = false`): a sequence attends over its own cells only, never over other agents'.
 pub struct LlamaEngine {
     // Field order is load-bearing: `ctx` borrows `*model` and fields drop in declaration order,
     // so the context is freed before the model it points into.
@@ -61,7 +62,9 @@ impl LlamaEngine {
         std::fs::metadata(path).map_err(|source| EngineError::ModelIo { path: path.to_path_buf(), source })?;
         let fingerprint = Fingerprint::of_file_cached(path, config.fingerprint_cache.as_deref())?;
         let backend = backend()?;
-        let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+        let gpu_layers = config.gpu_layers.unwrap_or(if crate::build::GPU_BACKEND.is_some() { u32::MAX } else { 0 });
+        let model_params = LlamaModelParams::default().with_n_gpu_layers(gpu_layers);
+        let model = LlamaModel::load_from_file(backend, path, &model_params)
             .map_err(|e| EngineError::ModelLoad { path: path.to_path_buf(), reason: e.to_string() })?;
         let model = Arc::new(model);
         // SAFETY: the model is behind an Arc (stable address) held by the same struct as the context,
@@ -72,7 +75,12 @@ impl LlamaEngine {
             0 => std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1),
             n => n,
         };
-        let n_ctx = if config.n_ctx == 0 { model_ref.n_ctx_train() } else { config.n_ctx };
+        // Per sequence; llama.cpp pads a stream to a multiple of 256 cells.
+        let n_ctx_seq = if config.n_ctx == 0 { model_ref.n_ctx_train() } else { config.n_ctx };
+        let n_ctx_seq = n_ctx_seq.div_ceil(256) * 256;
+        let n_ctx = n_ctx_seq.checked_mul(config.n_seq_max).ok_or_else(|| EngineError::Context {
+            reason: format!("{} sequences of {n_ctx_seq} cells overflow", config.n_seq_max),
+        })?;
         let quantized = config.kv_type.is_quantized();
         let flash = match config.flash_attention {
             FlashAttention::Off if quantized => {
@@ -92,10 +100,11 @@ impl LlamaEngine {
             .with_type_k(cache_type(config.kv_type.k))
             .with_type_v(cache_type(config.kv_type.v))
             .with_flash_attention_policy(flash)
-            .with_kv_unified(true);
+            .with_kv_unified(false);
         let ctx = model_ref.new_context(backend, params).map_err(|e| EngineError::Context { reason: e.to_string() })?;
         let info = ContextInfo {
             n_ctx: ctx.n_ctx(),
+            n_ctx_seq: ctx.n_ctx() / config.n_seq_max.max(1),
             n_batch: ctx.n_batch(),
             n_seq_max: config.n_seq_max,
             kv_type: config.kv_type,
@@ -107,6 +116,8 @@ impl LlamaEngine {
         tracing::info!(
             model = %facts.name,
             n_ctx = info.n_ctx,
+            n_ctx_seq = info.n_ctx_seq,
+            gpu_layers,
             kv = %info.kv_type,
             flash_attention = info.flash_attention,
             threads,
@@ -221,6 +232,33 @@ impl Tokenizer for LlamaTokenizer {
     }
 }
 
+impl LlamaEngine {
+    /// llama.cpp's system line: each backend's compiled CPU features (`AVX2 = 1 | ...`).
+    pub fn system_info() -> String {
+        // SAFETY: returns a pointer to a static, NUL-terminated buffer owned by llama.cpp.
+        let ptr = unsafe { llama_cpp_sys_2::llama_print_system_info() };
+        if ptr.is_null() {
+            return String::new();
+        }
+        // SAFETY: non-null and NUL-terminated (above).
+        unsafe { std::ffi::CStr::from_ptr(ptr) }.to_string_lossy().trim().to_owned()
+    }
+
+    /// The compute devices ggml found, as `backend: description` (the CPU is always one).
+    pub fn devices() -> Vec<String> {
+        if backend().is_err() {
+            return Vec::new();
+        }
+        llama_cpp_2::list_llama_ggml_backend_devices()
+            .into_iter()
+            .map(|d| {
+                let memory = if d.memory_total > 0 { format!(", {} MiB", d.memory_total >> 20) } else { String::new() };
+                format!("{}: {} ({}{memory})", d.backend, d.description, d.name)
+            })
+            .collect()
+    }
+}
+
 impl Engine for LlamaEngine {
     fn facts(&self) -> &ModelFacts {
         &self.facts
@@ -282,15 +320,19 @@ impl Engine for LlamaEngine {
         }
     }
 
+    /// Sequences live in separate streams, where llama.cpp copies only whole streams (a partial
+    /// `seq_cp` aborts the process) and defers the data copy to the next decode, after which a
+    /// freed source stream may already hold another agent's import. So the prefix travels as a
+    /// state: export `src`, import into `dst`, trim `dst` to `len`. Measured in BENCHMARKS.md.
     fn kv_copy_prefix(&mut self, src: SeqId, dst: SeqId, len: u32) -> Result<(), EngineError> {
         self.check_seq(src)?;
         self.check_seq(dst)?;
-        if len > self.kv_len(src) {
+        if src == dst || len > self.kv_len(src) || self.kv_len(dst) != 0 {
             return Err(EngineError::Kv { op: "copy_prefix", seq: src });
         }
-        self.ctx
-            .copy_kv_cache_seq(src, dst, Some(0), Some(len))
-            .map_err(|_| EngineError::Kv { op: "copy_prefix", seq: src })
+        let state = self.export_state(src)?;
+        self.import_state(dst, &state)?;
+        self.kv_truncate(dst, len)
     }
 
     fn kv_len(&self, seq: SeqId) -> u32 {

@@ -1,4 +1,5 @@
-//! The snapshot file format (version 1): encoding, header-only reads and verified full reads.
+//! The snapshot file format (version 2; version 1 is still read): encoding, header-only reads and
+//! verified full reads.
 //! Owns the byte layout, its limits and the compatibility check; does not know where files live
 //! (`disk.rs`) or what the payload means (the engine's opaque sequence state).
 //!
@@ -12,9 +13,12 @@
 //! everything before it (magic, version, header_len and the header fields), so a header-only read
 //! verifies the version field too. The trailing CRC-32 covers everything before it.
 //!
-//! Header fields of version 1, in order: namespace (u8 length + bytes), agent (u8 length + bytes),
-//! fingerprint (32), kv_type u8 (state layout: KV type code, 0x80 = V transposed), n_ctx u32, created_ms u64, updated_ms u64, pinned u8 (0 or 1),
-//! payload_len u64, token count u32 + tokens (i32 each), header_crc u32.
+//! Header fields of version 2, in order: namespace (u8 length + bytes), agent (u8 length + bytes),
+//! fingerprint (32), state_layout u16 (the engine's `ContextInfo::state_layout`: KV type code,
+//! 0x80 = V transposed, 0x100 = one KV stream per sequence), n_ctx u32, created_ms u64,
+//! updated_ms u64, pinned u8 (0 or 1), payload_len u64, token count u32 + tokens (i32 each),
+//! header_crc u32. Version 1 has the same fields with a u8 state layout (a unified KV cache's:
+//! no 0x100 bit), so its files read, never match a per-sequence engine, and are missed cleanly.
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -25,7 +29,7 @@ use crate::{AgentId, AgentKey, MemoryError, Namespace, PageBuf};
 /// First 8 bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"SEMKV\r\n\x1a";
 /// The format version this build writes and reads.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Most tokens a snapshot may describe (16 Mi, far beyond any context length).
 pub const MAX_TOKENS: usize = 1 << 24;
 
@@ -33,9 +37,9 @@ pub const MAX_TOKENS: usize = 1 << 24;
 const PREFIX_LEN: usize = 8 + 2 + 4;
 /// The trailing CRC-32.
 const TRAILER_LEN: u64 = 4;
-/// Fixed-size header fields: 2 name lengths, fingerprint, kv_type, n_ctx, created, updated, pinned,
-/// payload_len, token count, header_crc.
-const FIXED_HEADER_LEN: usize = 2 + 32 + 1 + 4 + 8 + 8 + 1 + 8 + 4 + 4;
+/// Fixed-size header fields of version 2: 2 name lengths, fingerprint, state_layout, n_ctx,
+/// created, updated, pinned, payload_len, token count, header_crc.
+const FIXED_HEADER_LEN: usize = 2 + 32 + 2 + 4 + 8 + 8 + 1 + 8 + 4 + 4;
 /// Largest header a valid file can have; larger declared lengths are rejected before allocating.
 const MAX_HEADER_LEN: usize = FIXED_HEADER_LEN + 2 * crate::agent::MAX_NAME_LEN + 4 * MAX_TOKENS;
 
@@ -48,9 +52,9 @@ pub struct SnapshotHeader {
     pub agent: AgentId,
     /// SHA-256 of the model GGUF that produced the state.
     pub fingerprint: [u8; 32],
-    /// The engine's state layout (`ContextInfo::state_layout`: the KV type's code, high bit set
-    /// when the V cache is stored transposed).
-    pub kv_type: u8,
+    /// The engine's state layout (`ContextInfo::state_layout`: the KV type's code, 0x80 when the
+    /// V cache is stored transposed, 0x100 with one KV stream per sequence).
+    pub state_layout: u16,
     /// Context size the state was made with (informational).
     pub n_ctx: u32,
     /// The token ids whose KV the payload holds (positions `0..tokens.len()`).
@@ -80,7 +84,7 @@ pub struct Compat {
     /// SHA-256 of the model GGUF.
     pub fingerprint: [u8; 32],
     /// The engine's state layout (`ContextInfo::state_layout`).
-    pub kv_type: u8,
+    pub state_layout: u16,
 }
 
 impl Compat {
@@ -88,8 +92,8 @@ impl Compat {
     pub fn mismatch(&self, header: &SnapshotHeader) -> Option<&'static str> {
         if header.fingerprint != self.fingerprint {
             Some("model fingerprint differs")
-        } else if header.kv_type != self.kv_type {
-            Some("kv type differs")
+        } else if header.state_layout != self.state_layout {
+            Some("state layout (KV type or stream mode) differs")
         } else {
             None
         }
@@ -128,7 +132,7 @@ pub(crate) fn encode_head(header: &SnapshotHeader, payload_len: u64) -> Result<V
     out.push(agent.len() as u8);
     out.extend_from_slice(agent);
     out.extend_from_slice(&header.fingerprint);
-    out.push(header.kv_type);
+    out.extend_from_slice(&header.state_layout.to_le_bytes());
     out.extend_from_slice(&header.n_ctx.to_le_bytes());
     out.extend_from_slice(&header.created_ms.to_le_bytes());
     out.extend_from_slice(&header.updated_ms.to_le_bytes());
@@ -236,18 +240,19 @@ fn read_head(file: &mut File, file_len: u64, path: &Path) -> Result<(SnapshotHea
     Ok((header, head))
 }
 
-/// Verifies `header_crc`, then the version, then decodes the version-1 header fields.
+/// Verifies `header_crc`, then the version, then decodes the header fields.
 fn decode_head(head: &[u8], version: u16, path: &Path) -> Result<SnapshotHeader, MemoryError> {
     let (covered, crc_bytes) = head.split_at(head.len() - 4);
     let header_crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
     if crc32fast::hash(covered) != header_crc {
         return Err(MemoryError::corrupt(path, "header checksum mismatch"));
     }
-    if version != VERSION {
+    if version != VERSION && version != 1 {
         return Err(MemoryError::UnsupportedVersion { path: path.to_owned(), version });
     }
     let mut cur = Cursor { buf: &covered[PREFIX_LEN..] };
-    let mut header = decode_fields(&mut cur).ok_or_else(|| MemoryError::corrupt(path, "undecodable header"))?;
+    let mut header =
+        decode_fields(&mut cur, version).ok_or_else(|| MemoryError::corrupt(path, "undecodable header"))?;
     if !cur.buf.is_empty() {
         return Err(MemoryError::corrupt(path, "undecodable header"));
     }
@@ -255,14 +260,17 @@ fn decode_head(head: &[u8], version: u16, path: &Path) -> Result<SnapshotHeader,
     Ok(header)
 }
 
-/// Decodes the version-1 fields; `None` on any malformed field or short buffer.
-fn decode_fields(cur: &mut Cursor<'_>) -> Option<SnapshotHeader> {
+/// Decodes the fields of `version` (1 or 2); `None` on any malformed field or short buffer.
+fn decode_fields(cur: &mut Cursor<'_>, version: u16) -> Option<SnapshotHeader> {
     let ns_len = cur.u8()? as usize;
     let namespace = Namespace::parse(std::str::from_utf8(cur.take(ns_len)?).ok()?).ok()?;
     let agent_len = cur.u8()? as usize;
     let agent = AgentId::parse(std::str::from_utf8(cur.take(agent_len)?).ok()?).ok()?;
     let fingerprint: [u8; 32] = cur.take(32)?.try_into().ok()?;
-    let kv_type = cur.u8()?;
+    let state_layout = match version {
+        1 => u16::from(cur.u8()?),
+        _ => u16::from_le_bytes(cur.take(2)?.try_into().ok()?),
+    };
     let n_ctx = cur.u32()?;
     let created_ms = cur.u64()?;
     let updated_ms = cur.u64()?;
@@ -280,7 +288,7 @@ fn decode_fields(cur: &mut Cursor<'_>) -> Option<SnapshotHeader> {
         namespace,
         agent,
         fingerprint,
-        kv_type,
+        state_layout,
         n_ctx,
         tokens,
         created_ms,
@@ -327,7 +335,7 @@ pub(crate) mod tests {
             namespace: Namespace::parse(ns).unwrap(),
             agent: AgentId::parse(agent).unwrap(),
             fingerprint: [7; 32],
-            kv_type: 1,
+            state_layout: 0x101,
             n_ctx: 4096,
             tokens,
             created_ms: 1_700_000_000_000,
@@ -338,7 +346,7 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) const COMPAT: Compat = Compat { fingerprint: [7; 32], kv_type: 1 };
+    pub(crate) const COMPAT: Compat = Compat { fingerprint: [7; 32], state_layout: 0x101 };
 
     fn small_file() -> (SnapshotHeader, Vec<u8>, Vec<u8>) {
         let h = header("default", "a1", vec![1, 2, 3, -4, 50_000]);
@@ -432,12 +440,15 @@ pub(crate) mod tests {
         let path = dir.path().join("a.skv");
         std::fs::write(&path, &bytes).unwrap();
         let other_model = Compat { fingerprint: [8; 32], ..COMPAT };
-        let other_kv = Compat { kv_type: 4, ..COMPAT };
+        let other_kv = Compat { state_layout: 0x104, ..COMPAT };
         assert!(matches!(
             read_snapshot(&path, &other_model),
             Err(MemoryError::Foreign { reason: "model fingerprint differs", .. })
         ));
-        assert!(matches!(read_snapshot(&path, &other_kv), Err(MemoryError::Foreign { reason: "kv type differs", .. })));
+        assert!(matches!(
+            read_snapshot(&path, &other_kv),
+            Err(MemoryError::Foreign { reason: "state layout (KV type or stream mode) differs", .. })
+        ));
         assert!(read_header(&path).is_ok(), "a header-only read does not judge compatibility");
     }
 
@@ -446,12 +457,40 @@ pub(crate) mod tests {
         let dir = TestDir::new("fmt-version");
         let (_, _, bytes) = small_file();
         let path = dir.path().join("a.skv");
-        for version in [0u16, 2, 0xffff] {
+        for version in [0u16, 3, 0xffff] {
             std::fs::write(&path, with_version(&bytes, version)).unwrap();
             let err = read_snapshot(&path, &COMPAT).unwrap_err();
             assert!(matches!(err, MemoryError::UnsupportedVersion { version: v, .. } if v == version), "{err}");
             assert!(matches!(read_header(&path), Err(MemoryError::UnsupportedVersion { .. })));
         }
+    }
+
+    /// The same file as version 1 wrote it: a one-byte state layout (the unified cache's).
+    fn as_version_1(bytes: &[u8], layout: u8) -> Vec<u8> {
+        let header_len = u32::from_le_bytes(bytes[10..14].try_into().unwrap()) as usize;
+        let names = 1 + bytes[PREFIX_LEN] as usize;
+        let names = names + 1 + bytes[PREFIX_LEN + names] as usize;
+        let at = PREFIX_LEN + names + 32;
+        let mut b = bytes[..at].to_vec();
+        b.push(layout);
+        b.extend_from_slice(&bytes[at + 2..]);
+        b[10..14].copy_from_slice(&((header_len - 1) as u32).to_le_bytes());
+        with_version(&b, 1)
+    }
+
+    #[test]
+    fn version_1_files_read_but_never_match_a_per_sequence_engine() {
+        let dir = TestDir::new("fmt-v1");
+        let (_, payload, bytes) = small_file();
+        let path = dir.path().join("a.skv");
+        std::fs::write(&path, as_version_1(&bytes, 1)).unwrap();
+        let (header, _) = read_header(&path).unwrap();
+        assert_eq!(header.state_layout, 1, "f16, unified: no per-sequence bit");
+        assert_eq!(COMPAT.mismatch(&header), Some("state layout (KV type or stream mode) differs"));
+        assert!(matches!(read_snapshot(&path, &COMPAT), Err(MemoryError::Foreign { .. })));
+        let old = Compat { state_layout: 1, ..COMPAT };
+        let (_, read) = read_snapshot(&path, &old).unwrap();
+        assert_eq!(&read[..], &payload[..]);
     }
 
     #[test]

@@ -549,7 +549,7 @@ impl AgentMemory {
             namespace: key.namespace.clone(),
             agent: key.agent.clone(),
             fingerprint: compat.fingerprint,
-            kv_type: compat.kv_type,
+            state_layout: compat.state_layout,
             n_ctx,
             tokens: e.tokens.clone(),
             created_ms: e.info.created_ms,
@@ -717,9 +717,9 @@ pub(crate) mod tests {
         let a = key("ns", "a");
         m.set_hot(a.clone(), 0, vec![4, 5], 77);
         m.pin(&a, true);
-        let compat = Compat { fingerprint: [3; 32], kv_type: 8 };
+        let compat = Compat { fingerprint: [3; 32], state_layout: 8 };
         let h = m.snapshot_header(&a, &compat, 2048).unwrap();
-        assert_eq!((h.key(), h.tokens, h.pinned, h.created_ms, h.kv_type), (a, vec![4, 5], true, 77, 8));
+        assert_eq!((h.key(), h.tokens, h.pinned, h.created_ms, h.state_layout), (a, vec![4, 5], true, 77, 8));
         assert!(!m.touch(&key("ns", "zz"), 1) && !m.pin(&key("ns", "zz"), true));
         assert_eq!(m.generation(&key("ns", "zz")), 0);
     }

@@ -11,7 +11,7 @@ use crate::{common_prefix, AgentKey, AgentMemory, Budgets, Compat, Eviction, Nam
 
 /// Simulated engine state size per token.
 const BPT: u64 = 16;
-const COMPAT: Compat = Compat { fingerprint: [1; 32], kv_type: 1 };
+const COMPAT: Compat = Compat { fingerprint: [1; 32], state_layout: 0x101 };
 const NAMESPACES: [&str; 3] = ["n0", "n1", "n2"];
 const AGENTS: [&str; 6] = ["a", "b", "c", "d", "e", "f"];
 

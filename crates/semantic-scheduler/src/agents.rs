@@ -40,21 +40,11 @@ pub struct MemoryConfig {
     /// whose next turn comes quickly is not exported and written while that turn prefills, which
     /// on a few cores slows it severely. Shutdown flushes every dirty agent regardless.
     pub persist_after_idle: Duration,
-    /// Most KV cells that idle hot agents (no request running) keep in the engine; beyond it, the
-    /// least recently used are exported to warm before a request is placed. llama.cpp attends over
-    /// every used cell up to the highest one, so idle residents slow every step of everyone.
-    pub hot_idle_tokens: usize,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self {
-            dir: None,
-            warm_bytes: 1024 << 20,
-            disk_bytes: 20 << 30,
-            persist_after_idle: Duration::ZERO,
-            hot_idle_tokens: 0,
-        }
+        Self { dir: None, warm_bytes: 1024 << 20, disk_bytes: 20 << 30, persist_after_idle: Duration::ZERO }
     }
 }
 
@@ -213,11 +203,6 @@ impl Agents {
         let _ = engine.kv_truncate(seq, 0);
         tracing::debug!(agent = key.agent.as_str(), ms = started.elapsed().as_millis() as u64, "agent demoted to warm");
         Some((seq, info.tokens))
-    }
-
-    /// KV cells held by hot agents that no request is using.
-    pub fn idle_hot_tokens(&self) -> usize {
-        self.memory.hot_tokens_excluding(&self.in_use)
     }
 
     /// The least recently used hot agent no request is using (never a pinned one).

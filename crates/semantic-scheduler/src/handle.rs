@@ -318,9 +318,10 @@ impl Scheduler {
         &self.inner.tokenizer
     }
 
-    /// Most tokens (prompt + completion) one request may use.
+    /// Most tokens (prompt + completion) one request may use: its sequence's own KV stream,
+    /// and never more than the model was trained for.
     pub fn max_sequence_tokens(&self) -> usize {
-        self.inner.context.n_ctx.min(self.inner.facts.n_ctx_train) as usize
+        self.inner.context.n_ctx_seq.min(self.inner.facts.n_ctx_train) as usize
     }
 
     /// Queues a request. Fails at once, queuing nothing, when it cannot be served.

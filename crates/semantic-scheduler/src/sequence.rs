@@ -22,6 +22,9 @@ pub(crate) struct Sequence {
     pub generated: usize,
     /// Sampled but not yet decoded (fed at the next step).
     pub pending: Option<TokenId>,
+    /// A waiting request will copy this sequence's first `share_boundary` prompt tokens once they
+    /// are computed: prefill chunks stop there so that it can start as early as possible.
+    pub share_boundary: Option<usize>,
     pub cached_tokens: usize,
     pub cache_source: Option<CacheSource>,
     /// Whose memory this request uses.
@@ -56,6 +59,7 @@ impl Sequence {
             max_tokens: request.max_tokens,
             generated: 0,
             pending: None,
+            share_boundary: None,
             cached_tokens: 0,
             sampler: Sampler::new(request.sampling),
             utf8: Utf8Stream::new(),

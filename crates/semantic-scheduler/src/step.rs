@@ -1,12 +1,17 @@
 //! The step loop: `State` owns the engine on its thread and turns queued requests into batches.
 //!
-//! Each step: drop abandoned requests, admit waiting ones while sequences and KV cells allow
-//! (placing each on reusable agent KV when there is some), build one batch (one decode token per
-//! running sequence, then prefill chunks, shortest prompt first, under the token budget), decode
-//! it, sample, stream. A failed or panicking step fails only the requests in its batch. Between
-//! requests, dirty agents are persisted through the background writer.
+//! Each step: drop abandoned requests, admit waiting ones while sequences allow (placing each on
+//! reusable agent KV when there is some, or on a prefix that a running request of its namespace
+//! is computing), build one batch (one decode token per running sequence, then prefill chunks,
+//! shortest prompt first, under the token budget; rows in sequence-id order), decode it, sample,
+//! stream. A failed or panicking step fails only the requests in its batch. Between requests,
+//! dirty agents are persisted through the background writer.
+//!
+//! Every engine sequence is a KV stream of its own (`ContextInfo::n_ctx_seq` cells): an agent's
+//! attention never covers another agent's cells, so idle resident agents cost memory, not time,
+//! and stay resident until a sequence is needed.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -34,12 +39,21 @@ struct Drain {
     completed: usize,
 }
 
+/// Shortest prefix worth sharing between requests that arrive together: below it, computing the
+/// tokens costs about what copying a state costs, and waiting for another request is not worth it.
+const MIN_SHARED_PREFIX: usize = 64;
+
 /// One row group of the current batch: which running sequence, how many tokens, which row has logits.
 struct Planned {
     index: usize,
     tokens: usize,
     logits_row: Option<usize>,
     fed: Option<TokenId>,
+}
+
+/// Tokens two sequences have in common from the start.
+fn common_prefix(a: &[TokenId], b: &[TokenId]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// The step thread's state. Synchronous: tests drive it step by step without a runtime.
@@ -50,9 +64,9 @@ pub(crate) struct State<E: Engine> {
     waiting: VecDeque<Sequence>,
     running: Vec<Sequence>,
     free_seqs: Vec<SeqId>,
-    /// KV cells promised: running requests' prompt + max_tokens, plus idle hot agents' tokens.
+    /// KV cells promised: running requests' prompt + max_tokens, plus idle hot agents' tokens
+    /// (reported; each request fits its own stream, checked at submission).
     reserved: usize,
-    n_ctx: usize,
     batch: Batch,
     pub(crate) agents: Agents,
     shared: Arc<Shared>,
@@ -65,10 +79,10 @@ impl<E: Engine> State<E> {
         config.step_token_budget = config.step_token_budget.clamp(1, info.n_batch as usize);
         config.max_running = config.max_running.clamp(1, info.n_seq_max as usize);
         let free_seqs = (0..info.n_seq_max as SeqId).rev().collect();
-        let compat = Compat { fingerprint: engine.facts().fingerprint.0, kv_type: info.state_layout() };
+        let compat = Compat { fingerprint: engine.facts().fingerprint.0, state_layout: info.state_layout() };
         // Idle hot agents may hold every sequence the running requests do not need.
         let hot_sequences = (info.n_seq_max as usize).saturating_sub(config.max_running);
-        let agents = Agents::open(&config.memory, compat, info.n_ctx, hot_sequences, Arc::clone(&shared.memory));
+        let agents = Agents::open(&config.memory, compat, info.n_ctx_seq, hot_sequences, Arc::clone(&shared.memory));
         Self {
             tokenizer: engine.tokenizer(),
             engine,
@@ -77,7 +91,6 @@ impl<E: Engine> State<E> {
             running: Vec::new(),
             free_seqs,
             reserved: 0,
-            n_ctx: info.n_ctx as usize,
             batch: Batch::new(),
             agents,
             shared,
@@ -186,7 +199,11 @@ impl<E: Engine> State<E> {
     }
 
     fn admit(&mut self) {
-        // FIFO, except that a request whose agent is busy with another turn lets later ones pass.
+        for seq in &mut self.running {
+            seq.share_boundary = None;
+        }
+        // FIFO, except that a request whose agent is busy with another turn, or that waits for a
+        // running request to compute the prefix they share, lets later ones pass.
         let mut i = 0;
         while self.running.len() < self.config.max_running && i < self.waiting.len() {
             let busy = self.waiting[i].agent.agent.as_ref().is_some_and(|a| {
@@ -198,8 +215,18 @@ impl<E: Engine> State<E> {
                 i += 1;
                 continue;
             }
+            let from_running = match self.running_prefix(&self.waiting[i]) {
+                Some((leader, common)) if self.running[leader].n_past < common => {
+                    let boundary = &mut self.running[leader].share_boundary;
+                    *boundary = Some(boundary.map_or(common, |b| b.min(common)));
+                    i += 1;
+                    continue;
+                }
+                Some((leader, common)) => self.running[leader].seq.map(|src| (src, common)),
+                None => None,
+            };
             let Some(mut seq) = self.waiting.remove(i) else { break };
-            match self.place(&seq) {
+            match self.place(&seq, from_running) {
                 Some(placement) => {
                     seq.admit(placement.seq, placement.cached, placement.source);
                     if let Some(source) = placement.source {
@@ -237,109 +264,154 @@ impl<E: Engine> State<E> {
         }
     }
 
-    /// Frees idle hot agents (least recently used first) until `seqs` sequences and `cells` KV
-    /// cells are available and idle agents hold at most `hot_idle_tokens` cells; false when the
-    /// sequences or cells cannot be had (the idle budget alone never refuses a request).
-    fn make_room(&mut self, seqs: usize, cells: usize) -> bool {
-        loop {
-            let fits = self.free_seqs.len() >= seqs && self.reserved + cells <= self.n_ctx;
-            if fits && self.agents.idle_hot_tokens() <= self.config.memory.hot_idle_tokens {
-                return true;
-            }
-            let Some(victim) = self.agents.lru_idle_hot() else { return fits };
+    /// Frees idle hot agents, least recently used first, until `seqs` sequences are free; false
+    /// when they cannot be had.
+    fn make_room(&mut self, seqs: usize) -> bool {
+        while self.free_seqs.len() < seqs {
+            let Some(victim) = self.agents.lru_idle_hot() else { return false };
             match self.agents.demote_hot(&mut self.engine, &victim) {
                 Some((seq, tokens)) => {
                     self.free_seqs.push(seq);
                     self.reserved -= tokens;
                 }
-                None => return fits,
+                None => return false,
             }
         }
+        true
     }
 
-    /// Puts a request on an engine sequence, reusing agent KV where the token ids match.
-    fn place(&mut self, seq: &Sequence) -> Option<Placement> {
+    /// Takes a free sequence next to a running one when there is one, else the lowest: llama.cpp
+    /// puts only consecutive sequence ids into one forward pass, so each gap between running ids
+    /// costs every decode step one more pass over the weights.
+    fn take_free_seq(&mut self) -> Option<SeqId> {
+        let running: HashSet<SeqId> = self.running.iter().filter_map(|s| s.seq).collect();
+        let best = (0..self.free_seqs.len()).min_by_key(|&i| {
+            let id = self.free_seqs[i];
+            (!(running.contains(&(id - 1)) || running.contains(&(id + 1))), id)
+        })?;
+        Some(self.free_seqs.swap_remove(best))
+    }
+
+    /// Agent memory's offer for a request: its own KV, or a prefix held by an idle hot agent of
+    /// the namespace. A hot agent with a request running is not offered as a prefix: its indexed
+    /// tokens are those of its last turn, not what its sequence holds now.
+    fn memory_lookup(&self, seq: &Sequence) -> semantic_memory::Lookup {
+        let mut lookup =
+            self.agents.lookup(&AgentRefKey(seq.agent.namespace.clone(), seq.agent.agent.clone()), &seq.prompt);
+        lookup.shared = lookup.shared.filter(|(owner, _, _)| !self.agents.in_use.contains(owner));
+        lookup
+    }
+
+    /// The running request of `waiting`'s namespace whose prompt shares the longest prefix with
+    /// `waiting`'s (at least [`MIN_SHARED_PREFIX`] tokens, more than agent memory offers, at most
+    /// the prompt minus one): its index and that length. Its KV holds the prefix once its
+    /// `n_past` reaches the length; until then `waiting` waits, so that a prefix common to
+    /// requests arriving together is computed once and copied.
+    fn running_prefix(&self, waiting: &Sequence) -> Option<(usize, usize)> {
+        let lookup = self.memory_lookup(waiting);
+        let memory = lookup.own.as_ref().map_or(0, |o| o.2).max(lookup.shared.as_ref().map_or(0, |s| s.2));
+        let cap = waiting.prompt.len().saturating_sub(1);
+        (0..self.running.len())
+            .filter(|&i| self.running[i].seq.is_some() && self.running[i].agent.namespace == waiting.agent.namespace)
+            .map(|i| (i, common_prefix(&self.running[i].prompt, &waiting.prompt).min(cap)))
+            .filter(|&(_, n)| n >= MIN_SHARED_PREFIX && n > memory)
+            .max_by_key(|&(i, n)| (n, self.running[i].n_past.min(n)))
+    }
+
+    /// Puts a request on an engine sequence, reusing agent KV where the token ids match, or
+    /// copying `from_running` (a running sequence and how many of its prompt tokens to take)
+    /// when that is longer.
+    fn place(&mut self, seq: &Sequence, from_running: Option<(SeqId, usize)>) -> Option<Placement> {
         let need = seq.reservation();
         let key = seq.agent.agent.clone().map(|agent| AgentKey { namespace: seq.agent.namespace.clone(), agent });
-        let lookup =
-            self.agents.lookup(&AgentRefKey(seq.agent.namespace.clone(), seq.agent.agent.clone()), &seq.prompt);
+        let lookup = self.memory_lookup(seq);
         self.shared.memory.looked_up(lookup.own.as_ref().map(|(_, tier, _)| *tier));
         // At least one prompt token is always computed, for the logits of the first new token.
         let max_reuse = seq.prompt.len().saturating_sub(1);
+        let running_len = from_running.map_or(0, |(_, n)| n.min(max_reuse));
         if let (Some(key), Some((_, tier, matched))) = (&key, lookup.own.clone()) {
             let matched = matched.min(max_reuse);
-            if tier == Tier::Hot {
-                let info = self.agents.memory.get(key)?.clone();
-                let id = info.seq?;
-                // The agent's idle cells become this request's reservation; in use first, so that
-                // making room never picks the agent itself.
-                self.reserved -= info.tokens;
-                self.agents.in_use.insert(key.clone());
-                if !self.make_room(0, need) {
-                    self.agents.in_use.remove(key);
-                    self.reserved += info.tokens;
-                    return None;
-                }
-                self.reserved += need;
-                let _ = self.engine.kv_truncate(id, matched as u32);
-                return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::Hot) });
+            if matched >= running_len {
+                return self.place_own(key, tier, matched, need);
             }
-            if !self.make_room(1, need) {
-                return None;
-            }
-            let id = self.free_seqs.pop()?;
-            self.reserved += need;
-            self.agents.in_use.insert(key.clone());
-            let started = Instant::now();
-            let restored = self.agents.restore(&mut self.engine, key, tier, id);
-            tracing::debug!(
-                agent = key.agent.as_str(),
-                tier = tier.as_str(),
-                ms = started.elapsed().as_secs_f64() * 1e3,
-                restored,
-                "agent restored"
-            );
-            if restored {
-                let _ = self.engine.kv_truncate(id, matched as u32);
-                let source = if tier == Tier::Warm { CacheSource::Warm } else { CacheSource::Disk };
-                return Some(Placement { seq: id, cached: matched, source: Some(source) });
-            }
-            return Some(Placement { seq: id, cached: 0, source: None });
         }
-        // A shared prefix's owner is kept live while room is made when the prefix is most of what
-        // it holds: copied cells are shared, not duplicated, so keeping it costs little. A large
-        // idle agent is not kept for a short prefix: attending over all its cells would slow this
-        // whole request more than the copy saves.
-        let keep = lookup
-            .shared
-            .as_ref()
-            .filter(|(owner, _, matched)| {
-                self.agents.memory.get(owner).is_some_and(|info| matched.saturating_mul(2) >= info.tokens)
-            })
-            .map(|(owner, _, _)| owner.clone())
-            .filter(|owner| self.agents.in_use.insert(owner.clone()));
-        let room = self.make_room(1, need);
+        // A prefix resident for an idle agent of the namespace is kept while room is made, unless
+        // it is the only agent that can make room.
+        let keep = lookup.shared.as_ref().map(|(owner, _, _)| owner.clone());
+        let keep = keep.filter(|owner| self.agents.in_use.insert(owner.clone()));
+        let mut room = self.make_room(1);
         if let Some(owner) = &keep {
             self.agents.in_use.remove(owner);
+            room = room || self.make_room(1);
         }
         if !room {
             return None;
         }
-        let id = self.free_seqs.pop()?;
+        let id = self.take_free_seq()?;
         self.reserved += need;
         if let Some(key) = &key {
             self.agents.in_use.insert(key.clone());
         }
-        // Making room may have sent the prefix's owner warm: then its cells are gone (llama.cpp
-        // would copy the empty range without complaint) and the prompt is computed instead.
+        // Making room may have sent the prefix's owner warm: then its cells are gone and it is no source.
         let still_live = |s: &Self, owner: &AgentKey, src: SeqId| {
             s.agents.memory.get(owner).is_some_and(|info| info.tier == Tier::Hot && info.seq == Some(src))
         };
-        if let Some((_, src, matched)) = lookup.shared.filter(|(owner, src, _)| still_live(self, owner, *src)) {
-            let matched = matched.min(max_reuse);
-            if matched > 0 && self.engine.kv_copy_prefix(src, id, matched as u32).is_ok() {
+        let idle_owner = lookup
+            .shared
+            .filter(|(owner, src, _)| still_live(self, owner, *src))
+            .map(|(_, src, matched)| (src, matched.min(max_reuse)));
+        let source = [idle_owner, from_running.map(|(src, _)| (src, running_len))]
+            .into_iter()
+            .flatten()
+            .filter(|&(_, n)| n > 0)
+            .max_by_key(|&(_, n)| n);
+        if let Some((src, matched)) = source {
+            let started = Instant::now();
+            let copied = self.engine.kv_copy_prefix(src, id, matched as u32);
+            tracing::debug!(
+                tokens = matched,
+                ms = started.elapsed().as_secs_f64() * 1e3,
+                ok = copied.is_ok(),
+                "prefix copied"
+            );
+            if copied.is_ok() {
                 return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::SharedPrefix) });
             }
+            let _ = self.engine.kv_truncate(id, 0);
+        }
+        Some(Placement { seq: id, cached: 0, source: None })
+    }
+
+    /// Places a request on its agent's own KV (`matched` tokens of it, in `tier`).
+    fn place_own(&mut self, key: &AgentKey, tier: Tier, matched: usize, need: usize) -> Option<Placement> {
+        if tier == Tier::Hot {
+            let info = self.agents.memory.get(key)?.clone();
+            let id = info.seq?;
+            // The agent's idle cells become this request's reservation.
+            self.reserved = self.reserved + need - info.tokens;
+            self.agents.in_use.insert(key.clone());
+            let _ = self.engine.kv_truncate(id, matched as u32);
+            return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::Hot) });
+        }
+        if !self.make_room(1) {
+            return None;
+        }
+        let id = self.take_free_seq()?;
+        self.reserved += need;
+        self.agents.in_use.insert(key.clone());
+        let started = Instant::now();
+        let restored = self.agents.restore(&mut self.engine, key, tier, id);
+        tracing::debug!(
+            agent = key.agent.as_str(),
+            tier = tier.as_str(),
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            restored,
+            "agent restored"
+        );
+        if restored {
+            let _ = self.engine.kv_truncate(id, matched as u32);
+            let source = if tier == Tier::Warm { CacheSource::Warm } else { CacheSource::Disk };
+            return Some(Placement { seq: id, cached: matched, source: Some(source) });
         }
         Some(Placement { seq: id, cached: 0, source: None })
     }
@@ -348,12 +420,11 @@ impl<E: Engine> State<E> {
         self.batch.clear();
         let mut plan = Vec::new();
         for (index, seq) in self.running.iter().enumerate() {
-            if let (Some(token), Some(id)) = (seq.pending, seq.seq) {
-                let row = self.batch.push(id, token, seq.n_past as u32, true);
-                plan.push(Planned { index, tokens: 1, logits_row: Some(row), fed: Some(token) });
+            if let (Some(token), Some(_)) = (seq.pending, seq.seq) {
+                plan.push(Planned { index, tokens: 1, logits_row: None, fed: Some(token) });
             }
         }
-        let mut budget = self.config.step_token_budget.saturating_sub(self.batch.len());
+        let mut budget = self.config.step_token_budget.saturating_sub(plan.len());
         let mut prefilling: Vec<usize> = (0..self.running.len())
             .filter(|&i| self.running[i].pending.is_none() && self.running[i].prefill_left() > 0)
             .collect();
@@ -364,13 +435,31 @@ impl<E: Engine> State<E> {
                 break;
             }
             let seq = &self.running[index];
-            let Some(id) = seq.seq else { continue };
-            let take = seq.prefill_left().min(budget);
-            let completes = take == seq.prefill_left();
-            let span = &seq.prompt[seq.n_past..seq.n_past + take];
-            let row = self.batch.push_span(id, span, seq.n_past as u32, completes);
-            plan.push(Planned { index, tokens: take, logits_row: if completes { row } else { None }, fed: None });
+            if seq.seq.is_none() {
+                continue;
+            }
+            let mut take = seq.prefill_left().min(budget);
+            // Stop where a waiting request will copy the prefix, so that it starts a step sooner.
+            if let Some(boundary) = seq.share_boundary.filter(|&b| b > seq.n_past) {
+                take = take.min(boundary - seq.n_past);
+            }
+            plan.push(Planned { index, tokens: take, logits_row: None, fed: None });
             budget -= take;
+        }
+        // Rows in sequence-id order: llama.cpp splits a batch into forward passes of consecutive
+        // sequence ids (`split_equal`), so neighbours' decode tokens and chunks share passes.
+        plan.sort_by_key(|p| self.running[p.index].seq);
+        for p in &mut plan {
+            let seq = &self.running[p.index];
+            let Some(id) = seq.seq else { continue };
+            p.logits_row = match p.fed {
+                Some(token) => Some(self.batch.push(id, token, seq.n_past as u32, true)),
+                None => {
+                    let completes = p.tokens == seq.prefill_left();
+                    let span = &seq.prompt[seq.n_past..seq.n_past + p.tokens];
+                    self.batch.push_span(id, span, seq.n_past as u32, completes).filter(|_| completes)
+                }
+            };
         }
         plan
     }

@@ -165,7 +165,7 @@ fn ls(args: &LsArgs) -> Result<()> {
                 bytes.to_string(),
                 format_ms(h.updated_ms),
                 yes_no(h.pinned).to_string(),
-                kv_name(h.kv_type),
+                kv_name(h.state_layout),
                 Fingerprint(h.fingerprint).to_hex()[..12].to_string(),
             ]
         })
@@ -215,7 +215,7 @@ fn show(args: &AgentArgs) -> Result<()> {
     line("first tokens:", format!("{:?}", &header.tokens[..n.min(SHOW_TOKENS)]));
     line("last tokens:", format!("{:?}", &header.tokens[n.saturating_sub(SHOW_TOKENS)..]));
     line("model:", format!("sha256:{}", Fingerprint(header.fingerprint).to_hex()));
-    line("kv type:", kv_name(header.kv_type));
+    line("kv type:", kv_name(header.state_layout));
     line("n_ctx:", header.n_ctx.to_string());
     line("created:", format!("{} ({} ms)", format_ms(header.created_ms), header.created_ms));
     line("updated:", format!("{} ({} ms)", format_ms(header.updated_ms), header.updated_ms));
@@ -294,7 +294,7 @@ fn import(args: &ImportArgs) -> Result<()> {
     let file = &args.file;
     let (found, _) = read_header(file).with_context(|| format!("cannot import {}", file.display()))?;
     let compat = match args.common.model_flag() {
-        Some(_) => Compat { fingerprint: model_fingerprint(&config)?.0, kv_type: found.kv_type },
+        Some(_) => Compat { fingerprint: model_fingerprint(&config)?.0, state_layout: found.state_layout },
         None => compat_of(&found),
     };
     let (header, payload) =
@@ -322,9 +322,9 @@ fn verify(args: &VerifyArgs) -> Result<()> {
     for (header, _) in &report.entries {
         let key = header.key();
         let fingerprint = model.map_or(header.fingerprint, |m| m.0);
-        match store.read(&key, &Compat { fingerprint, kv_type: header.kv_type }) {
-            Ok((full, _)) if ContextInfo::parse_state_layout(full.kv_type).is_none() => {
-                bad.push((store.path_for(&key), format!("unknown kv type code {}", full.kv_type)));
+        match store.read(&key, &Compat { fingerprint, state_layout: header.state_layout }) {
+            Ok((full, _)) if ContextInfo::parse_state_layout(full.state_layout).is_none() => {
+                bad.push((store.path_for(&key), format!("unknown state layout code {:#x}", full.state_layout)));
             }
             Ok(_) => {}
             Err(e) => bad.push((store.path_for(&key), describe(&e))),
@@ -364,7 +364,7 @@ fn stress_write(args: &StressWriteArgs) -> Result<()> {
             namespace: Namespace::default_ns(),
             agent,
             fingerprint: STRESS_FINGERPRINT,
-            kv_type: KvType::F16.code(),
+            state_layout: u16::from(KvType::F16.code()) | ContextInfo::PER_SEQUENCE_STREAMS,
             n_ctx: 4096,
             tokens,
             created_ms: now,
@@ -425,7 +425,7 @@ fn read_verified(store: &DiskStore, key: &AgentKey, config: &Config) -> Result<(
 
 /// The compatibility a file claims for itself: integrity checks only, no model judgement.
 fn compat_of(header: &SnapshotHeader) -> Compat {
-    Compat { fingerprint: header.fingerprint, kv_type: header.kv_type }
+    Compat { fingerprint: header.fingerprint, state_layout: header.state_layout }
 }
 
 fn model_fingerprint(config: &Config) -> Result<Fingerprint> {
@@ -456,13 +456,21 @@ fn describe(err: &MemoryError) -> String {
     }
 }
 
-/// A header's state layout (`ContextInfo::state_layout`) as text: the KV type, and whether V is
-/// stored transposed (flash attention off).
-fn kv_name(code: u8) -> String {
+/// A header's state layout (`ContextInfo::state_layout`) as text: the KV type, whether V is
+/// stored transposed (flash attention off), and "unified" for a file of the old shared cache.
+fn kv_name(code: u16) -> String {
     match ContextInfo::parse_state_layout(code) {
-        Some((t, true)) => format!("{t} (no FA)"),
-        Some((t, false)) => t.to_string(),
-        None => format!("code {code}"),
+        Some(layout) => {
+            let mut name = layout.kv_type.to_string();
+            if layout.v_transposed {
+                name.push_str(" (no FA)");
+            }
+            if !layout.per_sequence_streams {
+                name.push_str(" (unified cache)");
+            }
+            name
+        }
+        None => format!("code {code:#x}"),
     }
 }
 
@@ -571,10 +579,12 @@ mod tests {
         let foreign = MemoryError::Foreign { path: p.clone(), reason: "model fingerprint differs" };
         assert_eq!(describe(&foreign), "foreign: model fingerprint differs");
         assert_eq!(describe(&MemoryError::UnsupportedVersion { path: p, version: 9 }), "unsupported format version 9");
-        assert_eq!(kv_name(KvType::Q8_0.code()), "q8_0");
-        assert_eq!(kv_name(KvType::F16.code() | ContextInfo::V_TRANSPOSED), "f16 (no FA)");
-        assert_eq!(kv_name("q5_1/q4_0".parse::<KvType>().unwrap().code()), "q5_1/q4_0");
-        assert_eq!(kv_name(200), "code 200");
+        let streams = ContextInfo::PER_SEQUENCE_STREAMS;
+        assert_eq!(kv_name(u16::from(KvType::Q8_0.code()) | streams), "q8_0");
+        assert_eq!(kv_name(u16::from(KvType::F16.code()) | ContextInfo::V_TRANSPOSED | streams), "f16 (no FA)");
+        assert_eq!(kv_name(u16::from("q5_1/q4_0".parse::<KvType>().unwrap().code()) | streams), "q5_1/q4_0");
+        assert_eq!(kv_name(0x81), "f16 (no FA) (unified cache)", "a version-1 file");
+        assert_eq!(kv_name(200), "code 0xc8");
     }
 
     #[test]

@@ -58,9 +58,9 @@ pub struct CommonArgs {
     /// Allow binding to a non-loopback address.
     #[arg(long, env = "SEMANTIC_ALLOW_REMOTE")]
     allow_remote: bool,
-    /// KV cells shared by all sequences [default: 16384].
-    #[arg(long, env = "SEMANTIC_CTX_SIZE")]
-    ctx_size: Option<u32>,
+    /// Most tokens one agent may hold, prompt + reply (its own KV stream) [default: 8192].
+    #[arg(long, env = "SEMANTIC_AGENT_CTX")]
+    agent_ctx: Option<u32>,
     /// Decode threads, 0 = all CPUs [default: 0].
     #[arg(long, env = "SEMANTIC_THREADS")]
     threads: Option<u32>,
@@ -70,9 +70,12 @@ pub struct CommonArgs {
     /// Flash attention: auto (off for f16, on for quantized KV), on or off [default: auto].
     #[arg(long, env = "SEMANTIC_FLASH_ATTN")]
     flash_attn: Option<String>,
-    /// Most live engine sequences [default: 32].
-    #[arg(long, env = "SEMANTIC_SEQ_MAX")]
-    seq_max: Option<u32>,
+    /// Agents resident in the engine at once, running or idle, one KV stream each [default: 8].
+    #[arg(long, env = "SEMANTIC_RESIDENT_AGENTS")]
+    resident_agents: Option<u32>,
+    /// Model layers offloaded to the GPU [default: all with a GPU backend compiled in, else 0].
+    #[arg(long, env = "SEMANTIC_GPU_LAYERS")]
+    gpu_layers: Option<u32>,
     /// Most sequences decoding at once [default: 8].
     #[arg(long, env = "SEMANTIC_MAX_RUNNING")]
     max_running: Option<usize>,
@@ -88,9 +91,6 @@ pub struct CommonArgs {
     /// RAM budget for warm agents (exported KV states), MiB [default: 1024].
     #[arg(long, env = "SEMANTIC_MEMORY_WARM_MB")]
     memory_warm_mb: Option<u64>,
-    /// Most KV cells (tokens) idle hot agents keep in the engine; beyond it the least recently used go warm [default: 0].
-    #[arg(long, env = "SEMANTIC_MEMORY_HOT_IDLE_TOKENS")]
-    memory_hot_idle_tokens: Option<usize>,
     /// Disk budget for cold agent files, GiB [default: 20].
     #[arg(long, env = "SEMANTIC_MEMORY_DISK_GB")]
     memory_disk_gb: Option<f64>,
@@ -144,17 +144,17 @@ impl CommonArgs {
             host: self.host.clone(),
             port: self.port,
             allow_remote: self.allow_remote.then_some(true),
-            ctx_size: self.ctx_size,
+            agent_ctx: self.agent_ctx,
             threads: self.threads,
             kv_type: self.kv_type.clone(),
             flash_attn: self.flash_attn.clone(),
-            seq_max: self.seq_max,
+            resident_agents: self.resident_agents,
+            gpu_layers: self.gpu_layers,
             max_running: self.max_running,
             step_tokens: self.step_tokens,
             queue_capacity: self.queue_capacity,
             default_max_tokens: self.default_max_tokens,
             memory_warm_mb: self.memory_warm_mb,
-            memory_hot_idle_tokens: self.memory_hot_idle_tokens,
             memory_disk_gb: self.memory_disk_gb,
             api_keys: Some(self.api_keys.clone()),
             api_key_file: self.api_key_file.clone(),
@@ -197,13 +197,14 @@ pub fn load_engine(config: &Config) -> Result<LlamaEngine> {
     let kv_type: KvType = config.kv_type.parse().map_err(anyhow::Error::msg)?;
     let engine_config = EngineConfig {
         model_path: config.model.clone(),
-        n_ctx: config.ctx_size,
+        n_ctx: config.agent_ctx,
         n_batch: config.step_tokens as u32,
-        n_seq_max: config.seq_max,
+        n_seq_max: config.resident_agents,
         threads: config.threads,
         kv_type,
         flash_attention: config.flash_attn.parse().map_err(anyhow::Error::msg)?,
         fingerprint_cache: Some(config.cache_dir.join("fingerprints")),
+        gpu_layers: config.gpu_layers,
     };
     LlamaEngine::load(&engine_config)
         .with_context(|| format!("loading {} (run scripts/setup to fetch the default model)", config.model.display()))
@@ -226,6 +227,12 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 fn info(config: &Config) -> Result<()> {
+    // What the binary is, before the model loads: readable even when loading fails.
+    println!("built for:     {}", semantic_engine::build::summary());
+    println!("ggml:          {}", LlamaEngine::system_info());
+    for device in LlamaEngine::devices() {
+        println!("device:        {device}");
+    }
     let engine = load_engine(config)?;
     let f = engine.facts();
     let c = engine.context();
@@ -243,10 +250,11 @@ fn info(config: &Config) -> Result<()> {
     println!("bos/eos/eot:   {} / {} / {}", token(f.bos), token(f.eos), token(f.eot));
     println!("add bos:       {}", f.add_bos);
     println!(
-        "context:       {} cells, batch {}, {} sequences, kv {}, flash attention {}, {} threads",
+        "context:       {} resident agents x {} tokens each ({} KV cells, one stream per agent), batch {}, kv {}, flash attention {}, {} threads",
+        c.n_seq_max,
+        c.n_ctx_seq,
         c.n_ctx,
         c.n_batch,
-        c.n_seq_max,
         c.kv_type,
         if c.flash_attention { "on" } else { "off" },
         c.threads

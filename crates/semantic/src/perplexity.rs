@@ -49,7 +49,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     if args.window < 16 || !args.window.is_multiple_of(2) {
         bail!("--window must be an even number >= 16");
     }
-    config.ctx_size = config.ctx_size.max((args.window.max(args.state_tokens) + 64) as u32);
+    config.agent_ctx = config.agent_ctx.max((args.window.max(args.state_tokens) + 64) as u32);
     config.step_tokens = config.step_tokens.max(args.window);
     let mut rows = Vec::new();
     for name in &args.kv_types {

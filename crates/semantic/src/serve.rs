@@ -42,7 +42,6 @@ pub fn run(config: Config) -> Result<()> {
             warm_bytes: config.memory_warm_bytes,
             disk_bytes: config.memory_disk_bytes,
             persist_after_idle: PERSIST_AFTER_IDLE,
-            hot_idle_tokens: config.memory_hot_idle_tokens,
         },
     };
     let options = serve_options(&config);

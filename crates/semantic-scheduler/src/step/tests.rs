@@ -180,15 +180,93 @@ fn abandoned_request_frees_its_sequence_at_the_next_step() {
 }
 
 #[test]
-fn requests_wait_for_kv_cells_instead_of_failing() {
+fn each_request_has_a_kv_stream_of_its_own() {
+    // 100 cells per sequence: two requests of 70 run side by side (a shared cache of 100 would
+    // have made the second wait).
     let mut s = state(100, 64, 8);
     let mut a = submit(&mut s, 40, 30);
     let mut b = submit(&mut s, 40, 30);
     s.step();
-    assert_eq!(s.running.len(), 1, "the second request does not fit yet");
+    assert_eq!(s.running.len(), 2);
     run_to_idle(&mut s);
     assert_eq!(drain_events(&mut a).1, Some(FinishReason::Length));
     assert_eq!(drain_events(&mut b).1, Some(FinishReason::Length));
+}
+
+#[test]
+fn batch_rows_are_in_sequence_id_order() {
+    // llama.cpp runs only consecutive sequence ids in one forward pass: decode tokens and
+    // prefill chunks are ordered by sequence id, each sequence's rows together.
+    let mut s = state(4096, 64, 8);
+    let _a = submit(&mut s, 5, 30);
+    s.step();
+    let _b = submit(&mut s, 100, 30);
+    let _c = submit(&mut s, 7, 30);
+    for _ in 0..6 {
+        s.step();
+    }
+    let steps = batches(&s);
+    assert!(steps.iter().any(|step| step.len() == 3), "{steps:?}");
+    for step in &steps {
+        assert!(step.windows(2).all(|w| w[0].0 < w[1].0), "{steps:?}");
+    }
+}
+
+#[test]
+fn requests_arriving_together_compute_their_shared_prefix_once() {
+    let shared = bytes(&"the same instructions and the same document. ".repeat(5));
+    let prompts: Vec<Vec<TokenId>> = (0..4)
+        .map(|i| {
+            let mut p = shared.clone();
+            p.extend(bytes(&format!("agent {i} asks its own question")));
+            p
+        })
+        .collect();
+    let alone: Vec<String> = prompts
+        .iter()
+        .map(|p| {
+            let mut s = memory_state(8, 4, None);
+            ask(&mut s, "team", None, p, 6).0
+        })
+        .collect();
+    let mut s = memory_state(8, 4, None);
+    let mut rxs = Vec::new();
+    for (i, p) in prompts.iter().enumerate() {
+        let request = GenerateRequest {
+            prompt: p.clone(),
+            max_tokens: 6,
+            sampling: SamplingParams::greedy(),
+            stop: vec![],
+            agent: crate::AgentRef {
+                namespace: crate::Namespace::parse("team").unwrap(),
+                agent: Some(crate::AgentId::parse(&format!("a{i}")).unwrap()),
+            },
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        s.shared.queued.fetch_add(1, Ordering::Relaxed);
+        s.command(Command::Submit(Box::new(Sequence::new(request, tx, Arc::default()))));
+        rxs.push(rx);
+    }
+    run_to_idle(&mut s);
+    let results: Vec<_> = rxs.iter_mut().map(drain_all).collect();
+    let together: Vec<String> = results.iter().map(|r| r.0.clone()).collect();
+    assert_eq!(together, alone);
+    let usages: Vec<_> = results.iter().map(|r| r.2.unwrap()).collect();
+    assert_eq!((usages[0].cached_tokens, usages[0].cache_source), (0, None));
+    for u in &usages[1..] {
+        assert_eq!(
+            (u.cached_tokens, u.cache_source),
+            (shared.len() + "agent ".len(), Some(crate::CacheSource::SharedPrefix))
+        );
+    }
+    // Prompt tokens computed: the shared part once, then each agent's own part.
+    let prompt_len: usize = prompts.iter().map(Vec::len).sum();
+    let decoded: usize = batches(&s).iter().flatten().map(|(_, n)| n).sum();
+    let generated = 4 * 5; // the sixth token of each reply is sampled, never decoded
+    assert_eq!(decoded - generated, prompt_len - 3 * usages[1].cached_tokens);
+    // The first agent's prefill stopped at the shared prefix, so the others started right there.
+    let last_chunk = usages[1].cached_tokens % 64;
+    assert!(last_chunk > 0 && batches(&s).contains(&vec![(0, last_chunk)]), "{:?}", batches(&s));
 }
 
 #[test]
@@ -283,12 +361,12 @@ fn anonymous_requests_share_prefixes_but_never_store_and_namespaces_never_leak()
 
 #[test]
 fn a_shared_prefix_is_copied_only_from_an_owner_still_live_after_making_room() {
-    // Making room may demote the agent whose prefix was about to be copied; llama.cpp would
-    // copy the now empty range without complaint, so the owner is checked first. An owner
-    // whose cells are mostly the shared prefix is kept instead.
-    for (question, shared) in [("question one, which is long enough to be most of the agent", false), ("q1", true)] {
-        let mut s = memory_state(8, 2, None);
-        s.config.memory.hot_idle_tokens = 0;
+    // The owner of a shared prefix is kept while room is made, unless it is the only agent that
+    // can make room: then it goes warm and the prompt is computed (never copied from a stream
+    // that no longer holds it).
+    for (sequences, shared) in [(1, false), (2, true)] {
+        let question = "question one";
+        let mut s = memory_state(sequences, 1, None);
         let system = bytes("a long shared system prompt, then: ");
         let mut p1 = system.clone();
         p1.extend(bytes(question));
@@ -297,7 +375,7 @@ fn a_shared_prefix_is_copied_only_from_an_owner_still_live_after_making_room() {
         p2.extend(bytes("question two"));
         let (answer, usage) = ask(&mut s, "team", None, &p2, 4);
         let expected = if shared { Some(crate::CacheSource::SharedPrefix) } else { None };
-        assert_eq!(usage.cache_source, expected, "{question}");
+        assert_eq!(usage.cache_source, expected, "{sequences} sequences");
         let mut cold = memory_state(8, 2, None);
         assert_eq!(ask(&mut cold, "team", None, &p2, 4).0, answer);
     }
@@ -328,28 +406,26 @@ fn agents_evicted_to_ram_come_back_with_the_same_answers() {
 }
 
 #[test]
-fn idle_hot_agents_beyond_their_token_budget_go_warm_least_recently_used_first() {
-    let mut s = memory_state(8, 1, None);
-    s.config.memory.hot_idle_tokens = 50;
+fn idle_agents_stay_resident_until_a_sequence_is_needed_least_recently_used_first() {
+    let mut s = memory_state(2, 1, None);
     let key = |name: &str| AgentKey {
         namespace: crate::Namespace::default_ns(),
         agent: crate::AgentId::parse(name).unwrap(),
     };
     let tiers = |s: &State<FakeEngine>| ["a", "b", "c"].map(|n| s.agents.memory.get(&key(n)).map(|info| info.tier));
-    // Each agent ends its turn with 25 prompt + 5 reply = 30 idle cells.
     let prompt = |name: &str| bytes(&format!("{name:<25}"));
     ask(&mut s, "default", Some("a"), &prompt("a"), 5);
     ask(&mut s, "default", Some("b"), &prompt("b"), 5);
-    assert_eq!(tiers(&s), [Some(Tier::Hot), Some(Tier::Hot), None], "30 idle cells fit the budget");
+    assert_eq!(tiers(&s), [Some(Tier::Hot), Some(Tier::Hot), None], "two sequences, two residents");
     ask(&mut s, "default", Some("c"), &prompt("c"), 5);
-    assert_eq!(tiers(&s), [Some(Tier::Warm), Some(Tier::Hot), Some(Tier::Hot)], "60 did not");
+    assert_eq!(tiers(&s), [Some(Tier::Warm), Some(Tier::Hot), Some(Tier::Hot)], "the third needed one");
     let (_, usage) = ask(&mut s, "default", Some("b"), &prompt("b"), 5);
     assert_eq!(usage.cache_source, Some(crate::CacheSource::Hot));
     // "a" comes back from warm; of the idle "b" and "c", "c" was used least recently.
     let (reply, usage) = ask(&mut s, "default", Some("a"), &prompt("a"), 5);
     assert_eq!(usage.cache_source, Some(crate::CacheSource::Warm));
     assert_eq!(tiers(&s), [Some(Tier::Hot), Some(Tier::Hot), Some(Tier::Warm)]);
-    let mut cold = memory_state(8, 1, None);
+    let mut cold = memory_state(2, 1, None);
     assert_eq!(ask(&mut cold, "default", None, &prompt("a"), 5).0, reply);
 }
 
@@ -358,12 +434,12 @@ fn hot_hit_on_the_least_recently_used_agent_when_cells_are_short_keeps_its_kv() 
     // Regression: making room for a hot hit could demote the very agent being placed, whose
     // freed sequence was then decoded as if its KV were still there.
     let mut s = State::new(
-        FakeEngine::new(100, 512, 4),
+        FakeEngine::new(200, 512, 2),
         SchedulerConfig {
             max_running: 1,
             step_token_budget: 64,
             queue_capacity: 64,
-            memory: crate::MemoryConfig { warm_bytes: 1 << 20, hot_idle_tokens: usize::MAX, ..Default::default() },
+            memory: crate::MemoryConfig { warm_bytes: 1 << 20, ..Default::default() },
         },
         Arc::default(),
     );

@@ -3,6 +3,7 @@
 mod api;
 mod bench;
 mod harness;
+mod isa;
 mod memory;
 mod offline;
 mod openai;

@@ -66,7 +66,7 @@ fn header(ns: &str, agent: &str, tokens: Vec<i32>, fingerprint: [u8; 32]) -> Sna
         namespace: Namespace::parse(ns).unwrap(),
         agent: AgentId::parse(agent).unwrap(),
         fingerprint,
-        kv_type: 1, // f16
+        state_layout: 0x101, // f16, per-sequence streams
         n_ctx: 4096,
         tokens,
         created_ms: 1_700_000_000_000,
@@ -139,9 +139,9 @@ fn agents_ls_show_pin_unpin_rm() {
     assert!(fails(cache, &["agents", "show", "gamma"]).contains("no agent default/gamma"), "namespaces are separate");
     assert_eq!(field(&succeeds(cache, &["agents", "show", "gamma", "--namespace", "team-b"]), "tokens:"), "1");
 
-    let (before, before_payload) = read_snapshot(&alpha, &Compat { fingerprint: fp, kv_type: 1 }).unwrap();
+    let (before, before_payload) = read_snapshot(&alpha, &Compat { fingerprint: fp, state_layout: 0x101 }).unwrap();
     succeeds(cache, &["agents", "pin", "alpha"]);
-    let (after, after_payload) = read_snapshot(&alpha, &Compat { fingerprint: fp, kv_type: 1 }).unwrap();
+    let (after, after_payload) = read_snapshot(&alpha, &Compat { fingerprint: fp, state_layout: 0x101 }).unwrap();
     assert!(after.pinned);
     assert_eq!((after.tokens, after.updated_ms, after_payload), (before.tokens, before.updated_ms, before_payload));
     assert_eq!(ls_row(&succeeds(cache, &["agents", "ls"]), "alpha").unwrap()[5], "yes");
@@ -358,7 +358,7 @@ fn kill_9_during_snapshot_writes_never_leaves_a_file_that_loads_wrong() {
         let report = store.scan();
         assert!(report.rejected.is_empty(), "round {round}: damaged files after kill -9: {:?}", report.rejected);
         for (h, len) in &report.entries {
-            let compat = Compat { fingerprint: h.fingerprint, kv_type: h.kv_type };
+            let compat = Compat { fingerprint: h.fingerprint, state_layout: h.state_layout };
             let (full, data) = store
                 .read(&h.key(), &compat)
                 .unwrap_or_else(|e| panic!("round {round}: {} fails to load: {e}", h.key()));

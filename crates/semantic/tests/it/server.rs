@@ -17,7 +17,17 @@ fn health_reports_ok_and_shutdown_on_sigterm_exits_zero() {
 #[test]
 fn generate_prints_the_greedy_text_of_the_chat_endpoint() {
     let out = Command::new(env!("CARGO_BIN_EXE_semantic"))
-        .args(["generate", "--chat", "Name a color.", "--max-tokens", "24", "--temperature", "0", "--ctx-size", "4096"])
+        .args([
+            "generate",
+            "--chat",
+            "Name a color.",
+            "--max-tokens",
+            "24",
+            "--temperature",
+            "0",
+            "--agent-ctx",
+            "4096",
+        ])
         .arg("--model")
         .arg(model_path())
         .output()

@@ -65,6 +65,9 @@ pub struct FakeControl {
     pub fail_decodes: usize,
     /// Panic inside the next decode.
     pub panic_next_decode: bool,
+    /// Fail this many upcoming truncations that keep some tokens (`from > 0`), as llama.cpp does
+    /// where it cannot remove part of a sequence.
+    pub fail_partial_truncates: usize,
 }
 
 /// The fake engine. Cloning shares nothing but the control block.
@@ -272,6 +275,13 @@ impl Engine for FakeEngine {
 
     fn kv_truncate(&mut self, seq: SeqId, from: u32) -> Result<(), EngineError> {
         self.check_seq(seq)?;
+        {
+            let mut control = self.lock();
+            if from > 0 && control.fail_partial_truncates > 0 {
+                control.fail_partial_truncates -= 1;
+                return Err(EngineError::Kv { op: "truncate", seq });
+            }
+        }
         if let Some(v) = self.kv.get_mut(&seq) {
             v.truncate(from as usize);
             if v.is_empty() {

@@ -13,7 +13,7 @@ use semantic_memory::{
     AgentKey, AgentMemory, Budgets, Compat, DiskStore, Eviction, Lookup, SnapshotHeader, Tier, WriteJob, Writer,
 };
 
-use crate::handle::MemoryCounters;
+use crate::counters::{Evicted, MemoryCounters, Rejection};
 use crate::CacheSource;
 
 /// What [`Agents::persist_idle`] did.
@@ -88,7 +88,7 @@ impl Agents {
                     let started = Instant::now();
                     let report = store.scan();
                     for (path, err) in &report.rejected {
-                        counters.rejected(err.reject_reason().unwrap_or("io"));
+                        counters.rejected(Rejection::of(err));
                         tracing::warn!(path = %path.display(), %err, "agent file rejected; it will not be served");
                     }
                     let entries: Vec<_> = report
@@ -97,7 +97,7 @@ impl Agents {
                         .filter(|(h, _)| match compat.mismatch(h) {
                             None => true,
                             Some(reason) => {
-                                counters.rejected("foreign");
+                                counters.rejected(Rejection::Foreign);
                                 tracing::warn!(
                                     agent = h.agent.as_str(),
                                     reason,
@@ -159,7 +159,7 @@ impl Agents {
                         return false;
                     }
                     Err(err) => {
-                        self.counters.rejected(err.reject_reason().unwrap_or("io"));
+                        self.counters.rejected(Rejection::of(&err));
                         tracing::warn!(agent = key.agent.as_str(), %err, "agent file rejected; running cold");
                         if let Some(path) = err.reject_reason().and(Some(disk.path_for(key))) {
                             let _ = disk.quarantine(&path);
@@ -177,7 +177,7 @@ impl Agents {
         match imported {
             Ok(()) => true,
             Err(err) => {
-                self.counters.rejected("import");
+                self.counters.rejected(Rejection::Import);
                 tracing::warn!(agent = key.agent.as_str(), %err, "stored state did not import; running cold");
                 let _ = engine.kv_truncate(seq, 0);
                 false
@@ -193,7 +193,7 @@ impl Agents {
         match engine.export_state(seq) {
             Ok(bytes) => {
                 self.memory.set_warm(key, Arc::new(bytes), now_ms());
-                self.counters.evicted("hot");
+                self.counters.evicted(Evicted::Hot);
             }
             Err(err) => {
                 tracing::warn!(agent = key.agent.as_str(), %err, "cannot export an agent; dropping its hot copy");
@@ -235,7 +235,7 @@ impl Agents {
         self.poll_writes();
         // Written and confirmed: now the RAM copy can go.
         if self.memory.get(key).is_some_and(|i| i.tier == Tier::Warm && !i.dirty) && self.memory.set_cold(key) {
-            self.counters.evicted("warm");
+            self.counters.evicted(Evicted::Warm);
         }
         match self.memory.get(key) {
             Some(info) if info.tier == Tier::Cold && flushed => Ok(()),
@@ -268,7 +268,7 @@ impl Agents {
                 (Eviction::Demote { key, to: Tier::Cold }, _) => self.demote_warm(&key),
                 (Eviction::DeleteFile { key }, _) => {
                     self.delete(&key);
-                    self.counters.evicted("disk");
+                    self.counters.evicted(Evicted::Disk);
                 }
                 (Eviction::Demote { .. }, _) => {}
             }
@@ -282,12 +282,12 @@ impl Agents {
         let Some(info) = self.memory.get(key).cloned() else { return };
         if self.writer.is_none() {
             self.memory.remove(key);
-            self.counters.evicted("warm");
+            self.counters.evicted(Evicted::Warm);
             return;
         }
         if !info.dirty {
             if self.memory.set_cold(key) {
-                self.counters.evicted("warm");
+                self.counters.evicted(Evicted::Warm);
             }
             return;
         }

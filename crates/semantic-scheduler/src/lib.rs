@@ -9,6 +9,7 @@
 mod admin;
 mod agents;
 mod config;
+mod counters;
 mod error;
 mod handle;
 mod histogram;
@@ -20,8 +21,9 @@ pub(crate) use admin::AgentCommand;
 pub use admin::{AgentOpError, FlushReport};
 pub use agents::MemoryConfig;
 pub use config::SchedulerConfig;
+pub use counters::{DrainReport, MemoryStats, RequestCounters, SchedulerStats};
 pub use error::SubmitError;
-pub use handle::{DrainReport, MemoryStats, RequestCounters, RequestStream, Scheduler, SchedulerStats, SpawnError};
+pub use handle::{RequestStream, Scheduler, SpawnError};
 pub use histogram::{Histogram, HistogramSnapshot, BUCKETS};
 pub use request::{AgentRef, CacheSource, Event, FinishReason, GenerateRequest, Timings, Usage};
 pub use semantic_memory::{AgentId, AgentInfo, AgentKey, Namespace, Tier};

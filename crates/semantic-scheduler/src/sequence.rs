@@ -8,7 +8,7 @@ use semantic_chat::{StopMatcher, Utf8Stream};
 use semantic_engine::{Sampler, SeqId, TokenId, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
 
-use crate::handle::RequestCounters;
+use crate::counters::RequestCounters;
 use crate::{AgentRef, CacheSource, Event, FinishReason, GenerateRequest, Timings, Usage};
 
 /// A request being served.

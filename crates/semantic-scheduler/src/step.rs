@@ -22,7 +22,7 @@ use semantic_memory::{AgentKey, Compat, Tier};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::agents::{now_ms, AgentRefKey, Agents, Persist, Placement};
-use crate::handle::{DrainReport, Shared};
+use crate::counters::{DrainReport, Shared};
 use crate::sequence::Sequence;
 use crate::{AgentCommand, CacheSource, FinishReason, SchedulerConfig};
 
@@ -390,8 +390,8 @@ impl<E: Engine> State<E> {
             // The agent's idle cells become this request's reservation.
             self.reserved = self.reserved + need - info.tokens;
             self.agents.in_use.insert(key.clone());
-            let _ = self.engine.kv_truncate(id, matched as u32);
-            return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::Hot) });
+            let cached = self.trim(id, matched);
+            return Some(Placement { seq: id, cached, source: Some(CacheSource::Hot) });
         }
         if !self.make_room(1) {
             return None;
@@ -409,11 +409,28 @@ impl<E: Engine> State<E> {
             "agent restored"
         );
         if restored {
-            let _ = self.engine.kv_truncate(id, matched as u32);
+            let cached = self.trim(id, matched);
             let source = if tier == Tier::Warm { CacheSource::Warm } else { CacheSource::Disk };
-            return Some(Placement { seq: id, cached: matched, source: Some(source) });
+            return Some(Placement { seq: id, cached, source: Some(source) });
         }
         Some(Placement { seq: id, cached: 0, source: None })
+    }
+
+    /// Cuts sequence `id` back to its first `keep` tokens and returns how many it keeps. When the
+    /// engine cannot cut there, the sequence is emptied and the request computes its whole prompt:
+    /// a sequence never holds tokens beyond what its request knows (they would be attended to).
+    fn trim(&mut self, id: SeqId, keep: usize) -> usize {
+        match self.engine.kv_truncate(id, keep as u32) {
+            Ok(()) => keep,
+            Err(err) => {
+                tracing::warn!(%err, seq = id, keep, "cannot trim a sequence; computing the prompt instead");
+                if let Err(err) = self.engine.kv_truncate(id, 0) {
+                    // The first decode then fails on positions and fails only this request.
+                    tracing::error!(%err, seq = id, "cannot empty a sequence");
+                }
+                0
+            }
+        }
     }
 
     fn plan(&mut self) -> Vec<Planned> {

@@ -382,6 +382,21 @@ fn a_shared_prefix_is_copied_only_from_an_owner_still_live_after_making_room() {
 }
 
 #[test]
+fn a_sequence_that_cannot_be_trimmed_runs_its_prompt_cold() {
+    // llama.cpp may refuse to remove part of a sequence; the tail must not stay attended to.
+    let mut s = memory_state(4, 1, None);
+    let first = bytes("the first turn of this agent");
+    let (reply, _) = ask(&mut s, "default", Some("bob"), &first, 5);
+    let mut next = bytes("the first turn of a different story");
+    next.extend(bytes(" with more"));
+    s.engine().control().lock().unwrap().fail_partial_truncates = 1;
+    let (answer, usage) = ask(&mut s, "default", Some("bob"), &next, 5);
+    assert_eq!(usage.cached_tokens, 0, "{reply}");
+    let mut cold = memory_state(4, 1, None);
+    assert_eq!(ask(&mut cold, "default", None, &next, 5).0, answer);
+}
+
+#[test]
 fn agents_evicted_to_ram_come_back_with_the_same_answers() {
     // 3 sequences, 1 running: at most 2 idle hot agents, so the third pushes the first to warm.
     let mut s = memory_state(3, 1, None);

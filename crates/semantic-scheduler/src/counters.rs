@@ -1,0 +1,234 @@
+//! The step thread's counters, gauges and reports, which the handle reads: queue and running
+//! gauges (`Shared`), per-request figures (`RequestCounters`), agent-memory figures
+//! (`MemoryCounters`) and the public snapshots made of them. Written by the step thread and the
+//! writer, read for health and metrics; labels are closed sets (`Rejection`, `Evicted`).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use semantic_memory::Tier;
+
+use crate::histogram::Histogram;
+use crate::CacheSource;
+
+/// Counters shared between the handle and the step thread.
+#[derive(Debug, Default)]
+pub(crate) struct Shared {
+    pub queued: AtomicUsize,
+    pub running: AtomicUsize,
+    pub kv_reserved: AtomicUsize,
+    pub steps: AtomicU64,
+    pub draining: AtomicBool,
+    pub memory: Arc<MemoryCounters>,
+    pub requests: Arc<RequestCounters>,
+}
+
+/// Per-request figures the step thread records as requests finish (for metrics).
+#[derive(Debug, Default)]
+pub struct RequestCounters {
+    /// Submission to first token.
+    pub time_to_first_token: Histogram,
+    /// Gap between consecutive tokens of one stream.
+    pub inter_token: Histogram,
+    /// Prompt tokens of finished requests.
+    pub prompt_tokens: AtomicU64,
+    /// Prompt tokens computed (not reused).
+    pub prefilled_tokens: AtomicU64,
+    /// Generated tokens.
+    pub generated_tokens: AtomicU64,
+    /// Finished requests by reason: [stop, length, stop_string, cancelled, error].
+    pub finished: [AtomicU64; 5],
+    /// Refused at submission: [queue_full, draining, context_overflow, invalid].
+    pub rejected: [AtomicU64; 4],
+}
+
+impl RequestCounters {
+    /// Labels of `finished`.
+    pub const FINISH_REASONS: [&'static str; 5] = ["stop", "length", "stop_string", "cancelled", "error"];
+    /// Labels of `rejected`.
+    pub const REJECT_REASONS: [&'static str; 4] = ["queue_full", "draining", "context_overflow", "invalid"];
+}
+
+/// Agent-memory counters and gauges, written by the step thread and the writer, read for metrics.
+#[derive(Debug, Default)]
+pub(crate) struct MemoryCounters {
+    pub hot: AtomicUsize,
+    pub warm: AtomicUsize,
+    pub cold: AtomicUsize,
+    pub warm_bytes: AtomicU64,
+    pub disk_bytes: AtomicU64,
+    /// Lookups: [miss, hot, warm, cold].
+    lookups: [AtomicU64; 4],
+    /// Reused prompt tokens: [hot, warm, disk, shared_prefix].
+    reused_tokens: [AtomicU64; 4],
+    /// Evictions out of: [hot, warm, disk].
+    evictions: [AtomicU64; 3],
+    /// Rejected files: [corrupt, version, foreign, import, io].
+    rejected: [AtomicU64; 5],
+    persists: AtomicU64,
+    persist_micros: AtomicU64,
+    persist_failures: AtomicU64,
+}
+
+/// Why an agent file or state was not served (the `reason` label of rejected files).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rejection {
+    /// Checksums, lengths or fields do not verify.
+    Corrupt = 0,
+    /// Another format version.
+    Version = 1,
+    /// Made by another model or state layout.
+    Foreign = 2,
+    /// Read fine but the engine refused the state.
+    Import = 3,
+    /// The file could not be read.
+    Io = 4,
+}
+
+impl Rejection {
+    const ALL: [Rejection; 5] = [Self::Corrupt, Self::Version, Self::Foreign, Self::Import, Self::Io];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Corrupt => "corrupt",
+            Self::Version => "version",
+            Self::Foreign => "foreign",
+            Self::Import => "import",
+            Self::Io => "io",
+        }
+    }
+
+    /// The reason for a failed read of an agent file.
+    pub fn of(err: &semantic_memory::MemoryError) -> Self {
+        use semantic_memory::MemoryError as E;
+        match err {
+            E::Corrupt { .. } => Self::Corrupt,
+            E::UnsupportedVersion { .. } => Self::Version,
+            E::Foreign { .. } => Self::Foreign,
+            _ => Self::Io,
+        }
+    }
+}
+
+/// The tier an agent was evicted out of (the `tier` label of evictions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Evicted {
+    /// Exported from the engine to RAM.
+    Hot = 0,
+    /// Dropped from RAM (its file remains).
+    Warm = 1,
+    /// File deleted over the disk budget.
+    Disk = 2,
+}
+
+const SOURCES: [CacheSource; 4] = [CacheSource::Hot, CacheSource::Warm, CacheSource::Disk, CacheSource::SharedPrefix];
+
+impl MemoryCounters {
+    pub fn looked_up(&self, tier: Option<Tier>) {
+        let i = match tier {
+            None => 0,
+            Some(Tier::Hot) => 1,
+            Some(Tier::Warm) => 2,
+            Some(Tier::Cold) => 3,
+        };
+        self.lookups[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn reused(&self, source: CacheSource, tokens: usize) {
+        let i = SOURCES.iter().position(|s| *s == source).unwrap_or(0);
+        self.reused_tokens[i].fetch_add(tokens as u64, Ordering::Relaxed);
+    }
+
+    pub fn evicted(&self, from: Evicted) {
+        self.evictions[from as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rejected(&self, reason: Rejection) {
+        self.rejected[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn persisted(&self, elapsed: Duration) {
+        self.persists.fetch_add(1, Ordering::Relaxed);
+        self.persist_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub fn persist_failed(&self) {
+        self.persist_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> MemoryStats {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MemoryStats {
+            hot: self.hot.load(Ordering::Relaxed),
+            warm: self.warm.load(Ordering::Relaxed),
+            cold: self.cold.load(Ordering::Relaxed),
+            warm_bytes: load(&self.warm_bytes),
+            disk_bytes: load(&self.disk_bytes),
+            lookups: [("miss", 0), ("hot", 1), ("warm", 2), ("cold", 3)].map(|(n, i)| (n, load(&self.lookups[i]))),
+            reused_tokens: [0, 1, 2, 3].map(|i| (SOURCES[i].as_str(), load(&self.reused_tokens[i]))),
+            evictions: [("hot", 0), ("warm", 1), ("disk", 2)].map(|(n, i)| (n, load(&self.evictions[i]))),
+            rejected_files: Rejection::ALL.map(|r| (r.as_str(), load(&self.rejected[r as usize]))),
+            persists: load(&self.persists),
+            persist_seconds: load(&self.persist_micros) as f64 / 1e6,
+            persist_failures: load(&self.persist_failures),
+        }
+    }
+}
+
+/// Agent memory figures for health and metrics (labels are fixed, bounded sets).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryStats {
+    /// Agents per tier.
+    pub hot: usize,
+    /// Agents held as bytes in RAM.
+    pub warm: usize,
+    /// Agents on disk only.
+    pub cold: usize,
+    /// RAM used by warm agents.
+    pub warm_bytes: u64,
+    /// Disk used by agent files.
+    pub disk_bytes: u64,
+    /// Memory lookups by the tier that answered (`miss` = nothing stored for the named agent).
+    pub lookups: [(&'static str, u64); 4],
+    /// Prompt tokens reused, by source.
+    pub reused_tokens: [(&'static str, u64); 4],
+    /// Evictions by the tier left.
+    pub evictions: [(&'static str, u64); 3],
+    /// Agent files refused, by reason.
+    pub rejected_files: [(&'static str, u64); 5],
+    /// Completed persists.
+    pub persists: u64,
+    /// Total seconds spent writing agent files.
+    pub persist_seconds: f64,
+    /// Failed persists.
+    pub persist_failures: u64,
+}
+
+/// A point-in-time view of the scheduler, for health checks and metrics.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SchedulerStats {
+    /// Requests accepted but not yet running.
+    pub queued: usize,
+    /// Requests decoding.
+    pub running: usize,
+    /// KV cells reserved by running requests.
+    pub kv_reserved: usize,
+    /// KV cells in the context.
+    pub kv_capacity: usize,
+    /// Engine steps so far.
+    pub steps: u64,
+    /// True once a drain started.
+    pub draining: bool,
+    /// Admission queue bound.
+    pub queue_capacity: usize,
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainReport {
+    /// Requests that finished during the drain.
+    pub completed: usize,
+    /// Requests cut at the deadline (they got a `Cancelled` finish).
+    pub cut: usize,
+}

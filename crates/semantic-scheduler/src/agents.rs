@@ -59,14 +59,16 @@ pub(crate) struct Placement {
     pub source: Option<CacheSource>,
 }
 
+/// Agent memory on the step thread. Owns which agents have a request running (`in_use`): those
+/// are never evicted, exported or offered as a prefix, and only these methods change the set.
 pub(crate) struct Agents {
-    pub memory: AgentMemory,
+    memory: AgentMemory,
     disk: Option<Arc<DiskStore>>,
     writer: Option<Writer>,
     compat: Compat,
     n_ctx: u32,
     /// Agents with a request running (their sequence belongs to that request).
-    pub in_use: HashSet<AgentKey>,
+    in_use: HashSet<AgentKey>,
     counters: Arc<MemoryCounters>,
 }
 
@@ -123,6 +125,36 @@ impl Agents {
             }
         }
         Self { memory, disk, writer, compat, n_ctx, in_use: HashSet::new(), counters }
+    }
+
+    /// The tiers, budgets and index (read-only; changes go through the methods below).
+    pub fn memory(&self) -> &AgentMemory {
+        &self.memory
+    }
+
+    /// True while a request runs on `key`.
+    pub fn in_use(&self, key: &AgentKey) -> bool {
+        self.in_use.contains(key)
+    }
+
+    /// Marks `key` as having a request running; false if it already had.
+    pub fn claim(&mut self, key: &AgentKey) -> bool {
+        self.in_use.insert(key.clone())
+    }
+
+    /// Ends [`Agents::claim`].
+    pub fn unclaim(&mut self, key: &AgentKey) {
+        self.in_use.remove(key);
+    }
+
+    /// Records that `key`'s KV (exactly `tokens`) lives in engine sequence `seq`.
+    pub fn set_hot(&mut self, key: AgentKey, seq: SeqId, tokens: Vec<TokenId>, now_ms: u64) {
+        self.memory.set_hot(key, seq, tokens, now_ms);
+    }
+
+    /// Pins or unpins an agent; false if unknown.
+    pub fn pin(&mut self, key: &AgentKey, pinned: bool) -> bool {
+        self.memory.pin(key, pinned)
     }
 
     /// Decides where reusable KV for `prompt` is.

@@ -207,9 +207,7 @@ impl<E: Engine> State<E> {
         let mut i = 0;
         while self.running.len() < self.config.max_running && i < self.waiting.len() {
             let busy = self.waiting[i].agent.agent.as_ref().is_some_and(|a| {
-                self.agents
-                    .in_use
-                    .contains(&AgentKey { namespace: self.waiting[i].agent.namespace.clone(), agent: a.clone() })
+                self.agents.in_use(&AgentKey { namespace: self.waiting[i].agent.namespace.clone(), agent: a.clone() })
             });
             if busy {
                 i += 1;
@@ -298,7 +296,7 @@ impl<E: Engine> State<E> {
     fn memory_lookup(&self, seq: &Sequence) -> semantic_memory::Lookup {
         let mut lookup =
             self.agents.lookup(&AgentRefKey(seq.agent.namespace.clone(), seq.agent.agent.clone()), &seq.prompt);
-        lookup.shared = lookup.shared.filter(|(owner, _, _)| !self.agents.in_use.contains(owner));
+        lookup.shared = lookup.shared.filter(|(owner, _, _)| !self.agents.in_use(owner));
         lookup
     }
 
@@ -338,10 +336,10 @@ impl<E: Engine> State<E> {
         // A prefix resident for an idle agent of the namespace is kept while room is made, unless
         // it is the only agent that can make room.
         let keep = lookup.shared.as_ref().map(|(owner, _, _)| owner.clone());
-        let keep = keep.filter(|owner| self.agents.in_use.insert(owner.clone()));
+        let keep = keep.filter(|owner| self.agents.claim(owner));
         let mut room = self.make_room(1);
         if let Some(owner) = &keep {
-            self.agents.in_use.remove(owner);
+            self.agents.unclaim(owner);
             room = room || self.make_room(1);
         }
         if !room {
@@ -350,11 +348,11 @@ impl<E: Engine> State<E> {
         let id = self.take_free_seq()?;
         self.reserved += need;
         if let Some(key) = &key {
-            self.agents.in_use.insert(key.clone());
+            self.agents.claim(key);
         }
         // Making room may have sent the prefix's owner warm: then its cells are gone and it is no source.
         let still_live = |s: &Self, owner: &AgentKey, src: SeqId| {
-            s.agents.memory.get(owner).is_some_and(|info| info.tier == Tier::Hot && info.seq == Some(src))
+            s.agents.memory().get(owner).is_some_and(|info| info.tier == Tier::Hot && info.seq == Some(src))
         };
         let idle_owner = lookup
             .shared
@@ -385,11 +383,11 @@ impl<E: Engine> State<E> {
     /// Places a request on its agent's own KV (`matched` tokens of it, in `tier`).
     fn place_own(&mut self, key: &AgentKey, tier: Tier, matched: usize, need: usize) -> Option<Placement> {
         if tier == Tier::Hot {
-            let info = self.agents.memory.get(key)?.clone();
+            let info = self.agents.memory().get(key)?.clone();
             let id = info.seq?;
             // The agent's idle cells become this request's reservation.
             self.reserved = self.reserved + need - info.tokens;
-            self.agents.in_use.insert(key.clone());
+            self.agents.claim(key);
             let cached = self.trim(id, matched);
             return Some(Placement { seq: id, cached, source: Some(CacheSource::Hot) });
         }
@@ -398,7 +396,7 @@ impl<E: Engine> State<E> {
         }
         let id = self.take_free_seq()?;
         self.reserved += need;
-        self.agents.in_use.insert(key.clone());
+        self.agents.claim(key);
         let started = Instant::now();
         let restored = self.agents.restore(&mut self.engine, key, tier, id);
         tracing::debug!(
@@ -526,11 +524,11 @@ impl<E: Engine> State<E> {
         let Some(id) = seq.seq else { return };
         let key = seq.agent.agent.clone().map(|agent| AgentKey { namespace: seq.agent.namespace.clone(), agent });
         if let Some(key) = key {
-            self.agents.in_use.remove(&key);
+            self.agents.unclaim(&key);
             if !matches!(reason, FinishReason::Error(_)) && seq.n_past > 0 {
                 let tokens = seq.kv_tokens().to_vec();
                 // A previous hot copy of this agent on another sequence is superseded.
-                if let Some(old) = self.agents.memory.get(&key).and_then(|i| i.seq.map(|s| (s, i.tokens))) {
+                if let Some(old) = self.agents.memory().get(&key).and_then(|i| i.seq.map(|s| (s, i.tokens))) {
                     if old.0 != id {
                         let _ = self.engine.kv_truncate(old.0, 0);
                         self.free_seqs.push(old.0);
@@ -538,7 +536,7 @@ impl<E: Engine> State<E> {
                     }
                 }
                 self.reserved += tokens.len();
-                self.agents.memory.set_hot(key, id, tokens, now_ms());
+                self.agents.set_hot(key, id, tokens, now_ms());
                 return;
             }
             self.agents.forget(&key);
@@ -583,7 +581,7 @@ impl<E: Engine> State<E> {
 
     /// Frees an agent's hot sequence, if it has one.
     fn drop_hot(&mut self, key: &AgentKey) {
-        if let Some((seq, tokens)) = self.agents.memory.get(key).and_then(|i| i.seq.map(|s| (s, i.tokens))) {
+        if let Some((seq, tokens)) = self.agents.memory().get(key).and_then(|i| i.seq.map(|s| (s, i.tokens))) {
             let _ = self.engine.kv_truncate(seq, 0);
             self.free_seqs.push(seq);
             self.reserved -= tokens;
@@ -594,15 +592,15 @@ impl<E: Engine> State<E> {
         use crate::AgentOpError as E;
         match cmd {
             AgentCommand::List { namespace, reply } => {
-                let _ = reply.send(self.agents.memory.list(&namespace));
+                let _ = reply.send(self.agents.memory().list(&namespace));
             }
             AgentCommand::Get { key, reply } => {
-                let _ = reply.send(self.agents.memory.get(&key).cloned());
+                let _ = reply.send(self.agents.memory().get(&key).cloned());
             }
             AgentCommand::Delete { key, reply } => {
-                let result = if self.agents.in_use.contains(&key) {
+                let result = if self.agents.in_use(&key) {
                     Err(E::Busy)
-                } else if self.agents.memory.get(&key).is_none() {
+                } else if self.agents.memory().get(&key).is_none() {
                     Err(E::NotFound)
                 } else {
                     self.drop_hot(&key);
@@ -616,8 +614,8 @@ impl<E: Engine> State<E> {
                 let _ = reply.send(result);
             }
             AgentCommand::Pin { key, pinned, reply } => {
-                let result = if self.agents.memory.pin(&key, pinned) {
-                    self.agents.memory.get(&key).cloned().ok_or(E::NotFound)
+                let result = if self.agents.pin(&key, pinned) {
+                    self.agents.memory().get(&key).cloned().ok_or(E::NotFound)
                 } else {
                     Err(E::NotFound)
                 };
@@ -625,17 +623,15 @@ impl<E: Engine> State<E> {
             }
             AgentCommand::Flush { reply } => {
                 self.agents.flush(&self.engine, Duration::from_secs(30));
-                let _ = reply.send(crate::FlushReport { still_dirty: self.agents.memory.dirty().len() });
+                let _ = reply.send(crate::FlushReport { still_dirty: self.agents.memory().dirty().len() });
             }
             AgentCommand::Clear { namespace, reply } => {
                 let keys: Vec<AgentKey> = self
                     .agents
-                    .memory
+                    .memory()
                     .keys()
                     .into_iter()
-                    .filter(|k| {
-                        namespace.as_ref().is_none_or(|ns| &k.namespace == ns) && !self.agents.in_use.contains(k)
-                    })
+                    .filter(|k| namespace.as_ref().is_none_or(|ns| &k.namespace == ns) && !self.agents.in_use(k))
                     .collect();
                 for key in &keys {
                     self.drop_hot(key);
@@ -649,10 +645,10 @@ impl<E: Engine> State<E> {
 
     fn evict_to_disk(&mut self, key: &AgentKey) -> Result<semantic_memory::AgentInfo, crate::AgentOpError> {
         use crate::AgentOpError as E;
-        if self.agents.in_use.contains(key) {
+        if self.agents.in_use(key) {
             return Err(E::Busy);
         }
-        let info = self.agents.memory.get(key).cloned().ok_or(E::NotFound)?;
+        let info = self.agents.memory().get(key).cloned().ok_or(E::NotFound)?;
         if info.tier == Tier::Hot {
             if let Some((seq, tokens)) = self.agents.demote_hot(&mut self.engine, key) {
                 self.free_seqs.push(seq);
@@ -660,7 +656,7 @@ impl<E: Engine> State<E> {
             }
         }
         self.agents.demote_to_disk(key).map_err(|reason| E::Persist { reason })?;
-        self.agents.memory.get(key).cloned().ok_or(E::NotFound)
+        self.agents.memory().get(key).cloned().ok_or(E::NotFound)
     }
 
     /// The engine, for tests.

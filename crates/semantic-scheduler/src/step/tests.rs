@@ -352,11 +352,11 @@ fn anonymous_requests_share_prefixes_but_never_store_and_namespaces_never_leak()
     let (_, usage) = ask(&mut s, "team", None, &p2, 4);
     assert_eq!(usage.cache_source, Some(crate::CacheSource::SharedPrefix));
     assert_eq!(usage.cached_tokens, system.len() + "question ".len());
-    assert_eq!(s.agents.memory.list(&crate::Namespace::parse("team").unwrap()).len(), 1);
+    assert_eq!(s.agents.memory().list(&crate::Namespace::parse("team").unwrap()).len(), 1);
     // Same agent id, other namespace: nothing is reused.
     let (_, usage) = ask(&mut s, "other", Some("bob"), &p1, 4);
     assert_eq!((usage.cached_tokens, usage.cache_source), (0, None));
-    assert_eq!(s.agents.memory.list(&crate::Namespace::parse("other").unwrap()).len(), 1);
+    assert_eq!(s.agents.memory().list(&crate::Namespace::parse("other").unwrap()).len(), 1);
 }
 
 #[test]
@@ -409,7 +409,7 @@ fn agents_evicted_to_ram_come_back_with_the_same_answers() {
         namespace: crate::Namespace::default_ns(),
         agent: crate::AgentId::parse(&format!("a{i}")).unwrap(),
     };
-    assert_eq!(s.agents.memory.get(&key(0)).unwrap().tier, Tier::Warm);
+    assert_eq!(s.agents.memory().get(&key(0)).unwrap().tier, Tier::Warm);
     let mut next = prompts[0].clone();
     next.extend(bytes(&replies[0]));
     next.extend(bytes(" and again"));
@@ -427,7 +427,7 @@ fn idle_agents_stay_resident_until_a_sequence_is_needed_least_recently_used_firs
         namespace: crate::Namespace::default_ns(),
         agent: crate::AgentId::parse(name).unwrap(),
     };
-    let tiers = |s: &State<FakeEngine>| ["a", "b", "c"].map(|n| s.agents.memory.get(&key(n)).map(|info| info.tier));
+    let tiers = |s: &State<FakeEngine>| ["a", "b", "c"].map(|n| s.agents.memory().get(&key(n)).map(|info| info.tier));
     let prompt = |name: &str| bytes(&format!("{name:<25}"));
     ask(&mut s, "default", Some("a"), &prompt("a"), 5);
     ask(&mut s, "default", Some("b"), &prompt("b"), 5);
@@ -484,7 +484,7 @@ fn agents_survive_a_restart_through_disk() {
     };
     let mut s = memory_state(4, 1, Some(dir.clone()));
     let key = AgentKey { namespace: crate::Namespace::default_ns(), agent: crate::AgentId::parse("carol").unwrap() };
-    assert_eq!(s.agents.memory.get(&key).unwrap().tier, Tier::Cold);
+    assert_eq!(s.agents.memory().get(&key).unwrap().tier, Tier::Cold);
     let mut turn2 = turn1.clone();
     turn2.extend(bytes(&reply));
     turn2.extend(bytes("?"));
@@ -514,11 +514,11 @@ fn a_dirty_agent_waits_until_idle_long_enough_before_it_is_written() {
         }
         other => panic!("expected a wait, got {other:?}"),
     }
-    assert!(s.agents.memory.get(&key).unwrap().dirty);
+    assert!(s.agents.memory().get(&key).unwrap().dirty);
     // Idle long enough (a zero limit): written, and nothing is left to do.
     assert_eq!(s.agents.persist_idle(&s.engine, Duration::ZERO), Persist::Wrote);
     assert_eq!(s.agents.persist_idle(&s.engine, Duration::from_secs(60)), Persist::Nothing);
     assert!(s.agents.flush(&s.engine, Duration::from_secs(10)));
-    assert!(!s.agents.memory.get(&key).unwrap().dirty);
+    assert!(!s.agents.memory().get(&key).unwrap().dirty);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -59,7 +59,7 @@ pub(crate) fn stack(router: Router, ops: &Ops) -> Router {
 }
 
 fn new_request_id() -> String {
-    format!("req_{:016x}{:08x}", rand::random::<u64>(), rand::random::<u32>())
+    crate::generation::random_id("req_")
 }
 
 async fn track(State(ops): State<Ops>, request: Request, next: Next) -> Response {

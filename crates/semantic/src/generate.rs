@@ -53,7 +53,10 @@ pub struct GenerateArgs {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let config = args.common.resolve()?;
+    let mut config = args.common.resolve()?;
+    // One generation: one KV stream, not the server's resident agents.
+    config.resident_agents = 1;
+    config.max_running = 1;
     let scheduler_config = SchedulerConfig {
         max_running: 1,
         step_token_budget: config.step_tokens,

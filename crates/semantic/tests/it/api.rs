@@ -107,3 +107,38 @@ fn legacy_completions_and_the_openapi_document() {
         assert!(doc["paths"][path].is_object(), "{path}");
     }
 }
+
+#[test]
+fn a_request_over_one_agents_context_is_a_clear_400_and_agents_do_not_share_cells() {
+    // Each resident agent has a stream of 512 cells: a longer request is refused in the route's
+    // own shape, never an abort, and two agents near the limit run side by side.
+    let server = Server::start(&["--agent-ctx", "512", "--resident-agents", "2"]);
+    let long = "word ".repeat(700);
+    let body = json!({"messages": [{"role": "user", "content": long}], "max_tokens": 8});
+    let reply = server.post_json("/v1/chat/completions", &body);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["error"]["code"], "context_length_exceeded");
+    let body = json!({"model": "default", "max_tokens": 8, "messages": [{"role": "user", "content": long}]});
+    let reply = server.post_json("/v1/messages", &body);
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    assert_eq!(reply.json()["type"], "error");
+    assert_eq!(reply.json()["error"]["type"], "invalid_request_error");
+    let near = "word ".repeat(400);
+    let answers: Vec<u16> = std::thread::scope(|scope| {
+        let handles: Vec<_> = ["a", "b"]
+            .map(|agent| {
+                let server = &server;
+                let near = &near;
+                scope.spawn(move || {
+                    let body = json!({"messages": [{"role": "user", "content": near}], "max_tokens": 16,
+                        "temperature": 0, "agent_id": agent});
+                    server.post_json("/v1/chat/completions", &body).status
+                })
+            })
+            .into_iter()
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(answers, vec![200, 200]);
+    assert_eq!(server.request("GET", "/health", None).status, 200);
+}

@@ -67,7 +67,12 @@ impl Server {
     /// `args` may name its own `--model`.
     pub fn launch(cache_dir: tempdir::TempDir, args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_semantic"));
-        command.arg("serve").args(["--port", "0", "--agent-ctx", "4096", "--resident-agents", "8"]);
+        command.arg("serve").args(["--port", "0"]);
+        for (flag, default) in [("--agent-ctx", "4096"), ("--resident-agents", "8")] {
+            if !args.contains(&flag) {
+                command.args([flag, default]);
+            }
+        }
         if !args.contains(&"--model") {
             command.arg("--model").arg(model_path());
         }

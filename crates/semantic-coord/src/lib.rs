@@ -7,8 +7,19 @@
 //! runs a turn's prompt through the scheduler), HTTP wire shapes, tokenization.
 #![warn(missing_docs)]
 
+pub mod decision;
 mod error;
+pub mod prompt;
+mod session;
+mod spec;
+mod store;
 mod types;
 
 pub use error::CoordError;
+pub use session::*;
+pub use spec::*;
+pub use store::*;
 pub use types::*;
+
+#[cfg(test)]
+mod session_tests;

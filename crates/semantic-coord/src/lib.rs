@@ -7,6 +7,7 @@
 //! runs a turn's prompt through the scheduler), HTTP wire shapes, tokenization.
 #![warn(missing_docs)]
 
+pub mod clean;
 pub mod decision;
 mod error;
 pub mod prompt;

@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod scenario;
 mod types;
 
 pub use error::CoordError;

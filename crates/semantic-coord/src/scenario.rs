@@ -308,7 +308,13 @@ phases:
             (format!("{BASE}    interactions: alice\n"), 17, "phases[1].interactions", "expected a list"),
             (format!("{BASE}ui:\n  column_count: 5\n"), 18, "ui.column_count", "out of range 1-4"),
             (format!("{BASE}ui:\n  layout: grid\n"), 18, "ui.layout", "unknown Layout \"grid\""),
-            (format!("{BASE}ui:\n  show_memory_panel: yes\n"), 18, "ui.show_memory_panel", "expected true or false"),
+            (format!("{BASE}ui:\n  show_memory_panel: maybe\n"), 18, "ui.show_memory_panel", "expected true or false"),
+            (
+                format!("{BASE}ui:\n  show_run_all: 2\n"),
+                18,
+                "ui.show_run_all",
+                "expected true or false, found an integer",
+            ),
             (format!("{BASE}ui:\n  max_visible_messages: 0\n"), 18, "ui.max_visible_messages", "out of range 1-500"),
             (format!("{BASE}ui:\n  phase_controls: none\n"), 18, "ui.phase_controls", "per_phase or global"),
             (format!("{BASE}ui:\n  theme: dark\n"), 18, "ui.theme", "unknown field"),
@@ -356,6 +362,12 @@ phases:
                 "payoff.matrix",
                 "2 rows but 3 labels",
             ),
+            (
+                format!("{BASE}payoff:\n  labels: a\n  matrix: []\n"),
+                18,
+                "payoff.labels",
+                "expected a list, found a string",
+            ),
             (format!("{BASE}payoff:\n  labels: [a, b]\n"), 17, "payoff.matrix", "required field is missing"),
             (edit("title: Demo", "title: [Demo"), 3, "", "YAML syntax error"),
             (edit("title: Demo", "title: Demo\ntitle: Again"), 3, "", "YAML syntax error"),
@@ -385,6 +397,9 @@ phases:
     label: One
     agents: [a, b]
     auto_rounds: 99
+    initial_prompt_template: |
+      Before:
+        ${zero.messages[a]}
 ui:
   column_count: 9
 ";
@@ -397,11 +412,14 @@ ui:
                 (6, "agents.a.role"),
                 (10, "phases[0].agents[1]"),
                 (11, "phases[0].auto_rounds"),
-                (13, "ui.column_count")
+                (14, "phases[0].initial_prompt_template"),
+                (16, "ui.column_count")
             ]
         );
         assert_eq!(issues[2].to_string(), "line 10, phases[0].agents[1]: unknown agent \"b\"");
         assert_eq!(issues[2].column, 17);
+        // A reference inside a literal block is reported on its own line and column.
+        assert_eq!(issues[4].column, 9);
     }
 
     #[test]
@@ -454,7 +472,7 @@ ui:
   column_count: 3
   show_memory_panel: true
   show_interaction_graph: true
-  show_run_all: true
+  show_run_all: yes  # a YAML 1.1 boolean, as the original's loader read it
   max_visible_messages: 200
   phase_controls: global
 outcome:

@@ -8,8 +8,9 @@ use std::sync::LazyLock;
 use regex::Regex;
 use saphyr::{LoadableYamlNode, MarkedYaml, Marker};
 
-use super::walk::{is_null, list, start, string, string_list, Issues, Map};
-use super::{phase_refs, Outcome, Payoff, Phase, Scenario, ScenarioAgent, ScenarioInteraction, ScenarioIssue, UiHints};
+use super::template::located_phase_refs;
+use super::walk::{is_list, is_null, list, start, string, string_list, Issues, Map};
+use super::{Outcome, Payoff, Phase, Scenario, ScenarioAgent, ScenarioInteraction, ScenarioIssue, UiHints};
 use crate::{Channel, Topology};
 
 // Invariant: literal patterns, checked by the tests.
@@ -63,7 +64,8 @@ pub(super) fn scenario(text: &str) -> Result<Scenario, Vec<ScenarioIssue>> {
     if let Some(extra) = docs.get(1) {
         issues.push(start(extra), "", "expected one YAML document, found several");
     }
-    let scenario = top(root, &mut issues);
+    let source: Vec<&str> = text.lines().collect();
+    let scenario = top(root, &source, &mut issues);
     match scenario {
         Some(s) if issues.0.is_empty() => Ok(s),
         _ => {
@@ -74,7 +76,7 @@ pub(super) fn scenario(text: &str) -> Result<Scenario, Vec<ScenarioIssue>> {
     }
 }
 
-fn top(root: &MarkedYaml<'_>, issues: &mut Issues) -> Option<Scenario> {
+fn top(root: &MarkedYaml<'_>, source: &[&str], issues: &mut Issues) -> Option<Scenario> {
     let map = Map::strict(root, start(root), "", &TOP, &["id", "title", "agents", "phases"], issues)?;
     let id = map.string("id", (1, 50), "", issues);
     if let Some(node) = map.get("id").filter(|_| !id.is_empty() && !ID.is_match(&id)) {
@@ -85,7 +87,7 @@ fn top(root: &MarkedYaml<'_>, issues: &mut Issues) -> Option<Scenario> {
         None => Vec::new(),
     };
     let phases = match map.get("phases") {
-        Some(node) => phases(node, &agents, issues),
+        Some(node) => phases(node, &agents, source, issues),
         None => Vec::new(),
     };
     let owner = |key: &str| map.key_start(key).unwrap_or(start(root));
@@ -129,7 +131,12 @@ fn agents(node: &MarkedYaml<'_>, issues: &mut Issues) -> Vec<(String, ScenarioAg
     out
 }
 
-fn phases(node: &MarkedYaml<'_>, agents: &[(String, ScenarioAgent)], issues: &mut Issues) -> Vec<Phase> {
+fn phases(
+    node: &MarkedYaml<'_>,
+    agents: &[(String, ScenarioAgent)],
+    source: &[&str],
+    issues: &mut Issues,
+) -> Vec<Phase> {
     let Some(items) = list(node, "phases", issues) else { return Vec::new() };
     if items.is_empty() || items.len() > 20 {
         issues.push(start(node), "phases", format!("{} phases, expected 1-20", items.len()));
@@ -138,7 +145,9 @@ fn phases(node: &MarkedYaml<'_>, agents: &[(String, ScenarioAgent)], issues: &mu
     let mut first_line: HashMap<String, usize> = HashMap::new();
     for (i, item) in items.iter().enumerate() {
         let path = format!("phases[{i}]");
-        let Some(p) = phase(item, &path, agents, &out, issues) else { continue };
+        let Some(p) = phase(item, &path, Refs { agents, members: &[], earlier: &out, source }, issues) else {
+            continue;
+        };
         if let Some(line) = first_line.get(&p.name) {
             let at = Map::any(item, &path, issues).and_then(|m| m.get("name")).map_or(start(item), start);
             issues.push(
@@ -154,19 +163,13 @@ fn phases(node: &MarkedYaml<'_>, agents: &[(String, ScenarioAgent)], issues: &mu
     out
 }
 
-fn phase(
-    node: &MarkedYaml<'_>,
-    path: &str,
-    agents: &[(String, ScenarioAgent)],
-    earlier: &[Phase],
-    issues: &mut Issues,
-) -> Option<Phase> {
+fn phase(node: &MarkedYaml<'_>, path: &str, scope: Refs<'_>, issues: &mut Issues) -> Option<Phase> {
     let map = Map::strict(node, start(node), path, &PHASE, &["name", "label", "agents"], issues)?;
     let name = map.string("name", (1, 30), "", issues);
     if let Some(n) = map.get("name").filter(|_| !name.is_empty() && !PHASE_NAME.is_match(&name)) {
         issues.push(start(n), &map.path_of("name"), format!("{name:?} does not match ^[a-z][a-z0-9_]{{0,29}}$"));
     }
-    let known = |key: &str| agents.iter().any(|(k, _)| k == key);
+    let known = |key: &str| scope.known(key);
     let mut members: Vec<String> = Vec::new();
     if let Some(list_node) = map.get("agents") {
         let listed = string_list(list_node, &map.path_of("agents"), issues);
@@ -184,7 +187,7 @@ fn phase(
             }
         }
     }
-    let refs = Refs { agents, members: &members, earlier };
+    let refs = Refs { members: &members, ..scope };
     let initial_prompt_template = map.string("initial_prompt_template", (0, PROMPT_MAX), "", issues);
     if let Some(n) = map.get("initial_prompt_template") {
         refs.check(&initial_prompt_template, start(n), &map.path_of("initial_prompt_template"), issues);
@@ -241,6 +244,8 @@ struct Refs<'a> {
     agents: &'a [(String, ScenarioAgent)],
     members: &'a [String],
     earlier: &'a [Phase],
+    /// The file's lines, to point at a reference inside a multi-line template.
+    source: &'a [&'a str],
 }
 
 impl Refs<'_> {
@@ -259,8 +264,13 @@ impl Refs<'_> {
 
     /// Every `${phase.messages[agent]}` must name an earlier phase and an agent that was in it.
     fn check(&self, template: &str, at: Marker, path: &str, issues: &mut Issues) {
-        for (phase, agent) in phase_refs(template) {
+        for (offset, phase, agent) in located_phase_refs(template) {
             let reference = format!("${{{phase}.messages[{agent}]}}");
+            // In a literal block (`|`) the template's k-th line is the source's; elsewhere (folded,
+            // quoted) the reference is reported at the template's start.
+            let line = at.line() + template[..offset].matches('\n').count();
+            let found = self.source.get(line.wrapping_sub(1)).and_then(|l| Some((l, l.find(&reference)?)));
+            let at = found.map_or(at, |(l, byte)| Marker::new(0, line, l[..byte].chars().count()));
             match self.earlier.iter().find(|p| p.name == phase) {
                 None => issues.push(at, path, format!("{reference}: {phase:?} is not an earlier phase")),
                 Some(_) if !self.known(&agent) => {
@@ -315,7 +325,7 @@ fn payoff(node: &MarkedYaml<'_>, owner: Marker, issues: &mut Issues) -> Option<P
     let map = Map::strict(node, owner, "payoff", &PAYOFF, &["labels", "matrix"], issues)?;
     let (labels_node, matrix_node) = (map.get("labels")?, map.get("matrix")?);
     let labels: Vec<String> = string_list(labels_node, "payoff.labels", issues).into_iter().map(|(l, _)| l).collect();
-    if labels.len() < 2 {
+    if labels.len() < 2 && is_list(labels_node) {
         issues.push(start(labels_node), "payoff.labels", format!("{} labels, at least 2 required", labels.len()));
     }
     let rows = list(matrix_node, "payoff.matrix", issues)?;

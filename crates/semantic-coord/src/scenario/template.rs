@@ -26,7 +26,15 @@ pub struct TranscriptLine {
 
 /// The `(phase, agent key)` pairs referenced by `template`, in order, repeats kept.
 pub fn phase_refs(template: &str) -> Vec<(String, String)> {
-    PHASE_REF.captures_iter(template).map(|c| (c[1].to_string(), c[2].to_string())).collect()
+    located_phase_refs(template).into_iter().map(|(_, phase, agent)| (phase, agent)).collect()
+}
+
+/// `phase_refs` with each reference's byte offset in `template`.
+pub(super) fn located_phase_refs(template: &str) -> Vec<(usize, String, String)> {
+    PHASE_REF
+        .captures_iter(template)
+        .map(|c| (c.get(0).map_or(0, |m| m.start()), c[1].to_string(), c[2].to_string()))
+        .collect()
 }
 
 /// Replaces every `${phase.messages[agent]}` in `template` with the transcript

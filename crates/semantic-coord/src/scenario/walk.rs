@@ -58,6 +58,11 @@ pub(super) fn is_null(node: &MarkedYaml<'_>) -> bool {
     matches!(untagged(node).data, YamlData::Value(Scalar::Null))
 }
 
+/// Whether the node is a list.
+pub(super) fn is_list(node: &MarkedYaml<'_>) -> bool {
+    matches!(untagged(node).data, YamlData::Sequence(_))
+}
+
 /// Joins a path and a key: `agents` + `alice` = `agents.alice`.
 pub(super) fn join(path: &str, key: &str) -> String {
     if path.is_empty() {
@@ -171,11 +176,19 @@ impl<'a, 'i> Map<'a, 'i> {
         }
     }
 
-    /// A boolean field; `false` when absent.
+    /// A boolean field; `false` when absent. Besides `true`/`false` it takes what the original's
+    /// YAML 1.1 loader and pydantic took: `yes`/`no`, `on`/`off`, `y`/`n`, `1`/`0`, any case.
     pub(super) fn boolean(&self, key: &str, issues: &mut Issues) -> bool {
         let Some(node) = self.get(key) else { return false };
-        match &untagged(node).data {
-            YamlData::Value(Scalar::Boolean(b)) => *b,
+        let word = match &untagged(node).data {
+            YamlData::Value(Scalar::Boolean(b)) => return *b,
+            YamlData::Value(Scalar::Integer(n @ (0 | 1))) => return *n == 1,
+            YamlData::Value(Scalar::String(s)) => s.to_ascii_lowercase(),
+            _ => String::new(),
+        };
+        match word.as_str() {
+            "true" | "yes" | "on" | "y" | "1" => true,
+            "false" | "no" | "off" | "n" | "0" => false,
             _ => {
                 let message = format!("expected true or false, found {}", kind(node));
                 issues.push(start(node), &self.path_of(key), message);

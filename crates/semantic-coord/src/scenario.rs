@@ -24,7 +24,7 @@ pub use spec::{
     Layout, Outcome, OutcomeDisplay, OutcomeKind, Payoff, Phase, PhaseControls, Role, Scenario, ScenarioAgent,
     ScenarioInteraction, UiHints,
 };
-pub use template::{phase_refs, resolve_template, TranscriptLine};
+pub use template::{phase_refs, resolve_template, TranscriptLine, NO_MESSAGES};
 
 /// One problem in a scenario file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -11,6 +11,7 @@ pub mod clean;
 pub mod decision;
 mod error;
 pub mod prompt;
+pub mod scenario;
 mod session;
 mod spec;
 mod store;

@@ -13,6 +13,9 @@ use crate::error::{ApiError, ErrorKind, Flavor};
 /// Like `axum::Json`, but malformed bodies get the OpenAI error shape and a 400/413/415.
 pub struct ApiJson<T>(pub T);
 
+/// Like [`ApiJson`], but an empty body is `T::default()` (routes whose body is optional).
+pub struct OptionalJson<T>(pub T);
+
 /// Like [`ApiJson`], with errors in the Anthropic shape.
 pub struct AnthropicJson<T>(pub T);
 
@@ -21,6 +24,18 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         read_json(req, state).await.map(Self).map_err(|e| e.in_flavor(Flavor::OpenAi))
+    }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for OptionalJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(bytes_rejection)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(T::default()));
+        }
+        parse(&bytes).map(Self)
     }
 }
 

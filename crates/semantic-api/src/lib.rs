@@ -12,6 +12,9 @@ mod anthropic;
 pub mod anthropic_wire;
 mod auth;
 mod completions;
+mod coord_routes;
+pub mod coord_wire;
+mod coordination;
 mod cors;
 mod error;
 mod extract;
@@ -66,6 +69,21 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/completions", post(completions::completions)),
         (Method::POST, "/v1/messages", post(anthropic::messages)),
         (Method::POST, "/v1/messages/count_tokens", post(anthropic::count_tokens)),
+        (Method::POST, "/v1/coordination/sessions", post(coord_routes::create)),
+        (Method::GET, "/v1/coordination/sessions", get(coord_routes::list)),
+        (Method::GET, "/v1/coordination/sessions/{id}", get(coord_routes::get)),
+        (Method::DELETE, "/v1/coordination/sessions/{id}", delete(coord_routes::delete)),
+        (Method::POST, "/v1/coordination/sessions/{id}/turn", post(coord_routes::turn)),
+        (Method::POST, "/v1/coordination/sessions/{id}/round", post(coord_routes::round)),
+        (Method::POST, "/v1/coordination/sessions/{id}/turn/stream", post(coord_routes::turn_stream)),
+        (Method::POST, "/v1/coordination/sessions/{id}/round/stream", post(coord_routes::round_stream)),
+        (Method::POST, "/v1/coordination/sessions/{id}/whisper", post(coord_routes::whisper)),
+        (Method::GET, "/v1/coordination/sessions/{id}/messages", get(coord_routes::messages)),
+        (Method::GET, "/v1/coordination/sessions/{id}/prompt/{agent_id}", get(coord_routes::prompt)),
+        (Method::POST, "/v1/coordination/sessions/{id}/vote", post(coord_routes::vote)),
+        (Method::POST, "/v1/coordination/sessions/{id}/decide", post(coord_routes::decide)),
+        (Method::GET, "/v1/coordination/sessions/{id}/decision", get(coord_routes::decision)),
+        (Method::DELETE, "/v1/coordination/caches/{prefix}", delete(coord_routes::delete_caches)),
         (Method::GET, "/openapi.json", get(openapi::openapi_json)),
     ]
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::{anthropic, anthropic_wire, completions, error, health, openai, openai_wire};
+use crate::{anthropic, anthropic_wire, completions, coord_routes, coord_wire, error, health, openai, openai_wire};
 
 /// The whole API description.
 #[derive(OpenApi)]
@@ -30,6 +30,21 @@ use crate::{anthropic, anthropic_wire, completions, error, health, openai, opena
         completions::completions,
         anthropic::messages,
         anthropic::count_tokens,
+        coord_routes::create,
+        coord_routes::list,
+        coord_routes::get,
+        coord_routes::delete,
+        coord_routes::turn,
+        coord_routes::round,
+        coord_routes::turn_stream,
+        coord_routes::round_stream,
+        coord_routes::whisper,
+        coord_routes::messages,
+        coord_routes::prompt,
+        coord_routes::vote,
+        coord_routes::decide,
+        coord_routes::decision,
+        coord_routes::delete_caches,
         openapi_json,
     ),
     components(schemas(
@@ -38,6 +53,9 @@ use crate::{anthropic, anthropic_wire, completions, error, health, openai, opena
         openai_wire::ChatCompletionChunk,
         anthropic_wire::StreamEvent,
         health::Health,
+        coord_wire::CreateSessionRequest,
+        coord_wire::SessionStatusDoc,
+        coord_wire::TurnDoc,
     )),
     tags(
         (name = "openai", description = "OpenAI-compatible routes"),
@@ -45,6 +63,7 @@ use crate::{anthropic, anthropic_wire, completions, error, health, openai, opena
         (name = "server", description = "Health, metrics and the API description"),
         (name = "agents", description = "Agent memory of the caller's namespace"),
         (name = "admin", description = "Operator routes (admin key)"),
+        (name = "coordination", description = "Multi-agent sessions: topologies, turns, whispers, votes, decisions"),
     )
 )]
 pub struct ApiDoc;

@@ -7,6 +7,7 @@ use semantic_chat::ChatTemplate;
 use semantic_scheduler::Scheduler;
 
 use crate::auth::AuthConfig;
+use crate::coordination::Coordinator;
 use crate::ops::Ops;
 use crate::prompt::Prompter;
 use crate::rate_limit::RateLimitConfig;
@@ -34,6 +35,8 @@ pub struct ServeOptions {
     pub stream_idle_timeout: Duration,
     /// Origins allowed to call from a browser; `*` for any; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
+    /// Where coordination sessions are stored (None: in memory only, lost at exit).
+    pub coordination_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -49,6 +52,7 @@ impl Default for ServeOptions {
             request_timeout: Duration::from_secs(600),
             stream_idle_timeout: Duration::from_secs(120),
             cors_origins: Vec::new(),
+            coordination_dir: None,
         }
     }
 }
@@ -62,6 +66,7 @@ pub struct AppState {
     pub(crate) started: SystemTime,
     pub(crate) auth: Arc<AuthConfig>,
     pub(crate) ops: Ops,
+    pub(crate) coord: Arc<Coordinator>,
 }
 
 impl AppState {
@@ -77,7 +82,9 @@ impl AppState {
             options.model_name = scheduler.facts().name.clone();
         }
         let prompter = Prompter::new(template, scheduler.tokenizer().clone(), scheduler.facts());
+        let coord = Arc::new(Coordinator::load(options.coordination_dir.clone()));
         Self {
+            coord,
             scheduler,
             prompter: Arc::new(prompter),
             auth: Arc::new(options.auth.clone()),

@@ -195,6 +195,9 @@ pub struct Session {
     pub turn_log: Vec<TurnRecord>,
     /// Votes, latest per agent.
     pub votes: Vec<crate::decision::Vote>,
+    /// The options votes choose among (the spec's, or the last `decide`'s).
+    #[serde(default)]
+    pub ballot: Vec<String>,
 }
 
 impl Session {
@@ -220,6 +223,7 @@ impl Session {
             round_start: 0,
             turn_log: Vec::new(),
             votes: Vec::new(),
+            ballot: spec.options.clone(),
             spec,
         };
         if !session.spec.initial_prompt.trim().is_empty() {
@@ -264,7 +268,10 @@ impl Session {
                         sender_id: m.sender_id.clone(),
                         sender_name: m.sender_name.clone(),
                         content: m.content.clone(),
-                        recipients: Some(vec![Recipient { agent_id: agent.agent_id.clone(), channel: Channel::Public }]),
+                        recipients: Some(vec![Recipient {
+                            agent_id: agent.agent_id.clone(),
+                            channel: Channel::Public,
+                        }]),
                         turn: None,
                         round: None,
                         created_at: now,
@@ -476,11 +483,8 @@ impl Session {
             return None;
         }
         let own = m.sender_id.as_deref() == Some(agent.agent_id.as_str());
-        let recipient_channel = m
-            .recipients
-            .as_ref()
-            .and_then(|r| r.iter().find(|r| r.agent_id == agent.agent_id))
-            .map(|r| r.channel);
+        let recipient_channel =
+            m.recipients.as_ref().and_then(|r| r.iter().find(|r| r.agent_id == agent.agent_id)).map(|r| r.channel);
         Some(match m.kind {
             MessageKind::Turn | MessageKind::Decision if own => return None,
             MessageKind::System => Line::System(&m.content),
@@ -519,7 +523,10 @@ impl Session {
             if let Some(pos) = speakers.iter().position(|&s| s == agent_index) {
                 let next = speakers[(pos + 1) % speakers.len()];
                 if next != agent_index {
-                    out.push(Recipient { agent_id: self.spec.agents[next].agent_id.clone(), channel: Channel::Whisper });
+                    out.push(Recipient {
+                        agent_id: self.spec.agents[next].agent_id.clone(),
+                        channel: Channel::Whisper,
+                    });
                 }
             }
         }
@@ -589,8 +596,11 @@ impl Session {
     /// A private message from one agent to another; it enters both agents' next prompts and
     /// no one else's.
     pub fn whisper(&mut self, from: &str, to: &str, content: &str, now: u64) -> Result<&ChannelMessage, CoordError> {
-        let sender = self.agent_index(from).map_err(|_| CoordError::invalid("from_agent_id", format!("no agent {from:?} in this session")))?;
-        self.agent_index(to).map_err(|_| CoordError::invalid("to_agent_id", format!("no agent {to:?} in this session")))?;
+        let sender = self
+            .agent_index(from)
+            .map_err(|_| CoordError::invalid("from_agent_id", format!("no agent {from:?} in this session")))?;
+        self.agent_index(to)
+            .map_err(|_| CoordError::invalid("to_agent_id", format!("no agent {to:?} in this session")))?;
         if from == to {
             return Err(CoordError::invalid("to_agent_id", "an agent cannot whisper to itself"));
         }
@@ -659,6 +669,28 @@ impl Session {
         view.history.push(Message::new("assistant", answer));
         view.delivered = plan.delivered;
         view.last_prompt_tokens = Some(usage.prompt_tokens);
+    }
+}
+
+impl Session {
+    /// Checks a vote against the ballot and the voters, and keeps it as the agent's latest.
+    pub fn vote(&mut self, vote: &crate::decision::Vote) -> Result<crate::decision::Vote, CoordError> {
+        let vote = crate::decision::check_vote(&self.ballot, &self.spec.voters(), vote)?;
+        self.votes.retain(|v| v.agent_id != vote.agent_id);
+        self.votes.push(vote.clone());
+        Ok(vote)
+    }
+
+    /// The decision the votes so far give under the session's decision mode.
+    pub fn decision(&self) -> crate::decision::Decision {
+        let coordinator = self.spec.coordinator().map(|a| a.agent_id.as_str());
+        crate::decision::decide(
+            self.spec.decision_mode,
+            &self.votes,
+            &self.ballot,
+            coordinator,
+            self.spec.voters().len(),
+        )
     }
 }
 

@@ -153,7 +153,9 @@ fn whispers_reach_the_two_agents_and_no_one_else() {
     assert_eq!(s.transcript(None).unwrap().len(), 1);
     assert_eq!(s.transcript(Some("cy")).unwrap().len(), 2);
     assert_eq!(s.transcript(Some("bob")).unwrap().len(), 1);
-    for (from, to, param) in [("zed", "ann", "from_agent_id"), ("ann", "zed", "to_agent_id"), ("ann", "ann", "to_agent_id")] {
+    for (from, to, param) in
+        [("zed", "ann", "from_agent_id"), ("ann", "zed", "to_agent_id"), ("ann", "ann", "to_agent_id")]
+    {
         match s.whisper(from, to, "x", 1) {
             Err(CoordError::Invalid { param: p, .. }) => assert_eq!(p, param),
             other => panic!("{other:?}"),
@@ -242,4 +244,31 @@ fn a_permanent_agent_continues_its_history_in_a_new_session() {
     assert!(user.contains("(earlier) Bob: bob says 2"), "lines it never saw are added: {user}");
     assert!(user.contains("(earlier) Narrator: Night falls."), "{user}");
     assert!(!user.contains("ann says 1"), "lines it already holds are not repeated: {user}");
+}
+
+#[test]
+fn votes_are_checked_against_the_ballot_and_decide_under_the_mode() {
+    use crate::decision::{DecisionStatus, Vote, VoteSource};
+    let mut sp = spec(Topology::RoundRobin, &["ann", "bob", "cy"]);
+    sp.decision_mode = DecisionMode::MajorityVote;
+    sp.options = vec!["Tea".into(), "Coffee".into()];
+    let mut s = session(sp);
+    let vote = |id: &str, choice: &str| Vote {
+        agent_id: id.into(),
+        choice: Some(choice.into()),
+        ranking: vec![],
+        source: VoteSource::Api,
+    };
+    assert_eq!(s.vote(&vote("ann", "tea")).unwrap().choice.as_deref(), Some("Tea"));
+    assert!(matches!(s.vote(&vote("ann", "water")), Err(CoordError::Invalid { .. })));
+    assert!(matches!(s.vote(&vote("zed", "tea")), Err(CoordError::NotFound { .. })));
+    s.vote(&vote("bob", "Coffee")).unwrap();
+    let tie = s.decision();
+    assert_eq!(tie.status, DecisionStatus::Tie);
+    assert_eq!(tie.tied.len(), 2);
+    s.vote(&vote("cy", "Coffee")).unwrap();
+    s.vote(&vote("ann", "Coffee")).unwrap();
+    let decided = s.decision();
+    assert_eq!(decided.outcome.as_deref(), Some("Coffee"));
+    assert_eq!(decided.votes_cast, 3, "a new vote replaces the agent's old one");
 }

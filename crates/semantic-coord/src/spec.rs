@@ -244,9 +244,8 @@ impl SessionSpec {
 
 /// An id that becomes part of a memory id and a file name: 1-`max` chars of `[A-Za-z0-9_-]`.
 pub fn check_id(param: &str, id: &str, max: usize) -> Result<(), CoordError> {
-    let ok = !id.is_empty()
-        && id.len() <= max
-        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    let ok =
+        !id.is_empty() && id.len() <= max && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if ok {
         Ok(())
     } else {

@@ -98,6 +98,7 @@ fn serve_options(config: &Config) -> ServeOptions {
         request_timeout: Duration::from_secs(config.request_timeout_secs),
         stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_secs),
         cors_origins: config.cors_origins.clone(),
+        coordination_dir: Some(config.cache_dir.join("coordination")),
         ..ServeOptions::default()
     }
 }

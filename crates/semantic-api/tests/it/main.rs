@@ -3,6 +3,7 @@
 //! the real SmolLM2 tokenizer.
 
 mod anthropic;
+mod coordination;
 mod errors;
 mod harness;
 mod openai;

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{Stream, StreamExt};
 use semantic_coord::{check_id, Lifecycle, Session};
-use semantic_scheduler::{AgentId, AgentKey, AgentOpError};
+use semantic_scheduler::{AgentId, AgentKey, AgentOpError, Namespace};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
@@ -95,7 +95,7 @@ pub async fn delete(
     state.coord.remove(&caller.namespace, &id)?;
     let mut deleted = Vec::new();
     for (_, memory_id) in ephemeral {
-        if delete_memory(&state, &caller, &memory_id).await? {
+        if delete_memory(&state, &caller.namespace, &memory_id).await? {
             deleted.push(memory_id);
         }
     }
@@ -105,9 +105,9 @@ pub async fn delete(
 }
 
 /// Deletes one agent's memory; false when it had none.
-async fn delete_memory(state: &AppState, caller: &Caller, memory_id: &str) -> Result<bool, ApiError> {
+pub(crate) async fn delete_memory(state: &AppState, ns: &Namespace, memory_id: &str) -> Result<bool, ApiError> {
     let Ok(agent) = AgentId::parse(memory_id) else { return Ok(false) };
-    let key = AgentKey::new(caller.namespace.clone(), agent);
+    let key = AgentKey::new(ns.clone(), agent);
     state.prompter.forget(&key);
     match state.scheduler.delete_agent(key).await {
         Ok(()) => Ok(true),
@@ -132,7 +132,7 @@ pub async fn delete_caches(
     let mut deleted = state.coord.forget_histories(&caller.namespace, &start)?;
     let agents = state.scheduler.list_agents(caller.namespace.clone()).await;
     for info in agents.iter().filter(|a| a.key.agent.as_str().starts_with(&start)) {
-        if delete_memory(&state, &caller, info.key.agent.as_str()).await? {
+        if delete_memory(&state, &caller.namespace, info.key.agent.as_str()).await? {
             deleted.push(info.key.agent.as_str().to_owned());
         }
     }

@@ -29,6 +29,8 @@ mod ops;
 mod params;
 pub mod prompt;
 mod rate_limit;
+mod scenario_routes;
+mod scenario_runs;
 mod startup;
 mod state;
 mod token_cache;
@@ -84,6 +86,12 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/coordination/sessions/{id}/decide", post(coord_routes::decide)),
         (Method::GET, "/v1/coordination/sessions/{id}/decision", get(coord_routes::decision)),
         (Method::DELETE, "/v1/coordination/caches/{prefix}", delete(coord_routes::delete_caches)),
+        (Method::POST, "/v1/scenarios/validate", post(scenario_routes::validate)),
+        (Method::POST, "/v1/scenarios/runs", post(scenario_routes::start)),
+        (Method::GET, "/v1/scenarios/runs/{id}", get(scenario_routes::status)),
+        (Method::DELETE, "/v1/scenarios/runs/{id}", delete(scenario_routes::cancel)),
+        (Method::GET, "/v1/scenarios/runs/{id}/events", get(scenario_routes::events)),
+        (Method::GET, "/v1/scenarios/runs/{id}/transcript", get(scenario_routes::transcript)),
         (Method::GET, "/openapi.json", get(openapi::openapi_json)),
     ]
 }

@@ -4,7 +4,10 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use crate::{anthropic, anthropic_wire, completions, coord_routes, coord_wire, error, health, openai, openai_wire};
+use crate::{
+    anthropic, anthropic_wire, completions, coord_routes, coord_wire, error, health, openai, openai_wire,
+    scenario_routes, scenario_runs,
+};
 
 /// The whole API description.
 #[derive(OpenApi)]
@@ -45,6 +48,12 @@ use crate::{anthropic, anthropic_wire, completions, coord_routes, coord_wire, er
         coord_routes::decide,
         coord_routes::decision,
         coord_routes::delete_caches,
+        scenario_routes::validate,
+        scenario_routes::start,
+        scenario_routes::status,
+        scenario_routes::cancel,
+        scenario_routes::events,
+        scenario_routes::transcript,
         openapi_json,
     ),
     components(schemas(
@@ -56,6 +65,8 @@ use crate::{anthropic, anthropic_wire, completions, coord_routes, coord_wire, er
         coord_wire::CreateSessionRequest,
         coord_wire::SessionStatusDoc,
         coord_wire::TurnDoc,
+        scenario_runs::StartRunRequest,
+        scenario_routes::ValidateRequest,
     )),
     tags(
         (name = "openai", description = "OpenAI-compatible routes"),
@@ -63,6 +74,7 @@ use crate::{anthropic, anthropic_wire, completions, coord_routes, coord_wire, er
         (name = "server", description = "Health, metrics and the API description"),
         (name = "agents", description = "Agent memory of the caller's namespace"),
         (name = "admin", description = "Operator routes (admin key)"),
+        (name = "scenarios", description = "YAML scenarios run on the server, phase by phase"),
         (name = "coordination", description = "Multi-agent sessions: topologies, turns, whispers, votes, decisions"),
     )
 )]

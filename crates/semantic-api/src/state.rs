@@ -11,6 +11,7 @@ use crate::coordination::Coordinator;
 use crate::ops::Ops;
 use crate::prompt::Prompter;
 use crate::rate_limit::RateLimitConfig;
+use crate::scenario_runs::ScenarioRuns;
 
 /// Options the binary resolves from configuration.
 #[derive(Debug, Clone)]
@@ -67,6 +68,7 @@ pub struct AppState {
     pub(crate) auth: Arc<AuthConfig>,
     pub(crate) ops: Ops,
     pub(crate) coord: Arc<Coordinator>,
+    pub(crate) runs: Arc<ScenarioRuns>,
 }
 
 impl AppState {
@@ -85,6 +87,7 @@ impl AppState {
         let coord = Arc::new(Coordinator::load(options.coordination_dir.clone()));
         Self {
             coord,
+            runs: Arc::default(),
             scheduler,
             prompter: Arc::new(prompter),
             auth: Arc::new(options.auth.clone()),

@@ -10,4 +10,5 @@ mod openai;
 mod openapi;
 mod ops;
 mod prompt_tokens;
+mod scenarios;
 mod streaming;

@@ -89,6 +89,8 @@ pub struct CreateSessionRequest {
     pub top_k: Option<u32>,
     /// Most tokens per turn (default 200).
     pub max_tokens: Option<usize>,
+    /// Repetition penalty over the last 64 tokens (default 1.1; 1 = off).
+    pub repetition_penalty: Option<f32>,
     /// Seed: turn `n` samples with `seed + n`, so a session replays exactly.
     pub seed: Option<u64>,
 }
@@ -160,6 +162,7 @@ impl CreateSessionRequest {
                 top_p: self.top_p.unwrap_or(defaults.top_p),
                 top_k: self.top_k.unwrap_or(defaults.top_k),
                 max_tokens: self.max_tokens.unwrap_or(defaults.max_tokens),
+                repetition_penalty: self.repetition_penalty.unwrap_or(defaults.repetition_penalty),
                 seed: self.seed,
             },
         })

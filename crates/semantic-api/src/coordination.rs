@@ -301,6 +301,7 @@ pub(crate) fn request(
         temperature: settings.temperature,
         top_p: settings.top_p,
         top_k: settings.top_k,
+        repetition_penalty: settings.repetition_penalty,
         seed: settings.seed.map(|s| s.wrapping_add(plan.turn)),
         ..SamplingParams::default()
     };

@@ -357,6 +357,7 @@ fn session_request(
         top_p: None,
         top_k: None,
         max_tokens: req.max_tokens,
+        repetition_penalty: None,
         seed: req.seed,
     })
 }

@@ -52,7 +52,18 @@ pub struct Stream {
 
 /// Sends one request and reads the whole response.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Response> {
-    let mut reader = send(addr, method, path, body)?;
+    request_with(addr, &[], method, path, body)
+}
+
+/// [`request`] with extra headers (`Authorization`, say).
+pub fn request_with(
+    addr: SocketAddr,
+    headers: &[(String, String)],
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Response> {
+    let mut reader = send(addr, headers, method, path, body)?;
     let (status, chunked, length) = read_head(&mut reader)?;
     let mut body = Vec::new();
     if chunked {
@@ -72,7 +83,7 @@ pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>)
 /// or a stream that carries an error event.
 pub fn stream_chat(addr: SocketAddr, path: &str, body: &Value) -> Result<Stream> {
     let started = Instant::now();
-    let mut reader = send(addr, "POST", path, Some(body))?;
+    let mut reader = send(addr, &[], "POST", path, Some(body))?;
     let (status, chunked, _) = read_head(&mut reader)?;
     if status != 200 {
         let mut rest = Vec::new();
@@ -156,12 +167,72 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
-fn send(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<BufReader<TcpStream>> {
+/// GETs an SSE stream and hands each event (name, data) to `on_event` as it arrives, until the
+/// stream ends or `on_event` returns false. Fails on a non-200 status.
+pub fn follow_events(
+    addr: SocketAddr,
+    headers: &[(String, String)],
+    path: &str,
+    mut on_event: impl FnMut(&str, &str) -> Result<bool>,
+) -> Result<()> {
+    let mut reader = send(addr, headers, "GET", path, None)?;
+    let (status, chunked, _) = read_head(&mut reader)?;
+    if status != 200 {
+        let mut rest = Vec::new();
+        let _ = reader.read_to_end(&mut rest);
+        bail!("{path}: HTTP {status}: {}", String::from_utf8_lossy(&rest).chars().take(400).collect::<String>());
+    }
+    let mut pending = Vec::new();
+    loop {
+        let data = if chunked {
+            match read_chunk(&mut reader)? {
+                Some(chunk) => chunk,
+                None => return Ok(()),
+            }
+        } else {
+            let mut buf = vec![0u8; 8192];
+            let n = reader.read(&mut buf)?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.truncate(n);
+            buf
+        };
+        pending.extend_from_slice(&data);
+        while let Some(end) = find_event_end(&pending) {
+            let event: Vec<u8> = pending.drain(..end).collect();
+            let text = String::from_utf8_lossy(&event);
+            let mut name = "message";
+            let mut data = Vec::new();
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("event:") {
+                    name = v.trim();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    data.push(v.trim_start());
+                }
+            }
+            if !data.is_empty() && !on_event(name, &data.join("\n"))? {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn send(
+    addr: SocketAddr,
+    headers: &[(String, String)],
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<BufReader<TcpStream>> {
     let mut stream = TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
     stream.set_nodelay(true)?;
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: */*\r\n");
+    for (name, value) in headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
     if body.is_some() {
         head.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", payload.len()));
     }

@@ -7,7 +7,7 @@
 #![warn(missing_docs)]
 
 mod corpus;
-mod http;
+pub mod http;
 mod kv;
 mod plot;
 mod progress;

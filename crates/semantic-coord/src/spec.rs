@@ -50,7 +50,8 @@ pub struct PriorMessage {
     pub content: String,
 }
 
-/// How each turn is sampled (the original hard-coded T=0.3, top_p=0.95, top_k=64, 200 tokens).
+/// How each turn is sampled (the original hard-coded T=0.3, top_p=0.95, top_k=64, 200 tokens;
+/// those stay the defaults, plus a repetition penalty).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TurnSettings {
     /// Softmax temperature (0 = greedy).
@@ -61,14 +62,29 @@ pub struct TurnSettings {
     pub top_k: u32,
     /// Most tokens per turn.
     pub max_tokens: usize,
+    /// llama.cpp repetition penalty over the last 64 tokens (1 = off). Small models loop
+    /// without one; 1.1 is llama.cpp's own default.
+    #[serde(default = "default_repetition_penalty")]
+    pub repetition_penalty: f32,
     /// RNG seed; each turn uses `seed + turn number` so a session replays exactly.
     pub seed: Option<u64>,
 }
 
 impl Default for TurnSettings {
     fn default() -> Self {
-        TurnSettings { temperature: 0.3, top_p: 0.95, top_k: 64, max_tokens: 200, seed: None }
+        TurnSettings {
+            temperature: 0.3,
+            top_p: 0.95,
+            top_k: 64,
+            max_tokens: 200,
+            repetition_penalty: default_repetition_penalty(),
+            seed: None,
+        }
     }
+}
+
+fn default_repetition_penalty() -> f32 {
+    1.1
 }
 
 /// A validated session request.
@@ -234,6 +250,9 @@ impl SessionSpec {
         }
         if !(s.top_p > 0.0 && s.top_p <= 1.0) {
             return Err(CoordError::invalid("top_p", "greater than 0, at most 1"));
+        }
+        if !(s.repetition_penalty > 0.0 && s.repetition_penalty <= 2.0) {
+            return Err(CoordError::invalid("repetition_penalty", "greater than 0, at most 2 (1 = off)"));
         }
         if s.max_tokens == 0 || s.max_tokens > 4096 {
             return Err(CoordError::invalid("max_tokens", "1 to 4096"));

@@ -34,6 +34,8 @@ enum Command {
     Cache(crate::agents_cli::CacheArgs),
     /// Benchmarks over HTTP against semantic and its peers: JSON, markdown and PNG plots.
     Bench(crate::bench_cli::BenchArgs),
+    /// Multi-agent YAML scenarios: `validate FILE` offline, `run FILE --url URL` on a server.
+    Scenario(crate::scenario_cli::ScenarioArgs),
 }
 
 /// Flags every subcommand shares. Flags beat `SEMANTIC_*` env vars, which beat the TOML file.
@@ -219,6 +221,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Agents(args) => crate::agents_cli::run_agents(args),
         Command::Cache(args) => crate::agents_cli::run_cache(args),
         Command::Bench(args) => crate::bench_cli::run(args),
+        Command::Scenario(args) => crate::scenario_cli::run(args),
         Command::Config(args) => {
             print!("{}", args.resolve()?.to_toml());
             Ok(())

@@ -6,6 +6,7 @@ mod bench_cli;
 mod cli;
 mod generate;
 mod perplexity;
+mod scenario_cli;
 mod serve;
 
 use std::io::IsTerminal;

@@ -2,6 +2,7 @@
 
 mod api;
 mod bench;
+mod coordination;
 mod harness;
 mod isa;
 mod memory;

@@ -6,6 +6,7 @@
 //! the server's internals (it only speaks HTTP; the tokenizer is used to cut exact-length texts).
 #![warn(missing_docs)]
 
+mod coordination;
 mod corpus;
 pub mod http;
 mod kv;
@@ -24,6 +25,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use semantic_engine::{Engine, EngineConfig, LlamaEngine};
 
+pub use coordination::CoordinationOptions;
 pub use kv::KvOptions;
 pub use report::Results;
 pub use scenario::{MultiOptions, ThroughputOptions, TtftOptions};
@@ -49,6 +51,9 @@ pub enum Scenario {
     Startup,
     /// Agents whose first prompts share a long prefix, sent at once, then more turns.
     Shared,
+    /// A broadcast coordination session: rounds concurrent vs the same turns one at a time
+    /// (semantic only).
+    Coordination,
 }
 
 impl std::str::FromStr for Scenario {
@@ -63,9 +68,10 @@ impl std::str::FromStr for Scenario {
             "llama-bench" => Self::LlamaBench,
             "startup" => Self::Startup,
             "shared" | "shared-prefix" => Self::Shared,
+            "coordination" => Self::Coordination,
             _ => {
                 return Err(format!(
-                    "unknown scenario {s:?} (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup)"
+                    "unknown scenario {s:?} (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup, coordination)"
                 ))
             }
         })
@@ -113,6 +119,8 @@ pub struct BenchOptions {
     pub kv: KvOptions,
     /// Start-up scenario knobs.
     pub startup: StartupOptions,
+    /// Coordination scenario knobs.
+    pub coordination: CoordinationOptions,
 }
 
 impl BenchOptions {
@@ -138,6 +146,7 @@ impl BenchOptions {
                 Scenario::Staggered,
                 Scenario::Kv,
                 Scenario::Startup,
+                Scenario::Coordination,
             ],
             ttft: TtftOptions { contexts: vec![1024, 2048, 4096], runs: 3 },
             multi: MultiOptions {
@@ -171,6 +180,7 @@ impl BenchOptions {
                 agent_tokens: 2048,
             },
             startup: StartupOptions { agents: 1000, runs: 3 },
+            coordination: CoordinationOptions { agents: 3, rounds: 3, max_tokens: 64, runs: 3 },
         }
     }
 
@@ -207,6 +217,7 @@ impl BenchOptions {
             agent_tokens: 64,
         };
         o.startup = StartupOptions { agents: 3, runs: 1 };
+        o.coordination = CoordinationOptions { agents: 2, rounds: 1, max_tokens: 4, runs: 1 };
         o
     }
 
@@ -276,7 +287,8 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
             + usize::from(options.scenarios.contains(&Scenario::Staggered));
     let total = per_target * targets.len()
         + options.kv.types.len() * usize::from(options.scenarios.contains(&Scenario::Kv))
-        + 3 * usize::from(options.scenarios.contains(&Scenario::Startup));
+        + 3 * usize::from(options.scenarios.contains(&Scenario::Startup))
+        + usize::from(options.scenarios.contains(&Scenario::Coordination));
     let mut progress = progress::Progress::new(total);
     eprintln!("corpus: {} tokens from {}", corpus.len(), options.corpus_dir.display());
 
@@ -350,6 +362,13 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
             Err(e) => results.errors.push(format!("startup: {e:#}")),
         }
         save(&mut results, &options, "semantic startup".into())?;
+    }
+    if options.scenarios.contains(&Scenario::Coordination) {
+        match coordination::coordination(&targets[0], &options.coordination, &work, &mut progress) {
+            Ok(r) => results.coordination = Some(r),
+            Err(e) => results.errors.push(format!("coordination: {e:#}")),
+        }
+        save(&mut results, &options, "semantic coordination".into())?;
     }
     progress.finish();
     let plots = match plot::write_all(&results, &options.out) {

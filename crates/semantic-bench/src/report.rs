@@ -79,6 +79,9 @@ pub struct Results {
     pub kv_types: Vec<KvRow>,
     /// Start-up with many stored agents (semantic only).
     pub startup: Option<crate::startup::StartupResult>,
+    /// Coordination scenario (semantic only).
+    #[serde(default)]
+    pub coordination: Option<crate::coordination::CoordinationResult>,
     /// llama-bench reference.
     pub llama_bench: Option<LlamaBench>,
     /// Scenarios that failed, with the reason.
@@ -191,6 +194,7 @@ impl Results {
         self.staggered_markdown(&mut md);
         self.kv_markdown(&mut md);
         self.startup_markdown(&mut md);
+        self.coordination_markdown(&mut md);
         self.engine_markdown(&mut md);
         if !plots.is_empty() {
             let _ = writeln!(md, "## Plots\n");
@@ -448,6 +452,34 @@ impl Results {
              After the restarts the first agent's next turn reused {} of {} prompt tokens from disk, first token \
              after {:.0} ms.\n",
             s.dirty_at_stop, s.flush_stop_s, s.next_turn_cached, s.next_turn_prompt, s.next_turn_ttft_ms
+        );
+    }
+
+    fn coordination_markdown(&self, md: &mut String) {
+        let Some(c) = &self.coordination else { return };
+        let _ = writeln!(md, "## Coordination: {} agents × {} rounds, broadcast (semantic)\n", c.agents, c.rounds);
+        let _ = writeln!(md, "| way | requests | wall time, s |\n|---|---:|---:|");
+        let _ = writeln!(
+            md,
+            "| rounds concurrent (`POST …/round`) | {} | {} |",
+            c.rounds,
+            cell(Summary::of(&c.concurrent_s), 1.0, 2)
+        );
+        let _ = writeln!(
+            md,
+            "| the same turns one at a time (`POST …/turn`) | {} | {} |",
+            c.rounds * c.agents,
+            cell(Summary::of(&c.sequential_s), 1.0, 2)
+        );
+        let ratio = match (Summary::of(&c.concurrent_s), Summary::of(&c.sequential_s)) {
+            (Some(a), Some(b)) if a.median > 0.0 => format!("{:.2}×", b.median / a.median),
+            _ => "–".into(),
+        };
+        let _ = writeln!(
+            md,
+            "\nConcurrent rounds are {ratio} faster (medians). Tokens generated per run: {:?}. Over the first \
+             concurrent run, {} of {} prompt tokens were reused from each agent's own memory.\n",
+            c.completion_tokens, c.cached_tokens, c.prompt_tokens
         );
     }
 

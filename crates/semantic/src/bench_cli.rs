@@ -33,7 +33,7 @@ pub struct BenchArgs {
     /// Only semantic, even if peers are found.
     #[arg(long)]
     no_peers: bool,
-    /// Scenarios to run (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup) [default: all].
+    /// Scenarios to run (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup, coordination) [default: all].
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Compute threads of every server.

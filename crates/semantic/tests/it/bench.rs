@@ -53,6 +53,11 @@ fn bench_smoke_runs_every_scenario_and_writes_json_markdown_and_plots() {
         assert_eq!(row["tokens"].as_u64().unwrap(), 8 * row["concurrency"].as_u64().unwrap(), "{row}");
     }
     assert!(results["staggered"][0]["b_ttft_ms"].as_f64().unwrap() > 0.0);
+    // Coordination: both ways ran every turn of the broadcast session.
+    let coordination = &results["coordination"];
+    assert_eq!(coordination["concurrent_s"].as_array().map(Vec::len), Some(1), "{coordination}");
+    assert_eq!(coordination["sequential_s"].as_array().map(Vec::len), Some(1), "{coordination}");
+    assert!(coordination["prompt_tokens"].as_u64().unwrap() > 0, "{coordination}");
     // KV types: q5_1 K with q4_0 V files take about a third of f16's bytes per token.
     let kv = results["kv_types"].as_array().unwrap();
     assert_eq!(kv.len(), 2);

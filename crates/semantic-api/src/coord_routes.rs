@@ -39,7 +39,7 @@ pub async fn create(
     let ns = caller.namespace.as_str().to_owned();
     let id = random_id("sess_");
     let coord = &state.coord;
-    let lookup = |memory_id: &str| coord.history(&ns, memory_id).map(|h| (h.history, h.last_prompt_tokens));
+    let lookup = |memory_id: &str| coord.history(&ns, memory_id);
     let session = Session::new(id, ns.clone(), spec, now_secs(), &lookup).map_err(coord_error)?;
     let body = session_json(&session);
     state.coord.insert(session)?;

@@ -19,7 +19,7 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::error::{ApiError, OpenAiErrorBody};
 use crate::extract::ApiJson;
-use crate::scenario_runs::{self as runs, StartRunRequest};
+use crate::scenario_runs::{self as runs, RunEvent, StartRunRequest};
 use crate::AppState;
 
 /// `POST /v1/scenarios/validate`.
@@ -128,8 +128,8 @@ pub async fn events(
 }
 
 fn sse(
-    past: Vec<(String, Value)>,
-    live: broadcast::Receiver<(String, Value)>,
+    past: Vec<RunEvent>,
+    live: broadcast::Receiver<RunEvent>,
     ended: bool,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
     let is_end = |name: &str| name == "run_complete" || name == "error";

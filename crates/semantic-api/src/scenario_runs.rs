@@ -58,6 +58,9 @@ pub enum RunStatus {
     Cancelled,
 }
 
+/// A logged run event: its name and JSON data.
+pub(crate) type RunEvent = (String, Value);
+
 /// One run: its scenario, progress, event log and transcript.
 pub(crate) struct RunRecord {
     id: String,
@@ -68,8 +71,8 @@ pub(crate) struct RunRecord {
     created_at: u64,
     /// Per phase: the session that ran it, and its decision.
     phases: Vec<(String, String, Option<Value>)>,
-    events: Vec<(String, Value)>,
-    live: broadcast::Sender<(String, Value)>,
+    events: Vec<RunEvent>,
+    live: broadcast::Sender<RunEvent>,
     sessions: HashMap<String, Arc<Slot>>,
     abort: Option<tokio::task::AbortHandle>,
 }
@@ -208,7 +211,7 @@ async fn run_phases(
         let spec = create.into_spec().map_err(coord_error)?;
         let ns_str = ns.as_str().to_owned();
         let coord = &state.coord;
-        let lookup = |memory_id: &str| coord.history(&ns_str, memory_id).map(|h| (h.history, h.last_prompt_tokens));
+        let lookup = |memory_id: &str| coord.history(&ns_str, memory_id);
         let session =
             Session::new(random_id("sess_"), ns_str.clone(), spec, now_secs(), &lookup).map_err(coord_error)?;
         let session_id = session.id.clone();
@@ -516,9 +519,7 @@ pub(crate) fn transcript_markdown(t: &Value) -> String {
 }
 
 /// A snapshot of the event log and a live receiver, taken together so no event is missed.
-pub(crate) fn subscribe(
-    record: &Mutex<RunRecord>,
-) -> (Vec<(String, Value)>, broadcast::Receiver<(String, Value)>, bool) {
+pub(crate) fn subscribe(record: &Mutex<RunRecord>) -> (Vec<RunEvent>, broadcast::Receiver<RunEvent>, bool) {
     let r = lock(record);
     (r.events.clone(), r.live.subscribe(), r.status != RunStatus::Running)
 }

@@ -209,7 +209,7 @@ impl Session {
         namespace: String,
         spec: SessionSpec,
         now: u64,
-        stored_history: &dyn Fn(&str) -> Option<(Vec<Message>, Option<usize>)>,
+        stored_history: &dyn Fn(&str) -> Option<crate::StoredHistory>,
     ) -> Result<Session, CoordError> {
         spec.validate()?;
         let mut session = Session {
@@ -236,8 +236,8 @@ impl Session {
                 crate::Lifecycle::Permanent => stored_history(&memory_id),
                 crate::Lifecycle::Ephemeral => None,
             };
-            let continued = stored.as_ref().is_some_and(|(h, _)| !h.is_empty());
-            let (history, last_prompt_tokens) = stored.unwrap_or_default();
+            let continued = stored.as_ref().is_some_and(|h| !h.history.is_empty());
+            let crate::StoredHistory { history, last_prompt_tokens } = stored.unwrap_or_default();
             if continued {
                 let others = session.other_names(&agent.agent_id);
                 let mut note = format!(
@@ -428,7 +428,7 @@ impl Session {
     /// its round (a new round starts now); otherwise everything so far.
     fn cut_for(&self, done: u64) -> usize {
         let n = self.speakers().len() as u64;
-        if self.spec.topology == Topology::Broadcast && done % n != 0 {
+        if self.spec.topology == Topology::Broadcast && !done.is_multiple_of(n) {
             self.round_start
         } else {
             self.messages.len()
@@ -551,7 +551,7 @@ impl Session {
             )));
         }
         let n = self.speakers().len() as u64;
-        if self.turns_done % n == 0 {
+        if self.turns_done.is_multiple_of(n) {
             self.round_start = plan.round_start;
         }
         let message_index = (!content.trim().is_empty()).then(|| {

@@ -231,7 +231,7 @@ fn a_permanent_agent_continues_its_history_in_a_new_session() {
     )];
     let history = ann.history.clone();
     let second = Session::new("sess_2".into(), "default".into(), sp, 2, &|id| {
-        (id == "persist_game_ann").then(|| (history.clone(), Some(40)))
+        (id == "persist_game_ann").then(|| StoredHistory { history: history.clone(), last_prompt_tokens: Some(40) })
     })
     .unwrap();
     assert!(second.views[0].continued);

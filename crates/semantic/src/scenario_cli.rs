@@ -3,7 +3,7 @@
 //! the phases and turns complete, and writes `transcript.json` and `transcript.md`.
 
 use std::net::{SocketAddr, ToSocketAddrs};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -64,7 +64,7 @@ pub fn run(args: ScenarioArgs) -> Result<()> {
     }
 }
 
-fn validate(file: &PathBuf) -> Result<()> {
+fn validate(file: &Path) -> Result<()> {
     match validate_file(file) {
         Ok(s) => {
             let turns: u32 = s.phases.iter().map(|p| p.auto_rounds * p.agents.len() as u32).sum();

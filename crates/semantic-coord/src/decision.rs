@@ -393,15 +393,15 @@ fn runoff(d: &mut Decision, ballots: &[Vec<&str>], candidates: &[String], order:
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Asserts one table row, naming it on failure.
-    fn check<T: std::fmt::Debug + PartialEq>(case: &str, got: T, want: T) {
+    pub(crate) fn check<T: std::fmt::Debug + PartialEq>(case: &str, got: T, want: T) {
         assert_eq!(got, want, "case: {case}");
     }
 
-    fn strings(items: &[&str]) -> Vec<String> {
+    pub(crate) fn strings(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| s.to_string()).collect()
     }
 

@@ -261,21 +261,8 @@ impl Session {
                 // A continued agent already holds what it took part in: only new lines are added.
                 let known = history.iter().any(|h| h.content.contains(m.content.trim()));
                 if !known && !m.content.trim().is_empty() {
-                    let idx = session.messages.len();
-                    session.messages.push(ChannelMessage {
-                        index: idx,
-                        kind: MessageKind::Prior,
-                        sender_id: m.sender_id.clone(),
-                        sender_name: m.sender_name.clone(),
-                        content: m.content.clone(),
-                        recipients: Some(vec![Recipient {
-                            agent_id: agent.agent_id.clone(),
-                            channel: Channel::Public,
-                        }]),
-                        turn: None,
-                        round: None,
-                        created_at: now,
-                    });
+                    let to = vec![Recipient { agent_id: agent.agent_id.clone(), channel: Channel::Public }];
+                    session.push(MessageKind::Prior, m.sender_id, m.sender_name, m.content, Some(to), now);
                 }
             }
             let private: Vec<String> = session

@@ -152,15 +152,7 @@ pub fn parse_ranking(text: &str, options: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Asserts one table row, naming it on failure.
-    fn check<T: std::fmt::Debug + PartialEq>(case: &str, got: T, want: T) {
-        assert_eq!(got, want, "case: {case}");
-    }
-
-    fn strings(items: &[&str]) -> Vec<String> {
-        items.iter().map(|s| s.to_string()).collect()
-    }
+    use crate::decision::tests::{check, strings};
 
     #[test]
     fn parse_answer_finds_the_choice() {

@@ -1,7 +1,9 @@
 //! Authentication: API keys (each its own agent namespace) and the admin key. Keys are compared as
 //! SHA-256 digests in constant time; the extractors `Caller` and `Admin` are the only way in.
 
-use axum::extract::FromRequestParts;
+use std::sync::Arc;
+
+use axum::extract::{FromRef, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use semantic_memory::Namespace;
@@ -115,11 +117,23 @@ impl FromRequestParts<AppState> for Caller {
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
-impl FromRequestParts<AppState> for Admin {
+impl FromRef<AppState> for Arc<AuthConfig> {
+    fn from_ref(state: &AppState) -> Self {
+        Arc::clone(&state.auth)
+    }
+}
+
+/// Any state that can hand out the server's auth settings can check the admin key (the model
+/// routes run with their own state, since they must answer while no model is loaded).
+impl<S: Send + Sync> FromRequestParts<S> for Admin
+where
+    Arc<AuthConfig>: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        if state.auth.admin.is_none() {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let auth = Arc::<AuthConfig>::from_ref(state);
+        if auth.admin.is_none() {
             return Err(ApiError::new(
                 ErrorKind::PermissionDenied,
                 "the admin API is disabled (no admin key configured)",
@@ -127,7 +141,7 @@ impl FromRequestParts<AppState> for Admin {
         }
         let presented =
             parts.headers.get("x-admin-key").and_then(|v| v.to_str().ok()).or_else(|| presented_key(&parts.headers));
-        if state.auth.is_admin(presented) {
+        if auth.is_admin(presented) {
             Ok(Admin)
         } else {
             Err(ApiError::new(ErrorKind::Authentication, "missing or invalid admin key").with_code("invalid_admin_key"))

@@ -17,6 +17,8 @@ pub struct HttpMetrics {
     durations: Mutex<BTreeMap<String, std::sync::Arc<Histogram>>>,
     /// Requests refused by a rate limit (the `rate_limited` reason of `semantic_rejections_total`).
     rate_limited: AtomicU64,
+    /// Model swaps by result (`SwapResult` order).
+    swaps: [AtomicU64; 4],
 }
 
 impl HttpMetrics {
@@ -29,6 +31,11 @@ impl HttpMetrics {
         if let Some(hist) = hist {
             hist.observe(elapsed);
         }
+    }
+
+    /// Counts one model swap.
+    pub fn swapped(&self, result: crate::models::SwapResult) {
+        self.swaps[result as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one request refused by a rate limit.
@@ -54,7 +61,13 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ("semantic_persist_total", "counter", "Agent files written"),
     ("semantic_persist_seconds_total", "counter", "Seconds spent writing agent files"),
     ("semantic_persist_failures_total", "counter", "Failed agent file writes"),
+    (
+        "semantic_window_recomputes_total",
+        "counter",
+        "Prompts recomputed because a sliding-window model could not cut its KV where they diverged",
+    ),
     ("semantic_rejected_cache_files_total", "counter", "Agent files refused (corrupt, version, foreign, import, io)"),
+    ("semantic_model_swaps_total", "counter", "Model swaps by result (ok, rolled_back, failed, rejected)"),
     ("semantic_agents", "gauge", "Agents per tier"),
     ("semantic_agent_memory_bytes", "gauge", "Bytes held by warm agents (ram) and agent files (disk)"),
     ("semantic_kv_usage_ratio", "gauge", "KV cells reserved by requests and hot agents over capacity"),
@@ -135,6 +148,10 @@ pub fn render(http: &HttpMetrics, scheduler: &Scheduler) -> String {
     let _ = writeln!(out, "semantic_persist_seconds_total {}", m.persist_seconds);
     header(&mut out, "semantic_persist_failures_total");
     let _ = writeln!(out, "semantic_persist_failures_total {}", m.persist_failures);
+    header(&mut out, "semantic_window_recomputes_total");
+    let _ = writeln!(out, "semantic_window_recomputes_total {}", m.window_recomputes);
+    let swaps = crate::models::SwapResult::ALL.map(|r| (r.as_str(), load(&http.swaps[r as usize])));
+    labelled(&mut out, "semantic_model_swaps_total", "result", &swaps);
     labelled(
         &mut out,
         "semantic_agents",

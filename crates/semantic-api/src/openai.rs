@@ -442,8 +442,23 @@ fn stream_chat(
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, body = ModelList)))]
 pub async fn models(State(state): State<AppState>, _caller: Caller) -> Json<ModelList> {
     let created = state.started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    Json(ModelList {
-        object: "list",
-        data: vec![ModelCard { id: state.options.model_name.clone(), object: "model", created, owned_by: "semantic" }],
-    })
+    let served = state.options.model_name.clone();
+    let slot = state.slot.clone();
+    let registry = tokio::task::spawn_blocking(move || crate::models::registry_of(&slot)).await.ok().flatten();
+    let card = |id: String, loaded: bool, details: Option<serde_json::Value>| ModelCard {
+        id,
+        object: "model",
+        created,
+        owned_by: "semantic",
+        loaded,
+        details,
+    };
+    let entries = registry.map(|r| r.entries).unwrap_or_default();
+    let details = |e: &semantic_engine::ModelEntry, loaded| Some(crate::models::entry_json(e, loaded));
+    let mut data =
+        vec![card(served.clone(), true, entries.iter().find(|e| e.answers_to(&served)).and_then(|e| details(e, true)))];
+    for entry in entries.iter().filter(|e| !e.answers_to(&served) && e.info.is_ok()) {
+        data.push(card(entry.id.clone(), false, details(entry, false)));
+    }
+    Json(ModelList { object: "list", data })
 }

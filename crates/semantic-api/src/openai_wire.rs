@@ -472,6 +472,14 @@ pub struct ModelCard {
     pub created: u64,
     /// `semantic`.
     pub owned_by: &'static str,
+    /// Whether this model serves now; the others are in the models directory and an admin can
+    /// swap to them (`POST /admin/models/swap`).
+    pub loaded: bool,
+    /// Registry facts (architecture, context_length, parameters, quantization, size_bytes,
+    /// sliding_window, chat_template, fingerprint, aliases) where the server has a registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub details: Option<serde_json::Value>,
 }
 
 /// `GET /v1/models` response.

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::{
-    anthropic, anthropic_wire, completions, coord_routes, coord_wire, error, health, openai, openai_wire,
+    anthropic, anthropic_wire, completions, coord_routes, coord_wire, error, health, models, openai, openai_wire,
     scenario_routes, scenario_runs,
 };
 
@@ -54,6 +54,10 @@ use crate::{
         scenario_routes::cancel,
         scenario_routes::events,
         scenario_routes::transcript,
+        models::current,
+        models::available,
+        models::swap,
+        models::offload,
         openapi_json,
     ),
     components(schemas(
@@ -67,6 +71,7 @@ use crate::{
         coord_wire::TurnDoc,
         scenario_runs::StartRunRequest,
         scenario_routes::ValidateRequest,
+        models::SwapRequest,
     )),
     tags(
         (name = "openai", description = "OpenAI-compatible routes"),

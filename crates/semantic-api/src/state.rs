@@ -1,6 +1,6 @@
 //! `AppState`: what every handler shares.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
 use semantic_chat::ChatTemplate;
@@ -8,6 +8,7 @@ use semantic_scheduler::Scheduler;
 
 use crate::auth::AuthConfig;
 use crate::coordination::Coordinator;
+use crate::models::ModelSlot;
 use crate::ops::Ops;
 use crate::prompt::Prompter;
 use crate::rate_limit::RateLimitConfig;
@@ -58,6 +59,14 @@ impl Default for ServeOptions {
     }
 }
 
+/// What an `AppState` shares with the model before it and after it (see `models.rs`).
+pub(crate) struct Parts {
+    pub ops: Ops,
+    pub coord: Arc<Coordinator>,
+    pub runs: Arc<ScenarioRuns>,
+    pub slot: Weak<ModelSlot>,
+}
+
 /// Shared by all handlers (cheap to clone).
 #[derive(Clone)]
 pub struct AppState {
@@ -69,6 +78,8 @@ pub struct AppState {
     pub(crate) ops: Ops,
     pub(crate) coord: Arc<Coordinator>,
     pub(crate) runs: Arc<ScenarioRuns>,
+    /// The server's model slot (registry, swaps); dangling in tests built without one.
+    pub(crate) slot: Weak<ModelSlot>,
 }
 
 impl AppState {
@@ -79,15 +90,27 @@ impl AppState {
     }
 
     /// State sharing middleware state (metrics, rate-limit buckets) made before the model loaded.
-    pub(crate) fn with_ops(scheduler: Scheduler, template: ChatTemplate, mut options: ServeOptions, ops: Ops) -> Self {
+    pub(crate) fn with_ops(scheduler: Scheduler, template: ChatTemplate, options: ServeOptions, ops: Ops) -> Self {
+        let coord = Arc::new(Coordinator::load(options.coordination_dir.clone()));
+        Self::assemble(scheduler, template, options, Parts { ops, coord, runs: Arc::default(), slot: Weak::new() })
+    }
+
+    /// State for a scheduler, sharing `parts` with the states of earlier models.
+    pub(crate) fn assemble(
+        scheduler: Scheduler,
+        template: ChatTemplate,
+        mut options: ServeOptions,
+        parts: Parts,
+    ) -> Self {
         if options.model_name.is_empty() {
             options.model_name = scheduler.facts().name.clone();
         }
         let prompter = Prompter::new(template, scheduler.tokenizer().clone(), scheduler.facts());
-        let coord = Arc::new(Coordinator::load(options.coordination_dir.clone()));
+        let Parts { ops, coord, runs, slot } = parts;
         Self {
             coord,
-            runs: Arc::default(),
+            runs,
+            slot,
             scheduler,
             prompter: Arc::new(prompter),
             auth: Arc::new(options.auth.clone()),

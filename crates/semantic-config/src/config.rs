@@ -28,6 +28,8 @@ pub struct Config {
     pub model: PathBuf,
     /// Directory for agent memory and caches.
     pub cache_dir: PathBuf,
+    /// Directory of GGUF files the registry lists and an admin may swap to.
+    pub models_dir: PathBuf,
     /// HTTP listener.
     pub server: ServerConfig,
     /// Most tokens one agent may hold (prompt + reply): the cells of its own KV stream.
@@ -234,6 +236,7 @@ impl Config {
             return Err(invalid("stream_idle_timeout_secs", "must be at least 1"));
         }
         let cors_origins = cors_origins(raw.cors_origins.unwrap_or_default())?;
+        let model = raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL));
         Ok(Self {
             api_keys,
             admin_key: raw.admin_key,
@@ -249,7 +252,12 @@ impl Config {
             cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
-            model: raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL)),
+            models_dir: raw.models_dir.unwrap_or_else(|| {
+                // The directory of the model (`models/` for the default), else `models/`.
+                let dir = model.parent().map(PathBuf::from).filter(|d| !d.as_os_str().is_empty());
+                dir.unwrap_or_else(|| PathBuf::from("models"))
+            }),
+            model,
             cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
             server: ServerConfig { host, port: raw.port.unwrap_or(8000) },
             agent_ctx,
@@ -271,6 +279,7 @@ impl Config {
         let path = |p: &PathBuf| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "model = \"{}\"", path(&self.model));
         let _ = writeln!(out, "cache_dir = \"{}\"", path(&self.cache_dir));
+        let _ = writeln!(out, "models_dir = \"{}\"", path(&self.models_dir));
         let _ = writeln!(out, "host = \"{}\"", self.server.host);
         let _ = writeln!(out, "port = {}", self.server.port);
         let _ = writeln!(out, "allow_remote = {}", !self.server.host.is_loopback());

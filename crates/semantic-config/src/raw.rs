@@ -14,6 +14,8 @@ pub struct RawConfig {
     pub model: Option<PathBuf>,
     /// Directory for agent memory and caches.
     pub cache_dir: Option<PathBuf>,
+    /// Directory of GGUF files an admin may swap to (default: the model's directory).
+    pub models_dir: Option<PathBuf>,
     /// Address to bind.
     pub host: Option<String>,
     /// Port to bind (0 = any free port).
@@ -85,6 +87,7 @@ impl RawConfig {
         RawConfig {
             model: self.model.or(lower.model),
             cache_dir: self.cache_dir.or(lower.cache_dir),
+            models_dir: self.models_dir.or(lower.models_dir),
             host: self.host.or(lower.host),
             port: self.port.or(lower.port),
             allow_remote: self.allow_remote.or(lower.allow_remote),

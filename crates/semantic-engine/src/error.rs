@@ -61,6 +61,19 @@ pub enum EngineError {
         /// Sequence.
         seq: SeqId,
     },
+    /// A sequence cannot be cut at `keep`: its sliding-window layers no longer hold the window
+    /// before that position (llama.cpp keeps only the last window plus one batch of it).
+    #[error("sequence {seq} cannot be cut at {keep}: its sliding-window layers hold positions from {oldest} only (window {window})")]
+    WindowTrim {
+        /// Sequence.
+        seq: SeqId,
+        /// The position the cut was asked at.
+        keep: u32,
+        /// Oldest position the sliding-window layers still hold.
+        oldest: u32,
+        /// The model's sliding window.
+        window: u32,
+    },
     /// A sequence state blob could not be imported (wrong model, KV type or corrupt).
     #[error("cannot import sequence state into sequence {seq}: {reason}")]
     StateImport {

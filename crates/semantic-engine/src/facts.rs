@@ -33,6 +33,10 @@ pub struct ModelFacts {
     pub eos_text: String,
     /// Whether the tokenizer adds BOS to a prompt by default (`tokenizer.ggml.add_bos_token`).
     pub add_bos: bool,
+    /// Sliding window of the model's sliding-window attention layers (0: none). Such layers keep
+    /// only the last window (plus one batch) of a sequence, so a sequence can be cut only where
+    /// the window before the cut is still held (`EngineError::WindowTrim` otherwise).
+    pub n_swa: u32,
     /// `tokenizer.chat_template`, if the GGUF has one.
     pub chat_template: Option<String>,
     /// SHA-256 of the GGUF file.

@@ -81,6 +81,9 @@ pub struct FakeEngine {
 }
 
 impl FakeEngine {
+    /// The fake vocabulary's end-of-sequence token (what scripts answer to end a reply).
+    pub const EOS: TokenId = EOS;
+
     /// A fake with `n_seq_max` sequences of `n_ctx` KV cells each and `n_batch` tokens per decode.
     pub fn new(n_ctx: u32, n_batch: u32, n_seq_max: u32) -> Self {
         Self {
@@ -99,6 +102,7 @@ impl FakeEngine {
                 bos_text: "<s>".into(),
                 eos_text: "</s>".into(),
                 add_bos: false,
+                n_swa: 0,
                 chat_template: Some(CHATML.into()),
                 fingerprint: Fingerprint([7; 32]),
             },

@@ -2,7 +2,8 @@
 //!
 //! Owns: the trait, its value types (batches, model facts, KV types), the llama.cpp implementation
 //! ([`LlamaEngine`], the only code in the workspace that knows llama.cpp), a scripted pure-Rust
-//! [`FakeEngine`] for fast tests, GGUF fingerprints and token sampling.
+//! [`FakeEngine`] for fast tests, GGUF headers, fingerprints, the models directory's registry and
+//! token sampling.
 //! Does not own: scheduling, agent memory, chat templates or HTTP.
 #![warn(missing_docs)]
 
@@ -13,7 +14,9 @@ mod error;
 mod facts;
 mod fake;
 mod fingerprint;
+mod gguf;
 mod llama;
+mod registry;
 pub mod sampler;
 
 pub use batch::{Batch, BatchRow};
@@ -22,7 +25,9 @@ pub use error::EngineError;
 pub use facts::{ContextInfo, ModelFacts, StateLayout};
 pub use fake::{FakeControl, FakeEngine, FakeScript, FakeTokenizer};
 pub use fingerprint::Fingerprint;
+pub use gguf::GgufInfo;
 pub use llama::{LlamaEngine, LlamaTokenizer};
+pub use registry::{ModelEntry, ModelRegistry};
 pub use sampler::{Sampler, SamplingError, SamplingParams};
 
 /// A token id in the model's vocabulary (llama.cpp's `llama_token`).

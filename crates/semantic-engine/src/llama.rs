@@ -100,7 +100,11 @@ impl LlamaEngine {
             .with_type_k(cache_type(config.kv_type.k))
             .with_type_v(cache_type(config.kv_type.v))
             .with_flash_attention_policy(flash)
-            .with_kv_unified(false);
+            .with_kv_unified(false)
+            // Sliding-window layers keep only their window (plus a batch), not every position:
+            // llama.cpp's default (full) would store the whole sequence there too. Cuts the
+            // window cannot serve are refused (`kv_truncate`) and the scheduler recomputes.
+            .with_swa_full(false);
         let ctx = model_ref.new_context(backend, params).map_err(|e| EngineError::Context { reason: e.to_string() })?;
         let info = ContextInfo {
             n_ctx: ctx.n_ctx(),
@@ -172,9 +176,15 @@ fn read_facts(model: &LlamaModel, path: &Path, fingerprint: Fingerprint) -> Mode
     let bos = special(vocab.bos());
     let eos = special(vocab.eos());
     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let architecture = model.meta_val_str("general.architecture").unwrap_or_default();
+    let n_swa = model
+        .meta_val_str(&format!("{architecture}.attention.sliding_window"))
+        .ok()
+        .and_then(|w| w.trim().parse::<u32>().ok())
+        .unwrap_or(0);
     ModelFacts {
         name: model.meta_val_str("general.name").unwrap_or(stem),
-        architecture: model.meta_val_str("general.architecture").unwrap_or_default(),
+        architecture,
         n_ctx_train: model.n_ctx_train(),
         n_vocab: model.n_vocab().max(0) as usize,
         n_layer: model.n_layer(),
@@ -187,6 +197,7 @@ fn read_facts(model: &LlamaModel, path: &Path, fingerprint: Fingerprint) -> Mode
         bos_text: text(bos),
         eos_text: text(eos),
         add_bos: vocab.should_add_bos(),
+        n_swa,
         chat_template: model.chat_template(None).ok().and_then(|t| t.to_string().ok()),
         fingerprint,
     }
@@ -314,6 +325,17 @@ impl Engine for LlamaEngine {
 
     fn kv_truncate(&mut self, seq: SeqId, from: u32) -> Result<(), EngineError> {
         self.check_seq(seq)?;
+        let window = self.facts.n_swa;
+        if window > 0 && from > 0 && from < self.kv_len(seq) {
+            // Computing position `from` attends over (from - window, from) in the sliding-window
+            // layers (llama.cpp masks a cell once `from - pos >= window`); those cells must still
+            // be held. An exported state holds only that window, so after a restore only the last
+            // token can be cut; the live cache keeps a batch more.
+            let oldest = self.ctx.kv_cache_seq_pos_min(seq).max(0) as u32;
+            if oldest > (from + 1).saturating_sub(window) {
+                return Err(EngineError::WindowTrim { seq, keep: from, oldest, window });
+            }
+        }
         match self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(from), None) {
             Ok(true) => Ok(()),
             _ => Err(EngineError::Kv { op: "truncate", seq }),
@@ -332,7 +354,12 @@ impl Engine for LlamaEngine {
         }
         let state = self.export_state(src)?;
         self.import_state(dst, &state)?;
-        self.kv_truncate(dst, len)
+        let trimmed = self.kv_truncate(dst, len);
+        if trimmed.is_err() {
+            // A sliding-window model may not cut there: leave `dst` empty, as it came.
+            let _ = self.ctx.clear_kv_cache_seq(Some(dst as u32), None, None);
+        }
+        trimmed
     }
 
     fn kv_len(&self, seq: SeqId) -> u32 {

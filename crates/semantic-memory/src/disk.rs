@@ -50,6 +50,45 @@ impl ScanReport {
     }
 }
 
+/// The store root of the model with `fingerprint` under a cache directory:
+/// `<cache>/models/<first 16 hex digits of the fingerprint>`. Each model keeps its own agents, so
+/// an agent id used under two models keeps both histories, and a swap back finds its agents.
+pub fn model_root(cache_dir: &Path, fingerprint: &[u8; 32]) -> PathBuf {
+    let short: String = fingerprint[..8].iter().map(|b| format!("{b:02x}")).collect();
+    cache_dir.join("models").join(short)
+}
+
+/// Moves the agent files of the single-model layout of earlier versions (`<cache>/agents/`) that
+/// `compat` can serve into `store`; files of other models stay there until their model loads.
+/// Returns how many moved. A cache directory without the old layout moves nothing.
+pub fn adopt_legacy(cache_dir: &Path, store: &DiskStore, compat: &Compat) -> usize {
+    let Ok(legacy) = DiskStore::open_read_only(cache_dir) else {
+        return 0;
+    };
+    let mut moved = 0;
+    for (header, _) in legacy.scan().entries {
+        if compat.mismatch(&header).is_some() {
+            continue;
+        }
+        let key = header.key();
+        let (from, to) = (legacy.path_for(&key), store.path_for(&key));
+        if to.exists() {
+            continue;
+        }
+        let moved_one =
+            to.parent().is_some_and(|dir| fs::create_dir_all(dir).is_ok()) && fs::rename(&from, &to).is_ok();
+        if moved_one {
+            moved += 1;
+        } else {
+            tracing::warn!(from = %from.display(), to = %to.display(), "cannot move an agent file into its model's directory");
+        }
+    }
+    if moved > 0 {
+        tracing::info!(moved, dir = %store.root().display(), "moved agent files of the old layout into the model's directory");
+    }
+    moved
+}
+
 /// Snapshot files under one root directory.
 #[derive(Debug)]
 pub struct DiskStore {

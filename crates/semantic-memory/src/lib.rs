@@ -26,7 +26,7 @@ mod testutil;
 
 pub use agent::{common_prefix, AgentId, AgentKey, Namespace, MAX_NAME_LEN};
 pub use buffer::PageBuf;
-pub use disk::{DiskStore, ScanReport, SNAPSHOT_EXT};
+pub use disk::{adopt_legacy, model_root, DiskStore, ScanReport, SNAPSHOT_EXT};
 pub use error::MemoryError;
 pub use evict::Eviction;
 pub use format::{encode, encoded_len, read_header, read_snapshot, Compat, SnapshotHeader, MAGIC, MAX_TOKENS, VERSION};

@@ -85,8 +85,10 @@ impl Agents {
         let mut disk = None;
         let mut writer = None;
         if let Some(dir) = &config.dir {
-            match DiskStore::open(dir) {
+            let root = semantic_memory::model_root(dir, &compat.fingerprint);
+            match DiskStore::open(&root) {
                 Ok(store) => {
+                    semantic_memory::adopt_legacy(dir, &store, &compat);
                     let started = Instant::now();
                     let report = store.scan();
                     for (path, err) in &report.rejected {

@@ -69,6 +69,8 @@ pub(crate) struct MemoryCounters {
     persists: AtomicU64,
     persist_micros: AtomicU64,
     persist_failures: AtomicU64,
+    /// Cuts a sliding-window model could not make (the prompt was recomputed instead).
+    window_recomputes: AtomicU64,
 }
 
 /// Why an agent file or state was not served (the `reason` label of rejected files).
@@ -157,6 +159,10 @@ impl MemoryCounters {
         self.persist_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn window_recomputed(&self) {
+        self.window_recomputes.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn snapshot(&self) -> MemoryStats {
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
         MemoryStats {
@@ -172,6 +178,7 @@ impl MemoryCounters {
             persists: load(&self.persists),
             persist_seconds: load(&self.persist_micros) as f64 / 1e6,
             persist_failures: load(&self.persist_failures),
+            window_recomputes: load(&self.window_recomputes),
         }
     }
 }
@@ -203,6 +210,9 @@ pub struct MemoryStats {
     pub persist_seconds: f64,
     /// Failed persists.
     pub persist_failures: u64,
+    /// Reuses a sliding-window model could not make: the sequence could not be cut where the
+    /// prompt diverged (its window no longer held the positions before), so it was recomputed.
+    pub window_recomputes: u64,
 }
 
 /// A point-in-time view of the scheduler, for health checks and metrics.

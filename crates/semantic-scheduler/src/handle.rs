@@ -284,6 +284,22 @@ impl Scheduler {
         self.agent_call(|reply| AgentCommand::Clear { namespace, reply }).await.unwrap_or(0)
     }
 
+    /// Ends the step thread even while other handles remain (a model swap): waits until no
+    /// request runs or waits (drain first, or this waits for them), persists every dirty agent,
+    /// then joins the thread, which frees the engine and its model. Later submissions fail with
+    /// `Draining`. Idempotent.
+    pub async fn stop(&self) {
+        self.inner.shared.draining.store(true, Ordering::Release);
+        let (reply, done) = oneshot::channel();
+        if self.inner.tx.send(Command::Stop { reply }).await.is_ok() {
+            let _ = done.await;
+        }
+        let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+
     /// Waits for the step thread to end (after every other handle is dropped). Idempotent.
     pub fn join(self) {
         let handle = self.inner.thread.lock().ok().and_then(|mut t| t.take());

@@ -29,8 +29,16 @@ use crate::{AgentCommand, CacheSource, FinishReason, SchedulerConfig};
 /// Messages from the async side to the step thread.
 pub(crate) enum Command {
     Submit(Box<Sequence>),
-    Drain { deadline: Instant, reply: oneshot::Sender<DrainReport> },
+    Drain {
+        deadline: Instant,
+        reply: oneshot::Sender<DrainReport>,
+    },
     Agents(AgentCommand),
+    /// End the step thread once idle (after a drain): persist every dirty agent, reply, return
+    /// (dropping the engine and its model) even while handles remain.
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 struct Drain {
@@ -71,6 +79,8 @@ pub(crate) struct State<E: Engine> {
     pub(crate) agents: Agents,
     shared: Arc<Shared>,
     drain: Option<Drain>,
+    /// Set by `Command::Stop`: the loop ends at the next idle moment and this is answered.
+    stop: Option<oneshot::Sender<()>>,
 }
 
 impl<E: Engine> State<E> {
@@ -95,6 +105,7 @@ impl<E: Engine> State<E> {
             agents,
             shared,
             drain: None,
+            stop: None,
         }
     }
 
@@ -106,6 +117,9 @@ impl<E: Engine> State<E> {
             self.agents.poll_writes();
             if self.is_idle() {
                 self.reply_drain_if_done();
+                if self.stop.is_some() {
+                    break;
+                }
                 // Persist between requests, checking for new work after each agent.
                 match self.agents.persist_idle(&self.engine, self.config.memory.persist_after_idle) {
                     Persist::Wrote => {
@@ -145,6 +159,9 @@ impl<E: Engine> State<E> {
         if !self.agents.flush(&self.engine, Duration::from_secs(30)) {
             tracing::error!("some agents could not be persisted at shutdown");
         }
+        if let Some(reply) = self.stop.take() {
+            let _ = reply.send(());
+        }
     }
 
     pub fn command(&mut self, cmd: Command) {
@@ -155,6 +172,7 @@ impl<E: Engine> State<E> {
                 self.check_drain();
             }
             Command::Agents(cmd) => self.agent_command(cmd),
+            Command::Stop { reply } => self.stop = Some(reply),
         }
     }
 
@@ -372,8 +390,10 @@ impl<E: Engine> State<E> {
                 ok = copied.is_ok(),
                 "prefix copied"
             );
-            if copied.is_ok() {
-                return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::SharedPrefix) });
+            match copied {
+                Ok(()) => return Some(Placement { seq: id, cached: matched, source: Some(CacheSource::SharedPrefix) }),
+                Err(EngineError::WindowTrim { .. }) => self.shared.memory.window_recomputed(),
+                Err(_) => {}
             }
             let _ = self.engine.kv_truncate(id, 0);
         }
@@ -421,6 +441,9 @@ impl<E: Engine> State<E> {
         match self.engine.kv_truncate(id, keep as u32) {
             Ok(()) => keep,
             Err(err) => {
+                if matches!(err, EngineError::WindowTrim { .. }) {
+                    self.shared.memory.window_recomputed();
+                }
                 tracing::warn!(%err, seq = id, keep, "cannot trim a sequence; computing the prompt instead");
                 if let Err(err) = self.engine.kv_truncate(id, 0) {
                     // The first decode then fails on positions and fails only this request.

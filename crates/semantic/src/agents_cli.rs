@@ -148,11 +148,20 @@ pub fn run_cache(args: CacheArgs) -> Result<()> {
 fn ls(args: &LsArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let namespace = args.namespace.as_deref().map(parse_namespace).transpose()?;
-    let Some(store) = open_for_reading(&config)? else {
+    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    if stores.is_empty() {
         eprintln!("no agents: {} has no agents/ directory", config.cache_dir.display());
         return Ok(());
-    };
-    let report = store.scan();
+    }
+    let mut report = semantic_memory::ScanReport::default();
+    for store in &stores {
+        let one = store.scan();
+        report.entries.extend(one.entries);
+        report.rejected.extend(one.rejected);
+    }
+    report.entries.sort_by(|a, b| {
+        (&a.0.namespace, &a.0.agent, a.0.fingerprint).cmp(&(&b.0.namespace, &b.0.agent, b.0.fingerprint))
+    });
     let rows: Vec<Vec<String>> = report
         .entries
         .iter()
@@ -197,7 +206,8 @@ const SHOW_TOKENS: usize = 16;
 fn show(args: &AgentArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let key = agent_key(args)?;
-    let Some(store) = open_for_reading(&config)? else { bail!(no_such_agent(&key, &config)) };
+    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     let path = store.path_for(&key);
     let (header, file_len) = match read_header(&path) {
         Err(e) if e.is_not_found() => bail!(no_such_agent(&key, &config)),
@@ -238,10 +248,8 @@ fn show(args: &AgentArgs) -> Result<()> {
 fn rm(args: &AgentArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let key = agent_key(args)?;
-    let store = DiskStore::open(&config.cache_dir)?;
-    if !store.path_for(&key).exists() {
-        bail!(no_such_agent(&key, &config));
-    }
+    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     store.remove(&key)?;
     emit(&format!("removed {key}\n"))
 }
@@ -256,8 +264,9 @@ enum PinState {
 fn set_pinned(args: &AgentArgs, want: PinState) -> Result<()> {
     let config = args.common.resolve()?;
     let key = agent_key(args)?;
-    let store = DiskStore::open(&config.cache_dir)?;
-    let (mut header, payload) = read_verified(&store, &key, &config)?;
+    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
+    let (mut header, payload) = read_verified(store, &key, &config)?;
     let pinned = want == PinState::Pinned;
     let word = if pinned { "pinned" } else { "unpinned" };
     if header.pinned == pinned {
@@ -272,8 +281,9 @@ fn set_pinned(args: &AgentArgs, want: PinState) -> Result<()> {
 fn export(args: &ExportArgs) -> Result<()> {
     let config = args.agent.common.resolve()?;
     let key = agent_key(&args.agent)?;
-    let Some(store) = open_for_reading(&config)? else { bail!(no_such_agent(&key, &config)) };
-    let (header, payload) = read_verified(&store, &key, &config)?;
+    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let Some(store) = holding(&stores, &key, &args.agent.common, &config)? else { bail!(no_such_agent(&key, &config)) };
+    let (header, payload) = read_verified(store, &key, &config)?;
     if args.file.exists() && !args.force {
         bail!("{} exists; pass --force to replace it", args.file.display());
     }
@@ -300,7 +310,8 @@ fn import(args: &ImportArgs) -> Result<()> {
     let (header, payload) =
         read_snapshot(file, &compat).with_context(|| format!("cannot import {}", file.display()))?;
     let key = header.key();
-    let store = DiskStore::open(&config.cache_dir)?;
+    // Into the directory of the model that made it, where a server of that model looks.
+    let store = DiskStore::open(&semantic_memory::model_root(&config.cache_dir, &header.fingerprint))?;
     if store.path_for(&key).exists() && !args.force {
         bail!("agent {key} already exists in {}; pass --force to replace it", config.cache_dir.display());
     }
@@ -310,13 +321,37 @@ fn import(args: &ImportArgs) -> Result<()> {
 
 fn verify(args: &VerifyArgs) -> Result<()> {
     let config = args.common.resolve()?;
-    let Some(store) = open_for_reading(&config)? else {
+    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    if stores.is_empty() {
         bail!("{} has no agents/ directory (not a cache directory?)", config.cache_dir.display());
-    };
+    }
     let model = match args.common.model_flag() {
         Some(_) => Some(model_fingerprint(&config)?),
         None => None,
     };
+    let mut bad: Vec<(PathBuf, String)> = Vec::new();
+    let mut total = 0;
+    for store in &stores {
+        let (checked, found) = verify_store(store, model);
+        total += checked;
+        bad.extend(found);
+    }
+    bad.sort();
+    let mut out = String::new();
+    for (path, reason) in &bad {
+        out.push_str(&format!("BAD {}: {reason}\n", path.display()));
+    }
+    let against = model.map_or(String::new(), |m| format!(" against model sha256:{}", m.to_hex()));
+    out.push_str(&format!("{total} file(s) checked{against}: {} ok, {} bad\n", total - bad.len(), bad.len()));
+    emit(&out)?;
+    if !bad.is_empty() {
+        bail!("{} of {total} agent file(s) in {} are damaged or unusable", bad.len(), config.cache_dir.display());
+    }
+    Ok(())
+}
+
+/// Checks every file of one store fully: returns how many files it holds and the bad ones.
+fn verify_store(store: &DiskStore, model: Option<Fingerprint>) -> (usize, Vec<(PathBuf, String)>) {
     let report = store.scan();
     let mut bad: Vec<(PathBuf, String)> = report.rejected.iter().map(|(p, e)| (p.clone(), describe(e))).collect();
     for (header, _) in &report.entries {
@@ -330,19 +365,22 @@ fn verify(args: &VerifyArgs) -> Result<()> {
             Err(e) => bad.push((store.path_for(&key), describe(&e))),
         }
     }
-    bad.sort();
-    let total = report.entries.len() + report.rejected.len();
-    let mut out = String::new();
-    for (path, reason) in &bad {
-        out.push_str(&format!("BAD {}: {reason}\n", path.display()));
-    }
-    let against = model.map_or(String::new(), |m| format!(" against model sha256:{}", m.to_hex()));
-    out.push_str(&format!("{total} file(s) checked{against}: {} ok, {} bad\n", total - bad.len(), bad.len()));
-    emit(&out)?;
-    if !bad.is_empty() {
-        bail!("{} of {total} agent file(s) in {} are damaged or unusable", bad.len(), config.cache_dir.display());
-    }
-    Ok(())
+    (report.entries.len() + report.rejected.len(), bad)
+}
+
+/// The store holding an agent, among the cache directory's stores (`--model` chooses where
+/// several models hold the name).
+fn holding<'a>(
+    stores: &'a [DiskStore],
+    key: &AgentKey,
+    common: &CommonArgs,
+    config: &Config,
+) -> Result<Option<&'a DiskStore>> {
+    let model = match common.model_flag() {
+        Some(_) => Some(model_fingerprint(config)?),
+        None => None,
+    };
+    crate::stores::holding(stores, key, model)
 }
 
 /// Fingerprint written into stress-test snapshots (no model is involved).
@@ -400,16 +438,6 @@ impl XorShift {
     /// Uses the high bits: xorshift's lowest bits are its weakest.
     fn below(&mut self, n: u64) -> u64 {
         (self.next() >> 16) % n
-    }
-}
-
-/// The store for read-only commands: `None` when the directory has no `agents/` yet. Never
-/// creates or sweeps anything, so it is harmless even next to a running server.
-fn open_for_reading(config: &Config) -> Result<Option<DiskStore>> {
-    match DiskStore::open_read_only(&config.cache_dir) {
-        Ok(store) => Ok(Some(store)),
-        Err(e) if e.is_not_found() => Ok(None),
-        Err(e) => Err(e.into()),
     }
 }
 

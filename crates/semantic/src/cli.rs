@@ -34,6 +34,8 @@ enum Command {
     Cache(crate::agents_cli::CacheArgs),
     /// Benchmarks over HTTP against semantic and its peers: JSON, markdown and PNG plots.
     Bench(crate::bench_cli::BenchArgs),
+    /// The models directory's registry: `ls` lists each GGUF with its facts.
+    Models(crate::models_cli::ModelsArgs),
     /// Multi-agent YAML scenarios: `validate FILE` offline, `run FILE --url URL` on a server.
     Scenario(crate::scenario_cli::ScenarioArgs),
 }
@@ -51,6 +53,9 @@ pub struct CommonArgs {
     /// Directory for agent memory and caches [default: .semantic].
     #[arg(long, env = "SEMANTIC_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Directory of GGUF files the registry lists and an admin may swap to [default: the model's directory].
+    #[arg(long, env = "SEMANTIC_MODELS_DIR")]
+    models_dir: Option<PathBuf>,
     /// Address to bind [default: 127.0.0.1].
     #[arg(long, env = "SEMANTIC_HOST")]
     host: Option<String>,
@@ -143,6 +148,7 @@ impl CommonArgs {
         let flags = RawConfig {
             model: self.model.clone(),
             cache_dir: self.cache_dir.clone(),
+            models_dir: self.models_dir.clone(),
             host: self.host.clone(),
             port: self.port,
             allow_remote: self.allow_remote.then_some(true),
@@ -222,6 +228,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cache(args) => crate::agents_cli::run_cache(args),
         Command::Bench(args) => crate::bench_cli::run(args),
         Command::Scenario(args) => crate::scenario_cli::run(args),
+        Command::Models(args) => crate::models_cli::run(args),
         Command::Config(args) => {
             print!("{}", args.resolve()?.to_toml());
             Ok(())

@@ -5,9 +5,11 @@ mod agents_cli;
 mod bench_cli;
 mod cli;
 mod generate;
+mod models_cli;
 mod perplexity;
 mod scenario_cli;
 mod serve;
+mod stores;
 
 use std::io::IsTerminal;
 

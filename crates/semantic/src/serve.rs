@@ -3,13 +3,14 @@
 //! memory, exit 0. A second signal during the drain exits at once (130).
 
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use semantic_api::{AuthConfig, RateLimitConfig, ServeOptions, Startup};
+use semantic_api::{AuthConfig, ModelHost, RateLimitConfig, ServeOptions, Startup};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
-use semantic_engine::ModelFacts;
+use semantic_engine::{ModelFacts, ModelRegistry};
 use semantic_scheduler::{MemoryConfig, Scheduler, SchedulerConfig};
 use tokio::sync::{oneshot, watch};
 
@@ -19,12 +20,21 @@ use tokio::sync::{oneshot, watch};
 /// before it); a graceful shutdown writes everything.
 const PERSIST_AFTER_IDLE: Duration = Duration::from_secs(1);
 
-/// Used when a GGUF carries no chat template.
+/// Gemma's turn format (Gemma 2 and 3: `<start_of_turn>user` / `model`, the system prompt folded
+/// into the first user turn), used for a Gemma GGUF that carries no template, as base models'
+/// files often do: their tokenizers have the turn tokens.
+const GEMMA_TEMPLATE: &str = "{{ bos_token }}{%- if messages[0]['role'] == 'system' -%}{%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}{%- set loop_messages = messages[1:] -%}{%- else -%}{%- set first_user_prefix = '' -%}{%- set loop_messages = messages -%}{%- endif -%}{%- for message in loop_messages -%}{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}{{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else '') + message['content'] | trim + '<end_of_turn>\n' }}{%- endfor -%}{%- if add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}";
+
+/// Used when a GGUF carries no chat template and its architecture has no built-in one.
 const FALLBACK_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
 
 /// The model's own chat template, compiled with Hugging Face semantics.
 pub fn chat_template(facts: &ModelFacts) -> Result<ChatTemplate> {
     let source = facts.chat_template.as_deref().unwrap_or_else(|| {
+        if facts.architecture.starts_with("gemma") {
+            tracing::info!("the model has no chat template; using Gemma's turn format");
+            return GEMMA_TEMPLATE;
+        }
         tracing::warn!("the model has no chat template; using ChatML");
         FALLBACK_TEMPLATE
     });
@@ -46,7 +56,8 @@ pub fn run(config: Config) -> Result<()> {
     };
     let options = serve_options(&config);
     let grace = Duration::from_secs(config.shutdown_grace_secs);
-    let scheduler = runtime.block_on(async move {
+    let host = Arc::new(Host { config: config.clone(), scheduler: scheduler_config.clone() });
+    runtime.block_on(async move {
         // Before anything else, so that no signal finds the default action (die) in place.
         let stop = spawn_signal_handler();
         let addr = (config.server.host, config.server.port);
@@ -55,7 +66,7 @@ pub fn run(config: Config) -> Result<()> {
         let local = listener.local_addr()?;
         tracing::info!(%local, "listening; loading the model");
         eprintln!("semantic listening on http://{local}");
-        let startup = Startup::new(options);
+        let startup = Startup::new(options, Some(host));
         let (stop_serving, serving_stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(
             axum::serve(listener, startup.router())
@@ -64,27 +75,65 @@ pub fn run(config: Config) -> Result<()> {
                 })
                 .into_future(),
         );
+        let model_id = options_model_id(&config);
         let loading = load_in_background(config, scheduler_config);
-        let outcome = lifecycle(&startup, loading, stop, grace).await;
+        let outcome = lifecycle(&startup, model_id, loading, stop, grace).await;
         // Stop accepting and let open connections finish (after the drain, as before: during it,
         // new requests get a 503 `draining` and /health/ready says so).
         let _ = stop_serving.send(());
         server.await.context("the HTTP server task")??;
         outcome
     })?;
-    // Connection tasks may still hold router state: stop them so this is the last scheduler handle.
+    // The step thread already ended (`Startup::shutdown`); connection tasks may still hold
+    // router state, which no longer reaches a model.
     runtime.shutdown_timeout(Duration::from_secs(1));
-    if let Some(scheduler) = scheduler {
-        scheduler.join();
-    }
     Ok(())
 }
 
-/// What the API needs from the configuration. The model name is the file stem, known before
-/// loading; empty (no stem) lets the API use the model's own name once loaded.
+/// How the server finds and loads models: the registry of `--models-dir` (plus the `--model`
+/// file wherever it is), each loaded with the server's own settings.
+struct Host {
+    config: Config,
+    scheduler: SchedulerConfig,
+}
+
+impl ModelHost for Host {
+    fn registry(&self) -> ModelRegistry {
+        let fingerprints = self.config.cache_dir.join("fingerprints");
+        let dir = &self.config.models_dir;
+        let mut registry = ModelRegistry::scan(dir, &[], Some(&fingerprints)).unwrap_or_else(|err| {
+            tracing::warn!(%err, dir = %dir.display(), "cannot scan the models directory");
+            ModelRegistry { dir: dir.clone(), entries: Vec::new() }
+        });
+        registry.include(ModelRegistry::entry(&self.config.model, Some(&fingerprints)));
+        registry
+    }
+
+    fn load(&self, id: &str) -> Result<(Scheduler, ChatTemplate), String> {
+        let registry = self.registry();
+        let entry = registry.find(id).ok_or_else(|| format!("no model `{id}` in {}", registry.dir.display()))?;
+        let config = Config { model: entry.path.clone(), ..self.config.clone() };
+        load_model(&config, self.scheduler.clone()).map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// Loads the model `config` names, starts its step thread and compiles its chat template.
+fn load_model(config: &Config, scheduler: SchedulerConfig) -> Result<Loaded> {
+    let scheduler = crate::cli::start_scheduler(config, scheduler)?;
+    let template = chat_template(scheduler.facts())?;
+    Ok((scheduler, template))
+}
+
+/// The id the first model serves under: its file stem (its registry id), known before loading;
+/// empty (no stem) lets the API use the model's own name once loaded.
+fn options_model_id(config: &Config) -> String {
+    config.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+/// What the API needs from the configuration.
 fn serve_options(config: &Config) -> ServeOptions {
     ServeOptions {
-        model_name: config.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(),
+        model_name: options_model_id(config),
         default_max_tokens: config.default_max_tokens,
         auth: AuthConfig::new(&config.api_keys, config.admin_key.as_deref(), config.metrics_public),
         rate_limit: RateLimitConfig {
@@ -111,11 +160,7 @@ type Loaded = (Scheduler, ChatTemplate);
 fn load_in_background(config: Config, scheduler_config: SchedulerConfig) -> oneshot::Receiver<Result<Loaded>> {
     let (done, loaded) = oneshot::channel();
     let spawned = std::thread::Builder::new().name("semantic-load".into()).spawn(move || {
-        let result = crate::cli::start_scheduler(&config, scheduler_config).and_then(|scheduler| {
-            let template = chat_template(scheduler.facts())?;
-            Ok((scheduler, template))
-        });
-        let _ = done.send(result);
+        let _ = done.send(load_model(&config, scheduler_config));
     });
     if let Err(err) = spawned {
         // The closure, and with it the sender, is gone: the receiver reports the failure.
@@ -124,31 +169,31 @@ fn load_in_background(config: Config, scheduler_config: SchedulerConfig) -> ones
     loaded
 }
 
-/// Waits for the model (or a signal), serves until a signal, drains and flushes. Returns the
-/// scheduler to join, or None when a signal came before the model was loaded.
+/// Waits for the model (or a signal), serves until a signal, then drains whichever model
+/// serves by then (after any swap under way), flushes its agents and ends its step thread.
 async fn lifecycle(
     startup: &Startup,
+    model_id: String,
     loading: oneshot::Receiver<Result<Loaded>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
-) -> Result<Option<Scheduler>> {
+) -> Result<()> {
     let (scheduler, template) = tokio::select! {
         loaded = loading => loaded.context("the model loading thread died")??,
         _ = stop.wait_for(|stopping| *stopping) => {
             tracing::info!("shutdown requested while the model was loading: exiting");
-            return Ok(None);
+            return Ok(());
         }
     };
-    startup.ready(scheduler.clone(), template);
+    startup.ready(model_id, scheduler, template);
     tracing::info!("model loaded: ready");
     // An error means the signal handler is gone (it never ends by itself): stop as if signalled.
     let _ = stop.wait_for(|stopping| *stopping).await;
     tracing::info!("shutdown requested: draining (a second Ctrl-C or SIGTERM exits at once)");
-    let report = scheduler.drain(grace).await;
-    tracing::info!(completed = report.completed, cut = report.cut, "drained");
-    let flushed = scheduler.flush_agents().await;
-    tracing::info!(still_dirty = flushed.still_dirty, "agent memory flushed");
-    Ok(Some(scheduler))
+    if let Some((report, still_dirty)) = startup.shutdown(grace).await {
+        tracing::info!(completed = report.completed, cut = report.cut, still_dirty, "drained; agent memory flushed");
+    }
+    Ok(())
 }
 
 /// Listens for Ctrl-C and SIGTERM: the first sets the returned flag (drain and exit), the second

@@ -371,7 +371,7 @@ async fn a_non_streaming_request_past_the_request_timeout_gets_504_and_is_cancel
 
 #[tokio::test]
 async fn while_loading_only_liveness_is_ok_then_the_real_router_takes_over() {
-    let startup = Startup::new(options());
+    let startup = Startup::new(options(), None);
     let (scheduler, template, control) = fake_model(FakeScript::reply("hello"));
     let app = App::from_router(startup.router(), control);
     assert_eq!(app.call("GET", "/health/live", &[], Body::empty()).await.status, 200);
@@ -394,7 +394,7 @@ async fn while_loading_only_liveness_is_ok_then_the_real_router_takes_over() {
     assert_eq!(app.call("GET", "/metrics", &[], Body::empty()).await.status, 503);
     assert!(!startup.is_ready());
 
-    startup.ready(scheduler, template);
+    startup.ready(String::new(), scheduler, template);
     assert!(startup.is_ready());
     let probe = app.call("GET", "/health/startup", &[], Body::empty()).await;
     assert_eq!(probe.status, 200);

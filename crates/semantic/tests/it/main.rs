@@ -6,6 +6,7 @@ mod coordination;
 mod harness;
 mod isa;
 mod memory;
+mod models;
 mod offline;
 mod openai;
 mod ops;

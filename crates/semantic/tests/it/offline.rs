@@ -182,7 +182,9 @@ fn agents_export_import_round_trip() {
 
     succeeds(&cache, &["agents", "rm", "alpha"]);
     succeeds(&cache, &["agents", "import", s(&file)]);
-    assert_eq!(fs::read(&stored).unwrap(), original, "import restores the agent exactly");
+    // Into the directory of the model that made it (where that model's server looks).
+    let imported = DiskStore::open(&semantic_memory::model_root(&cache, &fp)).unwrap().path_for(&h.key());
+    assert_eq!(fs::read(&imported).unwrap(), original, "import restores the agent exactly");
     assert!(fails(&cache, &["agents", "import", s(&file)]).contains("already exists"));
     succeeds(&cache, &["agents", "import", s(&file), "--force"]);
     succeeds(&cache, &["agents", "import", s(&file), "--force", "--model", s(&model)]);
@@ -198,12 +200,13 @@ fn agents_export_import_round_trip() {
     assert!(fails(&cache, &["agents", "import", s(&bad), "--force"]).contains("checksum mismatch"));
     fs::write(&bad, &original[..original.len() - 1]).unwrap();
     assert!(fails(&cache, &["agents", "import", s(&bad), "--force"]).contains("corrupt"));
-    assert_eq!(fs::read(&stored).unwrap(), original);
+    assert_eq!(fs::read(&imported).unwrap(), original);
 
     // Into a fresh cache directory.
     let fresh = dir.path().join("fresh");
     succeeds(&fresh, &["agents", "import", s(&file)]);
-    assert_eq!(fs::read(DiskStore::open(&fresh).unwrap().path_for(&h.key())).unwrap(), original);
+    let root = semantic_memory::model_root(&fresh, &fp);
+    assert_eq!(fs::read(DiskStore::open(&root).unwrap().path_for(&h.key())).unwrap(), original);
     assert_eq!(field(&succeeds(&fresh, &["agents", "show", "alpha"]), "pinned:"), "yes");
 }
 

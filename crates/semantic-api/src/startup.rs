@@ -1,9 +1,9 @@
 //! Serving while the model loads: [`Startup`] answers from a small loading app until
 //! [`Startup::ready`] installs the real router. While loading: `/health/live` 200;
 //! `/health/startup`, `/health/ready` and `/health` 503 `{"status":"loading","reason":"loading"}`;
-//! every other route 503 + `Retry-After` in its API's error shape. Both apps get the same
-//! middleware stack (`ops::stack`) and share its metrics and rate-limit buckets. Does not own
-//! loading the model (the binary does, on its own thread).
+//! the web page (`ui.rs`) as when ready; every other route 503 + `Retry-After` in its API's
+//! error shape. Both apps get the same middleware stack (`ops::stack`) and share its metrics and
+//! rate-limit buckets. Does not own loading the model (the binary does, on its own thread).
 
 use std::sync::{Arc, OnceLock};
 
@@ -42,6 +42,7 @@ impl Startup {
             .route("/health/startup", get(loading_probe))
             .route("/health/ready", get(loading_probe))
             .route("/health", get(loading_probe))
+            .merge(crate::ui::router())
             .fallback(loading_error);
         let loading = ops::stack(loading, &ops);
         Self { options, ops, loading, ready: Arc::default() }

@@ -12,3 +12,4 @@ mod ops;
 mod prompt_tokens;
 mod scenarios;
 mod streaming;
+mod ui;

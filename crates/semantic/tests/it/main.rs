@@ -11,3 +11,4 @@ mod openai;
 mod ops;
 mod sdk;
 mod server;
+mod ui;

@@ -213,20 +213,23 @@ async function main() {
     await memory(page);
     await shot(page, 'memory');
     await scenarios(page);
-    await page.getByRole('heading', {name: 'Transcript'}).scrollIntoViewIfNeeded();
-    await page.evaluate(() => window.scrollBy(0, -60));
+    // The transcript and outcome, under the sticky header.
+    await page.evaluate(() => {
+      document.querySelector('section[data-page="scenarios"] .split').scrollIntoView({block: 'start'});
+      window.scrollBy(0, -60);
+    });
     await shot(page, 'scenarios');
     await sessions(page);
     await shot(page, 'sessions');
     await server(page);
     await shot(page, 'server');
-    // A deep link opens its page directly, and a phone-width view of the chat.
+    // The chat at phone width, then a deep link opens its page directly.
+    await page.setViewportSize({width: 390, height: 844});
+    await go(page, 'Chat');
+    await page.locator('article.column li.msg.assistant').first().scrollIntoViewIfNeeded();
+    await shot(page, 'chat-phone');
     await page.goto(`${url}/ui/memory`);
     await page.waitForSelector('tr[data-agent="alice"]');
-    await page.setViewportSize({width: 390, height: 844});
-    await page.goto(`${url}/ui/chat`);
-    await page.waitForSelector('article.column');
-    await shot(page, 'chat-phone');
     expect(problems.length === 0, `no errors in the page:\n${problems.join('\n')}`);
   } finally {
     await context.close();

@@ -3,6 +3,7 @@
 //   node tests/ui/ui.test.mjs --url http://127.0.0.1:PORT          (a server that is running)
 //   node tests/ui/ui.test.mjs --binary target/release/semantic      (starts one on a free port)
 //        [--model models/SmolLM2-135M-Instruct.Q4_1.gguf] [--artifacts DIR]
+//        [--locked-url URL --key K --admin-key A]   (also: a server with keys asks for them)
 //
 // Opens every page, chats with two columns (both stream an answer; the second turn's badge is
 // hot or warm, from the server's own report), runs the tiny scenario for one round, creates a
@@ -179,6 +180,27 @@ async function server(page) {
   log('server: probes and charts');
 }
 
+/** A server with keys: the page loads without one, asks for it, then works; admin actions with the admin key. */
+async function locked(context, url, key, adminKey) {
+  const page = await context.newPage();
+  page.setDefaultTimeout(15_000);
+  await page.goto(`${url}/ui/memory`);
+  const banner = page.locator('#banner');
+  await banner.waitFor();
+  expect(/invalid API key/.test(await banner.innerText()), `the page says a key is needed (${await banner.innerText()})`);
+  expect(await page.locator('#keys').evaluate((d) => d.open), 'the key form opens');
+  await page.getByLabel('API key').fill(key);
+  await page.getByLabel('Admin key').fill(adminKey);
+  await page.getByRole('button', {name: 'Use keys'}).click();
+  await page.waitForSelector('section[data-page="memory"] tbody td.muted');
+  await go(page, 'Server');
+  await page.waitForSelector('section[data-page="server"] dd >> text=/^[0-9a-f]{16,}$/');
+  await page.getByRole('button', {name: 'Flush agent memory to disk'}).click();
+  await page.waitForSelector('section[data-page="server"] .ok >> text=/flushed/');
+  await page.close();
+  log('locked server: key asked for, then memory and the admin actions work');
+}
+
 async function main() {
   mkdirSync(artifacts, {recursive: true});
   let url = arg('url');
@@ -231,6 +253,8 @@ async function main() {
     await page.goto(`${url}/ui/memory`);
     await page.waitForSelector('tr[data-agent="alice"]');
     expect(problems.length === 0, `no errors in the page:\n${problems.join('\n')}`);
+    const lockedUrl = arg('locked-url');
+    if (lockedUrl) await locked(context, lockedUrl, arg('key'), arg('admin-key'));
   } finally {
     await context.close();
     rmSync(profile, {recursive: true, force: true});

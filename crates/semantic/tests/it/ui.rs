@@ -1,12 +1,16 @@
 //! The web page in a real browser: starts a server on the real model and runs the Playwright
 //! driver `tests/ui/ui.test.mjs` against it (chromium and playwright-core come from
 //! `scripts/setup-ui-tests`, which `scripts/test` runs). Screenshots land in
-//! `target/ui-artifacts/`.
+//! `target/ui-artifacts/`. A second server with API and admin keys checks that the page asks for
+//! the key and then works, admin actions included.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use crate::harness::Server;
+
+const KEY: &str = "ui-test-key-0001";
+const ADMIN: &str = "ui-test-admin-0001";
 
 #[test]
 fn the_web_page_works_in_a_real_browser() {
@@ -17,11 +21,12 @@ fn the_web_page_works_in_a_real_browser() {
         "playwright-core is not installed: run scripts/setup-ui-tests (scripts/test does)"
     );
     let server = Server::start(&[]);
+    let locked = Server::start(&["--api-key", KEY, "--admin-key", ADMIN]);
     let artifacts = repo.join("target/ui-artifacts");
     let output = Command::new("node")
         .arg(&driver)
-        .arg("--url")
-        .arg(format!("http://{}", server.addr))
+        .args(["--url", &format!("http://{}", server.addr)])
+        .args(["--locked-url", &format!("http://{}", locked.addr), "--key", KEY, "--admin-key", ADMIN])
         .arg("--artifacts")
         .arg(&artifacts)
         .output()

@@ -59,14 +59,24 @@ async function startServer(binary) {
     });
     child.on('exit', (code) => fail(new Error(`the server exited (${code}):\n${stderr}`)));
   });
-  await until(async () => (await fetch(`${url}/health/ready`)).ok, 120_000, 'the server to be ready')
+  // Each probe reads its body (undici keeps a connection busy until then) and has its own timeout.
+  const ready = async () => {
+    const res = await fetch(`${url}/health/ready`, {signal: AbortSignal.timeout(2_000)});
+    await res.arrayBuffer();
+    return res.ok;
+  };
+  await until(ready, 120_000, 'the server to be ready')
     .catch((e) => {
       child.kill('SIGKILL');
       throw new Error(`${e.message}; the server said:\n${stderr.split('\n').filter((l) => !l.includes('/health/ready')).join('\n')}`);
     });
   const stop = () => {
-    child.kill('SIGTERM');
-    rmSync(cacheDir, {recursive: true, force: true});
+    child.kill('SIGKILL');
+    try {
+      rmSync(cacheDir, {recursive: true, force: true});
+    } catch (e) {
+      log(`left ${cacheDir}: ${e.message}`);
+    }
   };
   return {url, stop};
 }
@@ -168,7 +178,21 @@ async function sessions(page) {
   await page.waitForSelector('section[data-page="sessions"] .timeline li.msg', {timeout: TURN_MS});
   await until(async () => (await page.locator('section[data-page="sessions"] .status-line').innerText()).includes('Done'), TURN_MS, 'the turn to finish');
   await page.waitForSelector('section[data-page="sessions"] ol.prompt li');
-  log('sessions: created, one turn ran');
+  // A whisper from Ada to Ben: Ben sees it, Cy does not.
+  await page.getByRole('textbox', {name: 'Whisper'}).fill('Meet me after the vote.');
+  await page.getByRole('button', {name: 'Whisper', exact: true}).click();
+  const timeline = page.locator('section[data-page="sessions"] .timeline');
+  await page.getByLabel('Seen by').selectOption('ben');
+  await timeline.locator('li.whisper', {hasText: 'Meet me after the vote.'}).waitFor();
+  await page.getByLabel('Seen by').selectOption('cy');
+  await until(async () => (await timeline.locator('li.msg').count()) > 0 && !(await timeline.locator('li.whisper').count()), 10_000, 'Cy not to see the whisper');
+  // A vote cast from the page shows in the votes.
+  await page.getByLabel('Choice').fill('yes');
+  await page.getByRole('button', {name: 'Cast vote'}).click();
+  await page.locator('section[data-page="sessions"] li', {hasText: 'ada: yes'}).waitFor();
+  await page.getByLabel('Seen by').selectOption('ben');
+  await timeline.locator('li.whisper').waitFor();
+  log('sessions: created, one turn ran, a whisper seen by Ben only, a vote cast');
 }
 
 async function server(page) {

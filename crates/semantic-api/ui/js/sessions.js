@@ -1,7 +1,8 @@
 // Sessions: create a coordination session (topology, debate format, decision mode, agents), run
 // turns and rounds streamed over SSE (turn_start, token, turn_complete, round_complete, error),
 // a timeline of messages seen as everyone or as one agent (whispers only where that agent may see
-// them), whispers, votes and the decision, and "what this agent sees next" (the prompt endpoint).
+// them), whispers, votes (cast here or asked of the agents) and the decision, and "what this agent
+// sees next" (the prompt endpoint).
 
 import {api, sse} from './api.js';
 import {h, fill, field, select, fmtInt, errorBox} from './dom.js';
@@ -28,6 +29,7 @@ export function mount(root) {
   const decision = h('div', {class: 'card'});
   const controls = h('div', {class: 'toolbar'});
   const whisper = h('form', {class: 'toolbar', 'aria-label': 'Whisper'});
+  const vote = h('form', {class: 'toolbar', 'aria-label': 'Vote'});
 
   const create = createForm(async (body) => {
     try {
@@ -45,7 +47,7 @@ export function mount(root) {
   summary, controls, whisper,
   h('div', {class: 'split'},
     h('section', {'aria-label': 'Timeline'}, h('h2', {}, 'Timeline'), field('Seen by', viewer)[0], timeline),
-    h('section', {'aria-label': 'Next prompt and decision'}, h('h2', {}, 'What an agent sees next'), sees, h('h2', {}, 'Votes and decision'), decision)));
+    h('section', {'aria-label': 'Next prompt and decision'}, h('h2', {}, 'What an agent sees next'), sees, h('h2', {}, 'Votes and decision'), vote, decision)));
 
   chooser.addEventListener('change', () => open(chooser.value));
   viewer.addEventListener('change', () => messages());
@@ -106,6 +108,21 @@ export function mount(root) {
     const content = h('input', {placeholder: 'a private note'});
     fill(whisper, field('Whisper from', from)[0], field('to', to)[0], h('div', {class: 'field grow'}, h('label', {for: (content.id = 'whisper-text')}, 'Whisper'), content),
       h('button', {type: 'submit', disabled: !active}, 'Whisper'));
+    const voter = select(s.agents.map((a) => [a.agent_id, a.display_name]));
+    const choice = h('input', {placeholder: (s.options || []).join(' / ') || 'a choice'});
+    choice.id = 'vote-choice';
+    fill(vote, field('Vote as', voter)[0], h('div', {class: 'field grow'}, h('label', {for: choice.id}, 'Choice'), choice),
+      h('button', {type: 'submit'}, 'Cast vote'));
+    vote.onsubmit = async (e) => {
+      e.preventDefault();
+      try {
+        await api(`${base(s.session_id)}/vote`, {body: {agent_id: voter.value, choice: choice.value.trim()}});
+        choice.value = '';
+        await decisionView();
+      } catch (err) {
+        status.replaceChildren(errorBox(err));
+      }
+    };
     whisper.onsubmit = async (e) => {
       e.preventDefault();
       try {
@@ -198,6 +215,7 @@ export function mount(root) {
       fill(summary);
       fill(controls);
       fill(whisper);
+      fill(vote);
       fill(timeline);
       fill(sees);
       fill(decision);

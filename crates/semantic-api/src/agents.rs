@@ -14,7 +14,8 @@ use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorKind};
 use crate::AppState;
 
-fn agent_json(info: &AgentInfo) -> Value {
+/// One agent; `kv_type` is the server's (agent files of another KV type are never loaded).
+fn agent_json(info: &AgentInfo, kv_type: &str) -> Value {
     json!({
         "id": info.key.agent.as_str(),
         "object": "agent",
@@ -26,7 +27,12 @@ fn agent_json(info: &AgentInfo) -> Value {
         "updated": info.updated_ms / 1000,
         "pinned": info.pinned,
         "dirty": info.dirty,
+        "kv_type": kv_type,
     })
+}
+
+fn kv_type(state: &AppState) -> String {
+    state.scheduler.context().kv_type.to_string()
 }
 
 fn key(caller: &Caller, id: &str) -> Result<AgentKey, ApiError> {
@@ -46,7 +52,8 @@ fn op_error(err: AgentOpError) -> ApiError {
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let mut agents = state.scheduler.list_agents(caller.namespace).await;
     agents.sort_by_key(|a| std::cmp::Reverse(a.last_used_ms));
-    Json(json!({"object": "list", "data": agents.iter().map(agent_json).collect::<Vec<_>>()}))
+    let kv = kv_type(&state);
+    Json(json!({"object": "list", "data": agents.iter().map(|a| agent_json(a, &kv)).collect::<Vec<_>>()}))
 }
 
 /// `GET /v1/agents/{id}`
@@ -56,7 +63,7 @@ pub async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.agent(key(&caller, &id)?).await.ok_or_else(|| op_error(AgentOpError::NotFound))?;
-    Ok(Json(agent_json(&info)))
+    Ok(Json(agent_json(&info, &kv_type(&state))))
 }
 
 /// `DELETE /v1/agents/{id}`
@@ -78,7 +85,7 @@ pub async fn evict(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.evict_agent(key(&caller, &id)?).await.map_err(op_error)?;
-    Ok(Json(agent_json(&info)))
+    Ok(Json(agent_json(&info, &kv_type(&state))))
 }
 
 /// `POST /v1/agents/{id}/pin`
@@ -88,7 +95,7 @@ pub async fn pin(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.pin_agent(key(&caller, &id)?, true).await.map_err(op_error)?;
-    Ok(Json(agent_json(&info)))
+    Ok(Json(agent_json(&info, &kv_type(&state))))
 }
 
 /// `POST /v1/agents/{id}/unpin`
@@ -98,7 +105,7 @@ pub async fn unpin(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.pin_agent(key(&caller, &id)?, false).await.map_err(op_error)?;
-    Ok(Json(agent_json(&info)))
+    Ok(Json(agent_json(&info, &kv_type(&state))))
 }
 
 /// `GET /admin/status`

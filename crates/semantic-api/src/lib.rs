@@ -35,6 +35,7 @@ mod scenario_runs;
 mod startup;
 mod state;
 mod token_cache;
+mod ui;
 
 use axum::http::Method;
 use axum::routing::{delete, get, post, MethodRouter};
@@ -48,6 +49,7 @@ pub use openapi::ApiDoc;
 pub use rate_limit::RateLimitConfig;
 pub use startup::Startup;
 pub use state::{AppState, ServeOptions};
+pub use ui::PAGES as UI_PAGES;
 
 /// Every route: method, path (axum and OpenAPI share the `{param}` syntax) and handler. The
 /// router is built from this table and a test checks each entry against `/openapi.json`, so a
@@ -98,11 +100,13 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
     ]
 }
 
-/// Builds the whole router for one server, wrapped in the middleware stack (`ops.rs`).
+/// Builds the whole router for one server, wrapped in the middleware stack (`ops.rs`): the API
+/// (`routes()`) and the web page (`ui.rs`, not part of the API description).
 pub fn router(state: AppState) -> Router {
     let routes = routes()
         .into_iter()
         .fold(Router::new(), |router, (_, path, handler)| router.route(path, handler))
+        .merge(ui::router())
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .with_state(state.clone());

@@ -294,7 +294,10 @@ pub(crate) fn usage(usage: &Usage) -> CompletionUsage {
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         total_tokens: usage.prompt_tokens + usage.completion_tokens,
-        prompt_tokens_details: PromptTokensDetails { cached_tokens: usage.cached_tokens },
+        prompt_tokens_details: PromptTokensDetails {
+            cached_tokens: usage.cached_tokens,
+            cache_source: usage.cache_source.map(|s| s.as_str()),
+        },
     }
 }
 

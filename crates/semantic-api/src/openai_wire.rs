@@ -228,6 +228,11 @@ pub struct CompletionUsage {
 pub struct PromptTokensDetails {
     /// Prompt tokens whose KV was reused instead of computed (exact).
     pub cached_tokens: usize,
+    /// Where the reused KV came from (extension): `hot` (the agent's live sequence), `warm` (its
+    /// state in RAM), `disk` (its file) or `shared_prefix` (another agent's live prefix); null
+    /// when nothing was reused.
+    #[schema(value_type = Option<String>)]
+    pub cache_source: Option<&'static str>,
 }
 
 /// The assistant's reply.

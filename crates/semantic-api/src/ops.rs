@@ -99,9 +99,10 @@ async fn track(State(ops): State<Ops>, request: Request, next: Next) -> Response
     response
 }
 
-/// Probes and metrics are never limited: an orchestrator must see a busy server as alive.
+/// Probes and metrics are never limited: an orchestrator must see a busy server as alive. Nor is
+/// the web page's static files (no data, a dozen files per load); its API calls are.
 fn exempt(path: &str) -> bool {
-    path == "/health" || path.starts_with("/health/") || path == "/metrics"
+    path == "/health" || path.starts_with("/health/") || path == "/metrics" || crate::ui::is_ui_path(path)
 }
 
 /// The bucket a request draws from: its API key's namespace when keys are configured and it

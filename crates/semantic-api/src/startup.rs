@@ -2,7 +2,7 @@
 //! (loading the first one, swapping, offloaded) and from the real router once one does. While no
 //! model serves: `/health/live` 200; `/health/ready` and `/health` 503 with the phase as status
 //! and reason (`loading`, `swapping`, `offloaded`); `/health/startup` 503 `loading` until the
-//! first model loaded, 200 after; every other route 503 + `Retry-After` in its API's error shape.
+//! first model loaded, 200 after; the web page (`ui.rs`) as when ready; every other route 503 + `Retry-After` in its API's error shape.
 //! `/admin/models/*` (`models.rs`) answers in every phase. All apps get the same middleware stack
 //! (`ops::stack`) and share its metrics and rate-limit buckets. Does not own loading a model (the
 //! binary does, through [`ModelHost`]).
@@ -132,6 +132,7 @@ fn unavailable_app(ops: &Ops, why: Unavailable) -> Router {
         .route("/health/startup", get(startup))
         .route("/health/ready", get(probe))
         .route("/health", get(probe))
+        .merge(crate::ui::router())
         .fallback(move |uri: Uri| async move { unavailable_error(uri, why) });
     ops::stack(app, ops)
 }

@@ -13,3 +13,4 @@ mod ops;
 mod prompt_tokens;
 mod scenarios;
 mod streaming;
+mod ui;

@@ -12,3 +12,4 @@ mod openai;
 mod ops;
 mod sdk;
 mod server;
+mod ui;

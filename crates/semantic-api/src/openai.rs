@@ -442,8 +442,7 @@ fn stream_chat(
 #[utoipa::path(get, path = "/v1/models", tag = "openai", responses((status = 200, body = ModelList)))]
 pub async fn models(State(state): State<AppState>, _caller: Caller) -> Json<ModelList> {
     let created = state.started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    Json(ModelList {
-        object: "list",
-        data: vec![ModelCard { id: state.options.model_name.clone(), object: "model", created, owned_by: "semantic" }],
-    })
+    let names = std::iter::once(&state.options.model_name).chain(&state.options.model_aliases);
+    let data = names.map(|id| ModelCard { id: id.clone(), object: "model", created, owned_by: "semantic" }).collect();
+    Json(ModelList { object: "list", data })
 }

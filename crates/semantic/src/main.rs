@@ -2,10 +2,12 @@
 //! The only place that reads the environment and the only crate that uses `anyhow`.
 
 mod agents_cli;
+mod agents_move;
 mod bench_cli;
 mod cli;
 mod generate;
 mod perplexity;
+mod preflight;
 mod scenario_cli;
 mod serve;
 

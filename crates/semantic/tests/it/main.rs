@@ -3,6 +3,8 @@
 mod api;
 mod bench;
 mod coordination;
+mod deploy;
+mod first_hour;
 mod harness;
 mod isa;
 mod memory;

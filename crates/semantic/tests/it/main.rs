@@ -11,5 +11,6 @@ mod memory;
 mod offline;
 mod openai;
 mod ops;
+mod readme;
 mod sdk;
 mod server;

@@ -35,6 +35,19 @@ fn digest(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
 }
 
+/// The namespace of a key's digest: `k` and the first 8 bytes in hex.
+fn namespace_of_digest(d: &[u8; 32]) -> Namespace {
+    let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
+    // `k` + 16 hex digits always passes the name rules; `default` is never reached.
+    Namespace::parse(&format!("k{hex}")).unwrap_or_else(|_| Namespace::default_ns())
+}
+
+/// The agent namespace an API key's agents live in, as the server derives it (for the offline
+/// tools, which find a key's agents by it).
+pub fn namespace_for_key(key: &str) -> Namespace {
+    namespace_of_digest(&digest(key))
+}
+
 /// Constant-time equality of two digests.
 fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -59,8 +72,7 @@ impl AuthConfig {
         let d = digest(presented?);
         // Check every key so timing does not reveal which one matched.
         let matched = self.keys.iter().fold(false, |acc, k| acc | same(k, &d));
-        let hex: String = d[..8].iter().map(|b| format!("{b:02x}")).collect();
-        matched.then(|| Namespace::parse(&format!("k{hex}")).unwrap_or_else(|_| Namespace::default_ns()))
+        matched.then(|| namespace_of_digest(&d))
     }
 
     fn is_admin(&self, presented: Option<&str>) -> bool {
@@ -159,12 +171,14 @@ mod tests {
         let a = auth.namespace_for(Some("alpha")).unwrap();
         let b = auth.namespace_for(Some("beta")).unwrap();
         assert_ne!(a, b);
-        assert_eq!(auth.namespace_for(Some("alpha")), Some(a));
+        assert_eq!(auth.namespace_for(Some("alpha")), Some(a.clone()));
         assert_eq!(auth.namespace_for(Some("gamma")), None);
         assert_eq!(auth.namespace_for(None), None);
         assert!(auth.is_admin(Some("root")));
         assert!(!auth.is_admin(Some("alpha")));
         assert_eq!(AuthConfig::default().namespace_for(None), Some(Namespace::default_ns()));
+        assert_eq!(namespace_for_key("alpha"), a, "the offline tools derive the same namespace");
+        assert_eq!(a.as_str().len(), 17);
     }
 
     #[test]

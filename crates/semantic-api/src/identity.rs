@@ -10,18 +10,25 @@ use crate::AppState;
 /// Names every request may use for the one loaded model besides its own.
 pub const MODEL_ALIASES: [&str; 2] = ["default", "semantic"];
 
-/// Checks the requested model name: absent, the loaded model's name (file stem or GGUF
-/// `general.name`) or an alias is fine; anything else is a 404 `model_not_found`. Returns the
-/// name to echo in responses.
+/// Checks the requested model name: absent or a name of the loaded model
+/// ([`names_loaded_model`]) is fine; anything else is a 404 `model_not_found`. Returns the name to
+/// echo in responses.
 pub(crate) fn check_model(state: &AppState, requested: Option<&str>) -> Result<String, ApiError> {
-    let served = &state.options.model_name;
     match requested {
-        None => Ok(served.clone()),
-        Some(name) if name == served || name == state.scheduler.facts().name || MODEL_ALIASES.contains(&name) => {
-            Ok(name.to_owned())
-        }
+        None => Ok(state.options.model_name.clone()),
+        Some(name) if names_loaded_model(state, name) => Ok(name.to_owned()),
         Some(name) => Err(ApiError::model_not_found(name)),
     }
+}
+
+/// The names of the loaded model: its served name (file stem), its GGUF `general.name`, the
+/// built-in [`MODEL_ALIASES`] and the configured `--model-alias` names (so a client with a
+/// hard-coded model name such as `gpt-4o-mini` works).
+fn names_loaded_model(state: &AppState, name: &str) -> bool {
+    name == state.options.model_name
+        || name == state.scheduler.facts().name
+        || MODEL_ALIASES.contains(&name)
+        || state.options.model_aliases.iter().any(|alias| alias == name)
 }
 
 /// The agent-identity fields a request body may carry.

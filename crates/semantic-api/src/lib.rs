@@ -41,7 +41,7 @@ use axum::http::Method;
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
-pub use auth::{AuthConfig, Caller};
+pub use auth::{namespace_for_key, AuthConfig, Caller};
 pub use error::{AnthropicErrorBody, ApiError, ErrorKind, Flavor, OpenAiErrorBody};
 pub use identity::MODEL_ALIASES;
 pub use models::{ModelHost, SwapRequest, SwapResult};

@@ -460,6 +460,9 @@ pub async fn models(State(state): State<AppState>, _caller: Caller) -> Json<Mode
     let details = |e: &semantic_engine::ModelEntry, loaded| Some(crate::models::entry_json(e, loaded));
     let mut data =
         vec![card(served.clone(), true, entries.iter().find(|e| e.answers_to(&served)).and_then(|e| details(e, true)))];
+    for alias in &state.options.model_aliases {
+        data.push(card(alias.clone(), true, Some(serde_json::json!({"alias_of": served}))));
+    }
     for entry in entries.iter().filter(|e| !e.answers_to(&served) && e.info.is_ok()) {
         data.push(card(entry.id.clone(), false, details(entry, false)));
     }

@@ -19,6 +19,9 @@ use crate::scenario_runs::ScenarioRuns;
 pub struct ServeOptions {
     /// Model name reported in responses and `/v1/models`; empty: the GGUF's `general.name`.
     pub model_name: String,
+    /// More names accepted as `model` for the loaded model (`--model-alias`); listed by
+    /// `/v1/models` after it.
+    pub model_aliases: Vec<String>,
     /// Completion length when a request names none.
     pub default_max_tokens: usize,
     /// API keys, admin key, metrics access.
@@ -45,6 +48,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         Self {
             model_name: "semantic".into(),
+            model_aliases: Vec::new(),
             default_max_tokens: 512,
             auth: AuthConfig::default(),
             ready_kv_ratio: 0.95,

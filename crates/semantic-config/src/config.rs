@@ -2,12 +2,16 @@
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::{ConfigError, RawConfig};
 
-/// What secrets print as.
+/// What secrets print as (only ever inside a TOML comment, so printed output fed back as a file
+/// sets no key; a key made only of `*` is refused anyway).
 pub const MASK: &str = "********";
+
+/// The shortest API or admin key accepted.
+pub const MIN_KEY_LEN: usize = 8;
 
 /// KV cache element types the engine knows (each half of `kv_type`).
 pub const KV_ELEMENTS: [&str; 7] = ["f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"];
@@ -26,6 +30,9 @@ pub struct ServerConfig {
 pub struct Config {
     /// GGUF model file.
     pub model: PathBuf,
+    /// More names clients may use for the loaded model (besides its file stem, its GGUF name,
+    /// `default` and `semantic`).
+    pub model_aliases: Vec<String>,
     /// Directory for agent memory and caches.
     pub cache_dir: PathBuf,
     /// Directory of GGUF files the registry lists and an admin may swap to.
@@ -59,8 +66,12 @@ pub struct Config {
     pub memory_disk_bytes: u64,
     /// API keys (flags/env/file and `api_key_file` merged); empty = no auth.
     pub api_keys: Vec<String>,
-    /// Admin key.
+    /// Where some of the API keys came from (printed instead of them).
+    pub api_key_file: Option<PathBuf>,
+    /// Admin key (given inline or read from `admin_key_file`).
     pub admin_key: Option<String>,
+    /// Where the admin key came from.
+    pub admin_key_file: Option<PathBuf>,
     /// `/metrics` without a key.
     pub metrics_public: bool,
     /// Shutdown grace period, seconds.
@@ -86,6 +97,47 @@ pub struct Config {
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     ConfigError::Invalid { field, reason: reason.into() }
+}
+
+/// The keys in a key file: one per line, blank lines and `#` comments skipped.
+fn read_keys(field: &'static str, path: &Path) -> Result<Vec<String>, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display())))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
+}
+
+/// A key is at least [`MIN_KEY_LEN`] characters and is not the mask `semantic config` prints.
+fn check_key(field: &'static str, key: &str) -> Result<(), ConfigError> {
+    if key.chars().all(|c| c == '*') {
+        return Err(invalid(
+            field,
+            format!(
+                "{key:?} is the mask `semantic config` prints in place of a key, not a key; \
+                 give the real key (or a key file) instead"
+            ),
+        ));
+    }
+    if key.chars().count() < MIN_KEY_LEN {
+        return Err(invalid(
+            field,
+            format!("a key of {} characters is too short (keys need at least {MIN_KEY_LEN})", key.chars().count()),
+        ));
+    }
+    Ok(())
+}
+
+/// Names clients may send as `model`: 1-256 visible ASCII characters each.
+fn model_aliases(aliases: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    let mut out: Vec<String> = Vec::new();
+    for alias in aliases.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()) {
+        if alias.len() > 256 || !alias.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid("model_alias", format!("{alias:?} (expected 1-256 visible ASCII characters)")));
+        }
+        if !out.contains(&alias) {
+            out.push(alias);
+        }
+    }
+    Ok(out)
 }
 
 /// A rate (0 = unlimited) and its bucket size; the burst defaults to the rate rounded up.
@@ -114,7 +166,7 @@ fn cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
     let origins: Vec<String> = origins.into_iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
     if origins.iter().any(|o| o == "*") {
         if origins.len() > 1 {
-            return Err(invalid("cors_origins", "\"*\" allows every origin and must be the only entry"));
+            return Err(invalid("cors_origin", "\"*\" allows every origin and must be the only entry"));
         }
         return Ok(origins);
     }
@@ -123,7 +175,7 @@ fn cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
         let ok = host.is_some_and(|h| !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic()));
         if !ok {
             return Err(invalid(
-                "cors_origins",
+                "cors_origin",
                 format!("{origin:?} is not an origin (expected \"*\" or scheme://host[:port], e.g. https://app.example.com)"),
             ));
         }
@@ -203,19 +255,25 @@ impl Config {
         if !(0.0..=1e6).contains(&memory_disk_gb) {
             return Err(invalid("memory_disk_gb", format!("{memory_disk_gb} (expected 0..=1000000)")));
         }
-        let mut api_keys = raw.api_keys.unwrap_or_default();
+        let mut api_keys = raw.api_key.unwrap_or_default();
         if let Some(path) = &raw.api_key_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| invalid("api_key_file", format!("cannot read {}: {e}", path.display())))?;
-            api_keys
-                .extend(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from));
+            api_keys.extend(read_keys("api_key_file", path)?);
         }
         api_keys.retain(|k| !k.trim().is_empty());
-        if let Some(bad) = api_keys.iter().find(|k| k.len() < 8) {
-            return Err(invalid("api_keys", format!("a key of {} characters is too short (at least 8)", bad.len())));
+        for key in &api_keys {
+            check_key("api_key", key)?;
         }
-        if raw.admin_key.as_ref().is_some_and(|k| k.len() < 8) {
-            return Err(invalid("admin_key", "too short (at least 8 characters)"));
+        let admin_key = match (raw.admin_key, &raw.admin_key_file) {
+            (Some(_), Some(_)) => return Err(invalid("admin_key", "set admin_key or admin_key_file, not both")),
+            (Some(key), None) => Some(key),
+            (None, Some(path)) => match read_keys("admin_key_file", path)?.into_iter().next() {
+                Some(key) => Some(key),
+                None => return Err(invalid("admin_key_file", format!("{} holds no key", path.display()))),
+            },
+            (None, None) => None,
+        };
+        if let Some(key) = &admin_key {
+            check_key("admin_key", key)?;
         }
         let (rate_limit_rps, rate_limit_burst) =
             rate_limit(("rate_limit_rps", raw.rate_limit_rps), ("rate_limit_burst", raw.rate_limit_burst))?;
@@ -235,12 +293,14 @@ impl Config {
         if stream_idle_timeout_secs == 0 {
             return Err(invalid("stream_idle_timeout_secs", "must be at least 1"));
         }
-        let cors_origins = cors_origins(raw.cors_origins.unwrap_or_default())?;
+        let cors_origins = cors_origins(raw.cors_origin.unwrap_or_default())?;
         let model = raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL));
         Ok(Self {
             api_keys,
-            admin_key: raw.admin_key,
-            metrics_public: raw.metrics_public.unwrap_or(true),
+            api_key_file: raw.api_key_file,
+            admin_key,
+            admin_key_file: raw.admin_key_file,
+            metrics_public: !raw.metrics_private.unwrap_or(false),
             shutdown_grace_secs: raw.shutdown_grace_secs.unwrap_or(30),
             rate_limit_rps,
             rate_limit_burst,
@@ -258,6 +318,7 @@ impl Config {
                 dir.unwrap_or_else(|| PathBuf::from("models"))
             }),
             model,
+            model_aliases: model_aliases(raw.model_alias.unwrap_or_default())?,
             cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
             server: ServerConfig { host, port: raw.port.unwrap_or(8000) },
             agent_ctx,
@@ -273,11 +334,28 @@ impl Config {
         })
     }
 
+    /// The same configuration with every relative path (model, cache dir, key files) taken
+    /// relative to `cwd`, so logs and `semantic config` say exactly where things are.
+    pub fn anchored(mut self, cwd: &Path) -> Self {
+        let anchor = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = cwd.join(&*p);
+            }
+        };
+        anchor(&mut self.model);
+        anchor(&mut self.cache_dir);
+        self.api_key_file.iter_mut().for_each(anchor);
+        self.admin_key_file.iter_mut().for_each(anchor);
+        self
+    }
+
     /// The resolved configuration as TOML, secrets masked (what `semantic config` prints).
     pub fn to_toml(&self) -> String {
         let mut out = String::new();
         let path = |p: &PathBuf| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
         let _ = writeln!(out, "model = \"{}\"", path(&self.model));
+        let aliases: Vec<String> = self.model_aliases.iter().map(|a| format!("{a:?}")).collect();
+        let _ = writeln!(out, "model_alias = [{}]", aliases.join(", "));
         let _ = writeln!(out, "cache_dir = \"{}\"", path(&self.cache_dir));
         let _ = writeln!(out, "models_dir = \"{}\"", path(&self.models_dir));
         let _ = writeln!(out, "host = \"{}\"", self.server.host);
@@ -298,12 +376,26 @@ impl Config {
         let _ = writeln!(out, "default_max_tokens = {}", self.default_max_tokens);
         let _ = writeln!(out, "memory_warm_mb = {}", self.memory_warm_bytes >> 20);
         let _ = writeln!(out, "memory_disk_gb = {:?}", self.memory_disk_bytes as f64 / (1u64 << 30) as f64);
-        let masked: Vec<String> = self.api_keys.iter().map(|_| format!("\"{MASK}\"")).collect();
-        let _ = writeln!(out, "api_keys = [{}]", masked.join(", "));
-        if self.admin_key.is_some() {
-            let _ = writeln!(out, "admin_key = \"{MASK}\"");
+        // Keys never print, not even masked as a value: fed back as a file, this text must not
+        // set a key (a key file's path prints instead, which round-trips).
+        if let Some(file) = &self.api_key_file {
+            let _ = writeln!(out, "api_key_file = \"{}\"", path(file));
         }
-        let _ = writeln!(out, "metrics_public = {}", self.metrics_public);
+        let from_file = match &self.api_key_file {
+            Some(file) => read_keys("api_key_file", file).map_or(0, |k| k.len()),
+            None => 0,
+        };
+        let inline = self.api_keys.len().saturating_sub(from_file);
+        if inline > 0 {
+            let masked = vec![format!("\"{MASK}\""); inline].join(", ");
+            let _ = writeln!(out, "# api_key = [{masked}]  ({inline} key(s) set, not printed)");
+        }
+        match (&self.admin_key_file, &self.admin_key) {
+            (Some(file), _) => _ = writeln!(out, "admin_key_file = \"{}\"", path(file)),
+            (None, Some(_)) => _ = writeln!(out, "# admin_key = \"{MASK}\"  (set, not printed)"),
+            (None, None) => {}
+        }
+        let _ = writeln!(out, "metrics_private = {}", !self.metrics_public);
         let _ = writeln!(out, "shutdown_grace_secs = {}", self.shutdown_grace_secs);
         let _ = writeln!(out, "rate_limit_rps = {:?}", self.rate_limit_rps);
         let _ = writeln!(out, "rate_limit_burst = {}", self.rate_limit_burst);
@@ -314,7 +406,7 @@ impl Config {
         let _ = writeln!(out, "stream_idle_timeout_secs = {}", self.stream_idle_timeout_secs);
         // Validated origins hold no quotes or backslashes, so they print as TOML strings as is.
         let origins: Vec<String> = self.cors_origins.iter().map(|o| format!("\"{o}\"")).collect();
-        let _ = writeln!(out, "cors_origins = [{}]", origins.join(", "));
+        let _ = writeln!(out, "cors_origin = [{}]", origins.join(", "));
         out
     }
 }
@@ -374,15 +466,15 @@ mod tests {
         check(RawConfig { request_timeout_secs: Some(0), ..Default::default() }, Some("request_timeout_secs"));
         check(RawConfig { stream_idle_timeout_secs: Some(0), ..Default::default() }, Some("stream_idle_timeout_secs"));
         let origins = |list: &[&str]| RawConfig {
-            cors_origins: Some(list.iter().map(|o| o.to_string()).collect()),
+            cors_origin: Some(list.iter().map(|o| o.to_string()).collect()),
             ..Default::default()
         };
         check(origins(&["*"]), None);
         check(origins(&["https://app.example.com", "http://localhost:3000"]), None);
-        check(origins(&["*", "https://app.example.com"]), Some("cors_origins"));
-        check(origins(&["app.example.com"]), Some("cors_origins"));
-        check(origins(&["https://app.example.com/"]), Some("cors_origins"));
-        check(origins(&["https://"]), Some("cors_origins"));
+        check(origins(&["*", "https://app.example.com"]), Some("cors_origin"));
+        check(origins(&["app.example.com"]), Some("cors_origin"));
+        check(origins(&["https://app.example.com/"]), Some("cors_origin"));
+        check(origins(&["https://"]), Some("cors_origin"));
     }
 
     #[test]
@@ -397,9 +489,11 @@ mod tests {
         let config = Config::resolve(raw).unwrap();
         assert_eq!(config.rate_limit_burst, 3, "the burst defaults to the rate rounded up");
         assert_eq!(config.global_rate_limit_burst, 1, "and to at least one request");
-        let file: RawConfig =
-            toml::from_str("rate_limit_rps = 4\nrate_limit_burst = 10\ncors_origins = [\"http://localhost:3000\"]")
-                .unwrap();
+        let file = RawConfig::from_toml_str(
+            "rate_limit_rps = 4\nrate_limit_burst = 10\ncors_origin = [\"http://localhost:3000\"]",
+        )
+        .unwrap()
+        .raw;
         let config = Config::resolve(file).unwrap();
         assert_eq!((config.rate_limit_rps, config.rate_limit_burst), (4.0, 10), "an integer rate reads as f64");
         assert_eq!(config.cors_origins, ["http://localhost:3000"]);
@@ -408,43 +502,143 @@ mod tests {
     #[test]
     fn higher_layer_wins_field_by_field() {
         let flags = RawConfig { port: Some(9000), ..Default::default() };
-        let file: RawConfig = toml::from_str("port = 1234\nkv_type = \"q8_0\"").unwrap();
+        let file = RawConfig::from_toml_str("port = 1234\nkv_type = \"q8_0\"").unwrap().raw;
         let config = Config::resolve(flags.merge(file)).unwrap();
         assert_eq!(config.server.port, 9000);
         assert_eq!(config.kv_type, "q8_0");
-        assert!(toml::from_str::<RawConfig>("prot = 1").is_err(), "unknown keys are errors");
+        assert!(RawConfig::from_toml_str("prot = 1").is_err(), "unknown keys are errors");
     }
 
     #[test]
     fn secrets_are_masked_when_printed() {
         let raw = RawConfig {
-            api_keys: Some(vec!["secret-key-1".into()]),
+            api_key: Some(vec!["secret-key-1".into()]),
             admin_key: Some("admin-secret".into()),
             ..Default::default()
         };
         let text = Config::resolve(raw).unwrap().to_toml();
         assert!(!text.contains("secret-key-1") && !text.contains("admin-secret"), "{text}");
         assert!(text.contains(MASK));
-        check(RawConfig { api_keys: Some(vec!["short".into()]), ..Default::default() }, Some("api_keys"));
+    }
+
+    /// Regression: `semantic config` printed `api_keys = ["********"]`, itself a valid 8-character
+    /// key when the output was used as a config file.
+    #[test]
+    fn printed_config_fed_back_sets_no_masked_key() {
+        let raw = RawConfig {
+            api_key: Some(vec!["secret-key-1".into()]),
+            admin_key: Some("admin-secret".into()),
+            ..Default::default()
+        };
+        let text = Config::resolve(raw).unwrap().to_toml();
+        let fed_back = Config::resolve(RawConfig::from_toml_str(&text).unwrap().raw).unwrap();
+        assert!(fed_back.api_keys.is_empty() && fed_back.admin_key.is_none(), "{text}");
+        for (raw, field) in [
+            (RawConfig { api_key: Some(vec![MASK.into()]), ..Default::default() }, "api_key"),
+            (RawConfig { admin_key: Some("**********".into()), ..Default::default() }, "admin_key"),
+        ] {
+            let err = Config::resolve(raw).unwrap_err().to_string();
+            assert!(err.contains(field) && err.contains("the mask `semantic config` prints"), "{err}");
+        }
+    }
+
+    /// Keys shorter than 8 characters are refused, and the message says the minimum.
+    #[test]
+    fn short_keys_are_refused_with_the_minimum() {
+        check(RawConfig { api_key: Some(vec!["short".into()]), ..Default::default() }, Some("api_key"));
+        let err = Config::resolve(RawConfig { api_key: Some(vec!["short".into()]), ..Default::default() }).unwrap_err();
+        assert!(err.to_string().contains("at least 8"), "{err}");
+        check(RawConfig { admin_key: Some("1234567".into()), ..Default::default() }, Some("admin_key"));
+        check(RawConfig { admin_key: Some("12345678".into()), ..Default::default() }, None);
+    }
+
+    #[test]
+    fn key_files_hold_one_key_per_line_and_print_as_their_path() {
+        let dir = std::env::temp_dir().join(format!("semantic-config-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keys = dir.join("api-keys");
+        let admin = dir.join("admin-key");
+        std::fs::write(&keys, "# team a\nkey-aaaaaaaa\n\n  key-bbbbbbbb  \n").unwrap();
+        std::fs::write(&admin, "# rotate monthly\nadmin-key-123\n").unwrap();
+        let raw = RawConfig {
+            api_key: Some(vec!["inline-key-1".into()]),
+            api_key_file: Some(keys.clone()),
+            admin_key_file: Some(admin.clone()),
+            ..Default::default()
+        };
+        let config = Config::resolve(raw).unwrap();
+        assert_eq!(config.api_keys, ["inline-key-1", "key-aaaaaaaa", "key-bbbbbbbb"]);
+        assert_eq!(config.admin_key.as_deref(), Some("admin-key-123"));
+        let text = config.to_toml();
+        assert!(text.contains(&format!("api_key_file = \"{}\"", keys.display())), "{text}");
+        assert!(text.contains(&format!("admin_key_file = \"{}\"", admin.display())), "{text}");
+        assert!(text.contains("# api_key = [\"********\"]  (1 key(s) set"), "{text}");
+        let fed_back = Config::resolve(RawConfig::from_toml_str(&text).unwrap().raw).unwrap();
+        assert_eq!(
+            fed_back.api_keys,
+            ["key-aaaaaaaa", "key-bbbbbbbb"],
+            "the file's keys come back, the inline one does not"
+        );
+        std::fs::write(&admin, "# nothing\n").unwrap();
+        check(RawConfig { admin_key_file: Some(admin.clone()), ..Default::default() }, Some("admin_key_file"));
+        check(
+            RawConfig { admin_key: Some("admin-key-123".into()), admin_key_file: Some(admin), ..Default::default() },
+            Some("admin_key"),
+        );
+        check(RawConfig { api_key_file: Some(dir.join("missing")), ..Default::default() }, Some("api_key_file"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn model_aliases_are_trimmed_deduplicated_and_visible_ascii() {
+        let aliases = |list: &[&str]| RawConfig {
+            model_alias: Some(list.iter().map(|a| a.to_string()).collect()),
+            ..Default::default()
+        };
+        let config = Config::resolve(aliases(&["gpt-4o-mini", " claude-x ", "gpt-4o-mini", ""])).unwrap();
+        assert_eq!(config.model_aliases, ["gpt-4o-mini", "claude-x"]);
+        check(aliases(&["has space"]), Some("model_alias"));
+        check(aliases(&[&"x".repeat(257)]), Some("model_alias"));
+    }
+
+    #[test]
+    fn relative_paths_are_anchored_to_the_working_directory() {
+        let raw = RawConfig {
+            api_key_file: None,
+            model: Some("/abs/model.gguf".into()),
+            cache_dir: Some("mem".into()),
+            ..Default::default()
+        };
+        let config = Config::resolve(raw).unwrap().anchored(Path::new("/srv/semantic"));
+        assert_eq!(config.model, Path::new("/abs/model.gguf"));
+        assert_eq!(config.cache_dir, Path::new("/srv/semantic/mem"));
+        let default = Config::resolve(RawConfig::default()).unwrap().anchored(Path::new("/w"));
+        assert_eq!(default.model, Path::new("/w/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
+        assert_eq!(default.cache_dir, Path::new("/w/.semantic"));
     }
 
     #[test]
     fn printed_config_parses_back_to_the_same_config() {
+        let parse = |text: &str| RawConfig::from_toml_str(text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
         let config = Config::resolve(RawConfig { port: Some(1), ..Default::default() }).unwrap();
-        let raw: RawConfig = toml::from_str(&config.to_toml()).unwrap();
-        assert_eq!(Config::resolve(raw).unwrap(), config);
+        let layer = parse(&config.to_toml());
+        assert!(layer.deprecations.is_empty(), "{:?}", layer.deprecations);
+        assert_eq!(Config::resolve(layer.raw).unwrap(), config);
         let config = Config::resolve(RawConfig {
+            model_alias: Some(vec!["gpt-4o-mini".into()]),
+            metrics_private: Some(true),
             rate_limit_rps: Some(0.5),
             global_rate_limit_rps: Some(100.0),
             global_rate_limit_burst: Some(250),
             max_body_bytes: Some(4096),
             request_timeout_secs: Some(30),
             stream_idle_timeout_secs: Some(5),
-            cors_origins: Some(vec!["https://a.example".into(), "http://localhost:3000".into()]),
+            cors_origin: Some(vec!["https://a.example".into(), "http://localhost:3000".into()]),
             ..Default::default()
         })
         .unwrap();
-        let raw: RawConfig = toml::from_str(&config.to_toml()).unwrap();
-        assert_eq!(Config::resolve(raw).unwrap(), config);
+        let text = config.to_toml();
+        assert!(text.contains("metrics_private = true") && text.contains("model_alias = [\"gpt-4o-mini\"]"), "{text}");
+        assert_eq!(Config::resolve(parse(&text).raw).unwrap(), config);
     }
 }

@@ -8,8 +8,8 @@
 mod config;
 mod raw;
 
-pub use config::{Config, ServerConfig, MASK};
-pub use raw::RawConfig;
+pub use config::{Config, ServerConfig, MASK, MIN_KEY_LEN};
+pub use raw::{RawConfig, TomlLayer};
 
 /// A configuration that cannot be used, with a message that names the field.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -55,6 +55,18 @@ pub enum MemoryError {
         /// The limit.
         max: u64,
     },
+    /// Another process (or another lock in this one) holds the cache directory's lock.
+    #[error(
+        "{} is locked by another process{}: one process per cache directory",
+        path.display(),
+        pid.map_or(String::new(), |p| format!(" (pid {p})"))
+    )]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's pid, when the lock file names one.
+        pid: Option<u32>,
+    },
     /// A file-system operation failed.
     #[error("I/O error on {}: {source}", path.display())]
     Io {

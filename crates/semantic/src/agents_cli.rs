@@ -1,6 +1,7 @@
 //! Offline tools on a cache directory while the server is stopped: `semantic agents
-//! ls|show|rm|pin|unpin|export|import`, `semantic cache verify`, and the hidden `semantic cache
-//! stress-write` that the kill -9 test runs. Owns presentation and the CLI's policy (refuse to
+//! ls|show|rm|pin|unpin|export|import|move-namespace`, `semantic cache verify`, and the hidden
+//! `semantic cache stress-write` that the kill -9 test runs. Commands that write take the cache
+//! directory's lock (one process per cache directory); read-only ones do not. Owns presentation and the CLI's policy (refuse to
 //! overwrite without `--force`, what counts as damage); does not own the file format, paths or
 //! crash-safe writes (`semantic_memory::DiskStore` does).
 
@@ -43,11 +44,15 @@ enum AgentsCommand {
     Export(ExportArgs),
     /// Verify a snapshot FILE fully and add it to the cache directory under the agent it names.
     Import(ImportArgs),
+    /// Move every agent of one namespace to another, e.g. after rotating an API key:
+    /// `--from-key OLD --to-key NEW` (or `--from NS` / `--to NS`).
+    MoveNamespace(crate::agents_move::MoveArgs),
 }
 
 #[derive(Debug, Args)]
 struct LsArgs {
-    /// Only this namespace [default: all].
+    /// Only this namespace [default: the namespaces of the API keys given (--api-key,
+    /// --api-key-file, SEMANTIC_API_KEYS), else all].
     #[arg(long)]
     namespace: Option<String>,
     #[command(flatten)]
@@ -58,9 +63,10 @@ struct LsArgs {
 struct AgentArgs {
     /// The agent id.
     id: String,
-    /// The agent's namespace.
-    #[arg(long, default_value = "default")]
-    namespace: String,
+    /// The agent's namespace [default: the namespace of the one API key given with --api-key
+    /// (or --api-key-file, SEMANTIC_API_KEYS), else `default`].
+    #[arg(long)]
+    namespace: Option<String>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -134,6 +140,7 @@ pub fn run_agents(args: AgentsArgs) -> Result<()> {
         AgentsCommand::Unpin(args) => set_pinned(&args, PinState::Unpinned),
         AgentsCommand::Export(args) => export(&args),
         AgentsCommand::Import(args) => import(&args),
+        AgentsCommand::MoveNamespace(args) => crate::agents_move::move_namespace(&args),
     }
 }
 
@@ -147,7 +154,17 @@ pub fn run_cache(args: CacheArgs) -> Result<()> {
 
 fn ls(args: &LsArgs) -> Result<()> {
     let config = args.common.resolve()?;
-    let namespace = args.namespace.as_deref().map(parse_namespace).transpose()?;
+    let namespaces: Option<Vec<Namespace>> = match &args.namespace {
+        Some(ns) => Some(vec![parse_namespace(ns)?]),
+        None if !config.api_keys.is_empty() => {
+            eprintln!(
+                "showing the namespaces of the {} API key(s) given (--namespace NS for another)",
+                config.api_keys.len()
+            );
+            Some(config.api_keys.iter().map(|k| semantic_api::namespace_for_key(k)).collect())
+        }
+        None => None,
+    };
     let stores = crate::stores::for_reading(&config.cache_dir)?;
     if stores.is_empty() {
         eprintln!("no agents: {} has no agents/ directory", config.cache_dir.display());
@@ -165,7 +182,7 @@ fn ls(args: &LsArgs) -> Result<()> {
     let rows: Vec<Vec<String>> = report
         .entries
         .iter()
-        .filter(|(h, _)| namespace.as_ref().is_none_or(|ns| h.namespace == *ns))
+        .filter(|(h, _)| namespaces.as_ref().is_none_or(|list| list.contains(&h.namespace)))
         .map(|(h, bytes)| {
             vec![
                 h.namespace.to_string(),
@@ -205,7 +222,7 @@ const SHOW_TOKENS: usize = 16;
 
 fn show(args: &AgentArgs) -> Result<()> {
     let config = args.common.resolve()?;
-    let key = agent_key(args)?;
+    let key = agent_key(args, &config)?;
     let stores = crate::stores::for_reading(&config.cache_dir)?;
     let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     let path = store.path_for(&key);
@@ -247,7 +264,8 @@ fn show(args: &AgentArgs) -> Result<()> {
 
 fn rm(args: &AgentArgs) -> Result<()> {
     let config = args.common.resolve()?;
-    let key = agent_key(args)?;
+    let key = agent_key(args, &config)?;
+    let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     let stores = crate::stores::for_reading(&config.cache_dir)?;
     let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     store.remove(&key)?;
@@ -263,7 +281,8 @@ enum PinState {
 
 fn set_pinned(args: &AgentArgs, want: PinState) -> Result<()> {
     let config = args.common.resolve()?;
-    let key = agent_key(args)?;
+    let key = agent_key(args, &config)?;
+    let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     let stores = crate::stores::for_reading(&config.cache_dir)?;
     let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     let (mut header, payload) = read_verified(store, &key, &config)?;
@@ -280,7 +299,7 @@ fn set_pinned(args: &AgentArgs, want: PinState) -> Result<()> {
 
 fn export(args: &ExportArgs) -> Result<()> {
     let config = args.agent.common.resolve()?;
-    let key = agent_key(&args.agent)?;
+    let key = agent_key(&args.agent, &config)?;
     let stores = crate::stores::for_reading(&config.cache_dir)?;
     let Some(store) = holding(&stores, &key, &args.agent.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     let (header, payload) = read_verified(store, &key, &config)?;
@@ -310,6 +329,7 @@ fn import(args: &ImportArgs) -> Result<()> {
     let (header, payload) =
         read_snapshot(file, &compat).with_context(|| format!("cannot import {}", file.display()))?;
     let key = header.key();
+    let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     // Into the directory of the model that made it, where a server of that model looks.
     let store = DiskStore::open(&semantic_memory::model_root(&config.cache_dir, &header.fingerprint))?;
     if store.path_for(&key).exists() && !args.force {
@@ -388,6 +408,7 @@ const STRESS_FINGERPRINT: [u8; 32] = [0x5e; 32];
 
 fn stress_write(args: &StressWriteArgs) -> Result<()> {
     let config = args.common.resolve()?;
+    let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     let store = DiskStore::open(&config.cache_dir)?;
     let mut rng = XorShift::new(args.seed.unwrap_or_else(|| now_ms() ^ u64::from(std::process::id())));
     let mut stdout = io::stdout().lock();
@@ -452,7 +473,7 @@ fn read_verified(store: &DiskStore, key: &AgentKey, config: &Config) -> Result<(
 }
 
 /// The compatibility a file claims for itself: integrity checks only, no model judgement.
-fn compat_of(header: &SnapshotHeader) -> Compat {
+pub(crate) fn compat_of(header: &SnapshotHeader) -> Compat {
     Compat { fingerprint: header.fingerprint, state_layout: header.state_layout }
 }
 
@@ -461,12 +482,22 @@ fn model_fingerprint(config: &Config) -> Result<Fingerprint> {
         .with_context(|| format!("fingerprinting the model {}", config.model.display()))
 }
 
-fn agent_key(args: &AgentArgs) -> Result<AgentKey> {
+fn agent_key(args: &AgentArgs, config: &Config) -> Result<AgentKey> {
     let agent = AgentId::parse(&args.id).with_context(|| format!("agent id {:?}", args.id))?;
-    Ok(AgentKey::new(parse_namespace(&args.namespace)?, agent))
+    let namespace = match (&args.namespace, config.api_keys.as_slice()) {
+        (Some(ns), _) => parse_namespace(ns)?,
+        (None, []) => Namespace::default_ns(),
+        (None, [key]) => semantic_api::namespace_for_key(key),
+        (None, keys) => bail!(
+            "{} API keys are configured, so the agent's namespace is ambiguous: pass --namespace, or one --api-key",
+            keys.len()
+        ),
+    };
+    Ok(AgentKey::new(namespace, agent))
 }
 
-fn parse_namespace(s: &str) -> Result<Namespace> {
+/// Parses a namespace given on the command line.
+pub(crate) fn parse_namespace(s: &str) -> Result<Namespace> {
     Namespace::parse(s).with_context(|| format!("namespace {s:?}"))
 }
 
@@ -532,7 +563,7 @@ fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 }
 
 /// Writes to stdout, reporting a closed pipe as an error instead of panicking like `print!`.
-fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;

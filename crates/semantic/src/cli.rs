@@ -1,8 +1,9 @@
 //! Command-line interface: subcommands, flags (each also a `SEMANTIC_*` env var) and config layering.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use clap::builder::BoolishValueParser;
 use clap::{Args, Parser, Subcommand};
 use semantic_config::{Config, RawConfig};
 use semantic_engine::{Engine, EngineConfig, KvType, LlamaEngine};
@@ -50,6 +51,9 @@ pub struct CommonArgs {
     /// GGUF model file [default: models/SmolLM2-135M-Instruct.Q4_1.gguf].
     #[arg(long, env = "SEMANTIC_MODEL")]
     model: Option<PathBuf>,
+    /// Another name clients may send as `model` for the loaded model, e.g. gpt-4o-mini (repeatable; env: comma-separated).
+    #[arg(long = "model-alias", env = "SEMANTIC_MODEL_ALIAS", value_delimiter = ',')]
+    model_alias: Vec<String>,
     /// Directory for agent memory and caches [default: .semantic].
     #[arg(long, env = "SEMANTIC_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
@@ -62,8 +66,8 @@ pub struct CommonArgs {
     /// Port to bind [default: 8000].
     #[arg(long, env = "SEMANTIC_PORT")]
     port: Option<u16>,
-    /// Allow binding to a non-loopback address.
-    #[arg(long, env = "SEMANTIC_ALLOW_REMOTE")]
+    /// Allow binding to a non-loopback address (env: 1/0, true/false, yes/no, on/off).
+    #[arg(long, env = "SEMANTIC_ALLOW_REMOTE", value_parser = BoolishValueParser::new())]
     allow_remote: bool,
     /// Most tokens one agent may hold, prompt + reply (its own KV stream) [default: 8192].
     #[arg(long, env = "SEMANTIC_AGENT_CTX")]
@@ -101,17 +105,20 @@ pub struct CommonArgs {
     /// Disk budget for cold agent files, GiB [default: 20].
     #[arg(long, env = "SEMANTIC_MEMORY_DISK_GB")]
     memory_disk_gb: Option<f64>,
-    /// API key (repeatable; env: comma-separated). Each key is its own agent namespace.
+    /// API key, at least 8 characters (repeatable; env: comma-separated). Each key is its own agent namespace.
     #[arg(long = "api-key", env = "SEMANTIC_API_KEYS", value_delimiter = ',')]
     api_keys: Vec<String>,
-    /// File with one API key per line.
+    /// File with one API key per line (`#` comments and blank lines skipped).
     #[arg(long, env = "SEMANTIC_API_KEY_FILE")]
     api_key_file: Option<PathBuf>,
-    /// Admin key for /admin/* (disabled without one).
+    /// Admin key for /admin/*, at least 8 characters (disabled without one).
     #[arg(long, env = "SEMANTIC_ADMIN_KEY")]
     admin_key: Option<String>,
-    /// Require an API key for /metrics [default: public].
-    #[arg(long, env = "SEMANTIC_METRICS_PRIVATE")]
+    /// File holding the admin key (its first line that is not blank or a `#` comment).
+    #[arg(long, env = "SEMANTIC_ADMIN_KEY_FILE")]
+    admin_key_file: Option<PathBuf>,
+    /// Require an API key for /metrics [default: public] (env: 1/0, true/false, yes/no, on/off).
+    #[arg(long, env = "SEMANTIC_METRICS_PRIVATE", value_parser = BoolishValueParser::new())]
     metrics_private: bool,
     /// Seconds in-flight requests get to finish at shutdown [default: 30].
     #[arg(long, env = "SEMANTIC_SHUTDOWN_GRACE_SECS")]
@@ -142,11 +149,26 @@ pub struct CommonArgs {
     cors_origins: Vec<String>,
 }
 
+/// A resolved configuration (paths absolute) and where its cache directory came from.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The configuration, every path absolute.
+    pub config: Config,
+    /// The working directory, when the cache directory was given relative to it (the default is).
+    pub cache_dir_relative_to: Option<PathBuf>,
+}
+
 impl CommonArgs {
-    /// Flags + env over the TOML file over defaults.
+    /// Flags + env over the TOML file over defaults, paths made absolute.
     pub fn resolve(&self) -> Result<Config> {
+        Ok(self.resolve_located()?.config)
+    }
+
+    /// [`CommonArgs::resolve`], also saying whether the cache directory was relative.
+    pub fn resolve_located(&self) -> Result<Resolved> {
         let flags = RawConfig {
             model: self.model.clone(),
+            model_alias: Some(self.model_alias.clone()),
             cache_dir: self.cache_dir.clone(),
             models_dir: self.models_dir.clone(),
             host: self.host.clone(),
@@ -164,10 +186,11 @@ impl CommonArgs {
             default_max_tokens: self.default_max_tokens,
             memory_warm_mb: self.memory_warm_mb,
             memory_disk_gb: self.memory_disk_gb,
-            api_keys: Some(self.api_keys.clone()),
+            api_key: Some(self.api_keys.clone()),
             api_key_file: self.api_key_file.clone(),
             admin_key: self.admin_key.clone(),
-            metrics_public: self.metrics_private.then_some(false),
+            admin_key_file: self.admin_key_file.clone(),
+            metrics_private: self.metrics_private.then_some(true),
             shutdown_grace_secs: self.shutdown_grace_secs,
             rate_limit_rps: self.rate_limit_rps,
             rate_limit_burst: self.rate_limit_burst,
@@ -176,17 +199,26 @@ impl CommonArgs {
             max_body_bytes: self.max_body_bytes,
             request_timeout_secs: self.request_timeout_secs,
             stream_idle_timeout_secs: self.stream_idle_timeout_secs,
-            cors_origins: Some(self.cors_origins.clone()),
+            cors_origin: Some(self.cors_origins.clone()),
         };
         let file = match &self.config {
-            Some(path) => RawConfig::from_toml_file(path)?,
+            Some(path) => {
+                let layer = RawConfig::from_toml_file(path)?;
+                for note in &layer.deprecations {
+                    tracing::warn!(file = %path.display(), "{note}");
+                }
+                layer.raw
+            }
             None => RawConfig::default(),
         };
-        Ok(Config::resolve(flags.merge(file))?)
+        let config = Config::resolve(flags.merge(file))?;
+        let cwd = std::env::current_dir().context("the working directory")?;
+        let cache_dir_relative_to = config.cache_dir.is_relative().then(|| cwd.clone());
+        Ok(Resolved { config: config.anchored(&cwd), cache_dir_relative_to })
     }
 
     /// The model named by `--model` or `SEMANTIC_MODEL`, if any (not the TOML file or the default).
-    pub fn model_flag(&self) -> Option<&std::path::Path> {
+    pub fn model_flag(&self) -> Option<&Path> {
         self.model.as_deref()
     }
 }
@@ -222,7 +254,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Generate(args) => crate::generate::run(args),
         Command::Info(args) => info(&args.resolve()?),
-        Command::Serve(args) => crate::serve::run(args.resolve()?),
+        Command::Serve(args) => crate::serve::run(args.resolve_located()?),
         Command::Perplexity(args) => crate::perplexity::run(args),
         Command::Agents(args) => crate::agents_cli::run_agents(args),
         Command::Cache(args) => crate::agents_cli::run_cache(args),

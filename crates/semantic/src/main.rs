@@ -2,11 +2,13 @@
 //! The only place that reads the environment and the only crate that uses `anyhow`.
 
 mod agents_cli;
+mod agents_move;
 mod bench_cli;
 mod cli;
 mod generate;
 mod models_cli;
 mod perplexity;
+mod preflight;
 mod scenario_cli;
 mod serve;
 mod stores;

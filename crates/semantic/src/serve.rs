@@ -11,6 +11,7 @@ use semantic_api::{AuthConfig, ModelHost, RateLimitConfig, ServeOptions, Startup
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
 use semantic_engine::{ModelFacts, ModelRegistry};
+use semantic_memory::{CacheLock, MemoryError};
 use semantic_scheduler::{MemoryConfig, Scheduler, SchedulerConfig};
 use tokio::sync::{oneshot, watch};
 
@@ -41,7 +42,11 @@ pub fn chat_template(facts: &ModelFacts) -> Result<ChatTemplate> {
     ChatTemplate::new(source, &facts.bos_text, &facts.eos_text).context("compiling the model's chat template")
 }
 
-pub fn run(config: Config) -> Result<()> {
+pub fn run(resolved: crate::cli::Resolved) -> Result<()> {
+    crate::preflight::announce(&resolved);
+    let config = resolved.config;
+    // Held until the process exits: one server per cache directory.
+    let _lock = lock_cache_dir(&config.cache_dir)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let scheduler_config = SchedulerConfig {
         max_running: config.max_running,
@@ -90,6 +95,19 @@ pub fn run(config: Config) -> Result<()> {
     Ok(())
 }
 
+/// Takes the cache directory's lock, or says who holds it.
+pub fn lock_cache_dir(dir: &std::path::Path) -> Result<CacheLock> {
+    CacheLock::acquire(dir).map_err(|err| match err {
+        MemoryError::Locked { pid, .. } => anyhow::anyhow!(
+            "another semantic process{} is using the cache directory {}: one process per cache directory. \
+             Stop it, or give this one its own --cache-dir.",
+            pid.map_or(String::new(), |p| format!(" (pid {p})")),
+            dir.display()
+        ),
+        other => anyhow::Error::new(other).context(format!("locking the cache directory {}", dir.display())),
+    })
+}
+
 /// How the server finds and loads models: the registry of `--models-dir` (plus the `--model`
 /// file wherever it is), each loaded with the server's own settings.
 struct Host {
@@ -134,6 +152,7 @@ fn options_model_id(config: &Config) -> String {
 fn serve_options(config: &Config) -> ServeOptions {
     ServeOptions {
         model_name: options_model_id(config),
+        model_aliases: config.model_aliases.clone(),
         default_max_tokens: config.default_max_tokens,
         auth: AuthConfig::new(&config.api_keys, config.admin_key.as_deref(), config.metrics_public),
         rate_limit: RateLimitConfig {

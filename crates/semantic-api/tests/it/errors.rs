@@ -318,6 +318,31 @@ async fn model_names_that_are_accepted() {
     assert_eq!(wrong.json()["error"]["code"], "model_not_found");
 }
 
+/// `--model-alias`: a client with a hard-coded model name gets the loaded model, on both APIs,
+/// and `/v1/models` lists the alias after the model's own name.
+#[tokio::test]
+async fn configured_model_aliases_are_accepted_and_listed() {
+    let options = semantic_api::ServeOptions {
+        model_aliases: vec!["gpt-4o-mini".into(), "claude-haiku".into()],
+        ..crate::harness::options()
+    };
+    let app = App::with_options(semantic_engine::FakeScript::reply("ok"), options);
+    for name in ["gpt-4o-mini", "claude-haiku"] {
+        let reply = app.post(CHAT, &chat(json!({"model": name}))).await;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+        assert_eq!(reply.json()["model"], name);
+        let reply = app
+            .post(MESSAGES, &json!({"model": name, "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}))
+            .await;
+        assert_eq!(reply.status, 200, "{name}: {}", reply.text());
+    }
+    let wrong = app.post(CHAT, &chat(json!({"model": "gpt-4o"}))).await;
+    assert_eq!(wrong.json()["error"]["code"], "model_not_found", "other names are still refused");
+    let models = app.call("GET", "/v1/models", &[], axum::body::Body::empty()).await.json();
+    let ids: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [crate::harness::MODEL, "gpt-4o-mini", "claude-haiku"]);
+}
+
 #[tokio::test]
 async fn context_overflow_has_its_code() {
     let app = App::new();

@@ -86,7 +86,7 @@ async fn unknown_pages_and_assets_are_404() {
 
 #[tokio::test]
 async fn the_page_opens_while_the_model_loads() {
-    let startup = Startup::new(options());
+    let startup = Startup::new(options(), None);
     let (_scheduler, _template, control) = fake_model(FakeScript::reply("hi"));
     let app = App::from_router(startup.router(), control);
     assert_eq!(get(&app, "/ui/chat").await.status, 200);

@@ -3,6 +3,8 @@
 mod api;
 mod bench;
 mod coordination;
+mod deploy;
+mod first_hour;
 mod harness;
 mod isa;
 mod memory;
@@ -10,6 +12,7 @@ mod models;
 mod offline;
 mod openai;
 mod ops;
+mod readme;
 mod sdk;
 mod server;
 mod ui;

@@ -379,3 +379,65 @@ fn kill_9_during_snapshot_writes_never_leaves_a_file_that_loads_wrong() {
     let verify = succeeds(dir.path(), &["cache", "verify"]);
     assert!(verify.contains(" 0 bad"), "{verify}");
 }
+
+/// Regression: with API keys on, `semantic agents ls/show` looked in `default` and found nothing,
+/// since the server keeps each key's agents in a namespace derived from the key.
+#[test]
+fn agents_commands_find_a_keys_agents_with_api_key() {
+    let dir = TempDir::new("offline-keys");
+    let cache = dir.path();
+    let store = DiskStore::open(cache).unwrap();
+    let fp = [0xcd; 32];
+    let ns = semantic_api::namespace_for_key("team-key-1");
+    store.write(&header(ns.as_str(), "alpha", vec![1, 2, 3], fp), &payload(10)).unwrap();
+    store.write(&header("default", "old", vec![4], fp), &payload(10)).unwrap();
+
+    let mine = succeeds(cache, &["agents", "ls", "--api-key", "team-key-1"]);
+    assert!(ls_row(&mine, "alpha").is_some() && ls_row(&mine, "old").is_none(), "{mine}");
+    assert_eq!(ls_row(&succeeds(cache, &["agents", "ls"]), "old").unwrap()[0], "default", "no key: every namespace");
+    let show = succeeds(cache, &["agents", "show", "alpha", "--api-key", "team-key-1"]);
+    assert_eq!(field(&show, "agent:"), format!("{ns}/alpha"));
+    assert!(fails(cache, &["agents", "show", "alpha"]).contains("no agent default/alpha"));
+    let two = ["agents", "show", "alpha", "--api-key", "team-key-1", "--api-key", "team-key-2"];
+    assert!(fails(cache, &two).contains("pass --namespace, or one --api-key"));
+    succeeds(cache, &["agents", "pin", "alpha", "--api-key", "team-key-1"]);
+}
+
+/// Rotating a key orphans its agents unless they move: `agents move-namespace` carries them from
+/// the old key's namespace to the new one's, content unchanged.
+#[test]
+fn agents_move_namespace_carries_agents_to_a_new_key() {
+    let dir = TempDir::new("offline-move");
+    let cache = dir.path();
+    let store = DiskStore::open(cache).unwrap();
+    let fp = [0xef; 32];
+    let old = semantic_api::namespace_for_key("old-key-123");
+    let new = semantic_api::namespace_for_key("new-key-456");
+    store.write(&header(old.as_str(), "alpha", (0..50).collect(), fp), &payload(700)).unwrap();
+    store.write(&header(old.as_str(), "beta", vec![9], fp), &payload(5)).unwrap();
+    store.write(&header(new.as_str(), "beta", vec![8], fp), &payload(5)).unwrap();
+
+    let move_args = ["agents", "move-namespace", "--from-key", "old-key-123", "--to-key", "new-key-456"];
+    let clash = fails(cache, &move_args);
+    assert!(clash.contains(&format!("{new}/beta")) && clash.contains("--force"), "{clash}");
+    assert!(
+        ls_row(&succeeds(cache, &["agents", "ls", "--api-key", "old-key-123"]), "alpha").is_some(),
+        "nothing moved"
+    );
+    let out = succeeds(cache, &[&move_args[..], &["--force"]].concat());
+    assert!(out.contains(&format!("moved 2 agent(s) from {old} to {new}")), "{out}");
+    let listed = succeeds(cache, &["agents", "ls", "--api-key", "new-key-456"]);
+    assert_eq!(ls_row(&listed, "alpha").unwrap()[2], "50", "{listed}");
+    assert_eq!(ls_row(&listed, "beta").unwrap()[2], "1", "--force replaced the target's beta");
+    assert_eq!(succeeds(cache, &["agents", "ls", "--api-key", "old-key-123"]).lines().count(), 1, "header only");
+    let (moved, moved_payload) = store
+        .read(&header(new.as_str(), "alpha", vec![], fp).key(), &Compat { fingerprint: fp, state_layout: 0x101 })
+        .unwrap();
+    assert_eq!((moved.tokens.len(), moved_payload.len()), (50, 700));
+    assert!(fails(cache, &move_args).contains("no agents in namespace"));
+    assert!(
+        fails(cache, &["agents", "move-namespace", "--from", "default", "--to", "default"]).contains("same namespace")
+    );
+    succeeds(cache, &["agents", "move-namespace", "--from", new.as_str(), "--to", "default"]);
+    assert_eq!(succeeds(cache, &["agents", "ls", "--namespace", "default"]).lines().count(), 3);
+}

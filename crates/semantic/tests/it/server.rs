@@ -82,7 +82,7 @@ fn ops_limits_layer_like_every_other_setting() {
     let file = dir.path().join("semantic.toml");
     std::fs::write(
         &file,
-        "max_body_bytes = 4096\nrequest_timeout_secs = 30\ncors_origins = [\"https://file.example\"]\n",
+        "max_body_bytes = 4096\nrequest_timeout_secs = 30\ncors_origin = [\"https://file.example\"]\n",
     )
     .unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_semantic"))
@@ -113,7 +113,7 @@ fn ops_limits_layer_like_every_other_setting() {
         "max_body_bytes = 4096",
         "request_timeout_secs = 90",
         "stream_idle_timeout_secs = 7",
-        "cors_origins = [\"https://a.example\", \"http://localhost:3000\"]",
+        "cors_origin = [\"https://a.example\", \"http://localhost:3000\"]",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
     }
@@ -122,5 +122,5 @@ fn ops_limits_layer_like_every_other_setting() {
         .output()
         .unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("cors_origins"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cors_origin"));
 }

@@ -107,11 +107,13 @@ impl ModelSlot {
         self.current.lock().ok().and_then(|c| c.as_ref().map(|(id, _)| id.clone()))
     }
 
-    /// Serves `scheduler` under the model id `id` from now on. Sessions, scenario runs and the
+    /// Serves `scheduler` under the model id `id` (empty: the configured name) from now on. Sessions, scenario runs and the
     /// middleware's metrics and buckets carry over from the previous model.
     pub fn install(self: &Arc<Self>, id: String, scheduler: Scheduler, template: ChatTemplate) {
         let coord = self.coord.get_or_init(|| Arc::new(Coordinator::load(self.options.coordination_dir.clone())));
-        let options = ServeOptions { model_name: id.clone(), ..self.options.clone() };
+        // An empty id keeps the configured name (itself empty: the model's own name).
+        let model_name = if id.is_empty() { self.options.model_name.clone() } else { id };
+        let options = ServeOptions { model_name, ..self.options.clone() };
         let parts = crate::state::Parts {
             ops: self.ops.clone(),
             coord: Arc::clone(coord),

@@ -262,8 +262,8 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 32);
-        for key in ["api_key", "metrics_private", "model_alias", "admin_key_file"] {
+        assert_eq!(keys.len(), 33);
+        for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir"] {
             assert!(keys.contains(&key), "{key}");
         }
     }

@@ -3,7 +3,7 @@
 //! swap, no admin key), requests during a swap (503 + Retry-After), offload and loading again.
 
 use std::path::PathBuf;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use axum::body::Body;
 use semantic_api::{AuthConfig, ModelHost, ServeOptions, Startup};
@@ -23,11 +23,19 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 struct FakeHost {
     loads: Mutex<Vec<String>>,
     hold: Mutex<Option<mpsc::Receiver<()>>>,
+    /// While true, a "go on" request's decode steps wait (the request stays running).
+    blocked: Arc<(Mutex<bool>, Condvar)>,
 }
 
 impl FakeHost {
     fn loads(&self) -> Vec<String> {
         self.loads.lock().unwrap().clone()
+    }
+
+    fn block_long_requests(&self, blocked: bool) {
+        let (flag, changed) = &*self.blocked;
+        *flag.lock().unwrap() = blocked;
+        changed.notify_all();
     }
 
     /// The next load waits until the returned sender sends (or is dropped).
@@ -72,17 +80,23 @@ impl ModelHost for FakeHost {
         if let Some(held) = held {
             let _ = held.recv();
         }
-        let (scheduler, template, _) = fake_model(script(id));
+        let (scheduler, template, _) = fake_model(script(id, Arc::clone(&self.blocked)));
         Ok((scheduler, template))
     }
 }
 
-/// Answers "I am <id>", except to a prompt holding "go on", which it continues forever.
-fn script(id: &str) -> FakeScript {
+/// Answers "I am <id>", except to a prompt holding "go on", which it continues forever (each
+/// step waiting while `blocked` is set).
+fn script(id: &str, blocked: Arc<(Mutex<bool>, Condvar)>) -> FakeScript {
     let reply: Vec<i32> = format!("I am {id}").bytes().map(i32::from).collect();
     let go_on: Vec<i32> = b"go on".iter().map(|&b| i32::from(b)).collect();
     FakeScript::from_fn(move |history| {
         if history.windows(go_on.len()).any(|w| w == go_on.as_slice()) {
+            let (flag, changed) = &*blocked;
+            let mut flag = flag.lock().unwrap_or_else(|p| p.into_inner());
+            while *flag {
+                flag = changed.wait(flag).unwrap_or_else(|p| p.into_inner());
+            }
             return i32::from(b'x');
         }
         let done = (0..=reply.len()).rev().find(|&n| history.ends_with(&reply[..n])).unwrap_or(0);
@@ -185,7 +199,9 @@ async fn a_swap_whose_load_fails_rolls_back_and_says_so() {
 #[tokio::test]
 async fn during_a_swap_requests_get_503_and_a_second_swap_409_then_the_new_model_serves() {
     let (app, host, _startup) = server();
-    // A long request in flight when the swap starts: the drain lets it run 50 ms, then cuts it.
+    // A long request in flight when the swap starts, held inside a decode step until the swap's
+    // refusals are checked; then the drain (50 ms) cuts it.
+    host.block_long_requests(true);
     let long = {
         let app = app.clone();
         tokio::spawn(async move {
@@ -220,6 +236,7 @@ async fn during_a_swap_requests_get_503_and_a_second_swap_409_then_the_new_model
     let offload = app.call("POST", "/admin/models/offload", &[ADMIN], Body::empty()).await;
     assert_eq!(offload.status, 409);
 
+    host.block_long_requests(false);
     release.send(()).unwrap();
     let swapped = swapping.await.unwrap();
     assert_eq!(swapped.status, 200, "{}", swapped.text());

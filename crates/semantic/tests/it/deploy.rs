@@ -1,11 +1,13 @@
 //! The artefacts in `deploy/`: the systemd unit passes `systemd-analyze verify` and its settings are
 //! ones the binary accepts; the Kubernetes probes use the three health routes; the nginx example
-//! streams unbuffered.
+//! loads in the distribution's nginx and proxies a stream over TLS.
 
 use std::path::PathBuf;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::harness::tempdir::TempDir;
+use crate::harness::Server;
 
 fn deploy(name: &str) -> (PathBuf, String) {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../deploy").join(name);
@@ -98,7 +100,105 @@ fn kubernetes_probes_use_the_three_health_routes() {
 #[test]
 fn nginx_example_terminates_tls_and_does_not_buffer_streams() {
     let (_, conf) = deploy("nginx.conf");
-    for line in ["listen 443 ssl;", "proxy_buffering off;", "proxy_http_version 1.1;", "proxy_pass http://semantic;"] {
+    for line in ["proxy_buffering off;", "proxy_http_version 1.1;", "proxy_pass http://semantic;"] {
         assert!(conf.contains(line), "{line} missing");
+    }
+}
+
+/// The shipped nginx example, with only its ports and certificate paths changed, passes `nginx -t`
+/// on the distribution's nginx and really proxies: a streamed chat over TLS, `/metrics` refused,
+/// plain HTTP redirected. Regression: `http2 on;` needs nginx 1.25.1, so the example failed to load
+/// on Debian 12's 1.22.
+#[test]
+fn nginx_example_proxies_a_stream_over_tls() {
+    let (_, conf) = deploy("nginx.conf");
+    let server = Server::start(&[]);
+    let dir = TempDir::new("nginx");
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=semantic.example.com"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (scripts/setup-tests installs it)");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (tls, plain) = (free_port(), free_port());
+    let mut site = conf.clone();
+    for (from, to) in [
+        ("127.0.0.1:8000".to_string(), server.addr.to_string()),
+        ("listen 443 ssl".to_string(), format!("listen 127.0.0.1:{tls} ssl")),
+        ("listen 80;".to_string(), format!("listen 127.0.0.1:{plain};")),
+        ("/etc/letsencrypt/live/semantic.example.com/fullchain.pem".to_string(), cert.display().to_string()),
+        ("/etc/letsencrypt/live/semantic.example.com/privkey.pem".to_string(), key.display().to_string()),
+    ] {
+        assert!(site.contains(&from), "the example no longer has {from:?}");
+        site = site.replace(&from, &to);
+    }
+    std::fs::write(dir.path().join("site.conf"), site).unwrap();
+    // One process in the foreground (no master, no daemon), logs and temp files inside the test dir.
+    let main = "daemon off;\nmaster_process off;\npid nginx.pid;\nerror_log error.log;\nevents {}\n\
+                http {\n    access_log off;\n    include site.conf;\n}\n";
+    std::fs::write(dir.path().join("nginx.conf"), main).unwrap();
+    let nginx = |extra: &[&str]| {
+        let mut command = Command::new("nginx");
+        command.arg("-p").arg(dir.path()).args(["-c", "nginx.conf"]).args(extra);
+        command
+    };
+    let checked = nginx(&["-t"]).output().expect("nginx (scripts/setup-tests installs it)");
+    let said = String::from_utf8_lossy(&checked.stderr);
+    // nginx 1.25.1 and later deprecate `listen ... http2` (with a warning) for `http2 on;`.
+    let warned = said.lines().any(|l| l.contains("[warn]") && !l.contains("http2\" directive is deprecated"));
+    assert!(checked.status.success() && !warned, "nginx -t:\n{said}");
+    let proxy = Proxy(nginx(&[]).stderr(Stdio::null()).spawn().unwrap());
+    let url = |scheme: &str, port: u16, path: &str| format!("{scheme}://semantic.example.com:{port}{path}");
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "120", "--resolve"])
+            .arg(format!("semantic.example.com:{tls}:127.0.0.1"))
+            .arg("--resolve")
+            .arg(format!("semantic.example.com:{plain}:127.0.0.1"))
+            .arg("--cacert")
+            .arg(&cert)
+            .args(args)
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), out.stderr)
+    };
+    // nginx opens its ports a moment after it starts: poll the health route, 20 ms apart, up to 10 s.
+    let live = url("https", tls, "/health/live");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !curl(&["-f", &live]).0 {
+        assert!(Instant::now() < deadline, "nginx did not answer on {live}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let body = r#"{"messages":[{"role":"user","content":"Say hi."}],"max_tokens":6,"stream":true}"#;
+    let (ok, stream, err) =
+        curl(&["-N", "-H", "content-type: application/json", "-d", body, &url("https", tls, "/v1/chat/completions")]);
+    assert!(ok, "{}", String::from_utf8_lossy(&err));
+    let chunks = stream.lines().filter(|l| l.starts_with("data: {")).count();
+    assert!(chunks >= 2 && stream.trim_end().ends_with("data: [DONE]"), "stream through nginx:\n{stream}");
+    let code = |scheme: &str, port: u16, path: &str| {
+        curl(&["-o", "/dev/null", "-w", "%{http_code}", &url(scheme, port, path)]).1
+    };
+    assert_eq!(code("https", tls, "/metrics"), "403", "/metrics stays inside");
+    assert_eq!(code("https", tls, "/admin/models/current"), "403", "the admin API stays inside");
+    assert_eq!(code("http", plain, "/v1/models"), "301", "plain HTTP is redirected to TLS");
+    drop(proxy);
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The nginx child, killed when the test ends however it ends.
+struct Proxy(Child);
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorKind};
+use crate::extract::ApiPath;
 use crate::AppState;
 
 /// One agent; `kv_type` is the server's (agent files of another KV type are never loaded).
@@ -60,7 +61,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> 
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.agent(key(&caller, &id)?).await.ok_or_else(|| op_error(AgentOpError::NotFound))?;
     Ok(Json(agent_json(&info, &kv_type(&state))))
@@ -70,7 +71,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let key = key(&caller, &id)?;
     state.prompter.forget(&key);
@@ -82,7 +83,7 @@ pub async fn delete(
 pub async fn evict(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.evict_agent(key(&caller, &id)?).await.map_err(op_error)?;
     Ok(Json(agent_json(&info, &kv_type(&state))))
@@ -92,7 +93,7 @@ pub async fn evict(
 pub async fn pin(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.pin_agent(key(&caller, &id)?, true).await.map_err(op_error)?;
     Ok(Json(agent_json(&info, &kv_type(&state))))
@@ -102,7 +103,7 @@ pub async fn pin(
 pub async fn unpin(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.pin_agent(key(&caller, &id)?, false).await.map_err(op_error)?;
     Ok(Json(agent_json(&info, &kv_type(&state))))

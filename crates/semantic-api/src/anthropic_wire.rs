@@ -130,9 +130,9 @@ pub struct MessagesRequest {
     pub tools: Option<Vec<Tool>>,
     /// Tool choice.
     pub tool_choice: Option<ToolChoice>,
-    /// Accepted and ignored.
+    /// An object (e.g. `{"user_id": ...}`); accepted and ignored.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<Value>,
+    pub metadata: Option<serde_json::Map<String, Value>>,
     /// Only `disabled`.
     pub thinking: Option<Thinking>,
     /// Agent whose memory this request reuses and updates (extension; also `X-Agent-ID`).

@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::coord_wire::*;
 use crate::coordination::{coord_error, run, Event, Run, Slot};
 use crate::error::{ApiError, OpenAiErrorBody};
-use crate::extract::{ApiJson, OptionalJson};
+use crate::extract::{ApiJson, ApiPath, OptionalJson};
 use crate::generation::{now_secs, random_id};
 use crate::AppState;
 
@@ -62,7 +62,7 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> 
 pub async fn get(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
     let body = session_json(&slot.lock());
@@ -79,7 +79,7 @@ pub async fn get(
 pub async fn delete(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
     let _busy = slot.acquire()?;
@@ -125,7 +125,7 @@ pub(crate) async fn delete_memory(state: &AppState, ns: &Namespace, memory_id: &
 pub async fn delete_caches(
     State(state): State<AppState>,
     caller: Caller,
-    Path(prefix): Path<String>,
+    ApiPath(prefix): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     check_id("prefix", &prefix, semantic_coord::MAX_PREFIX_CHARS).map_err(coord_error)?;
     let start = format!("persist_{prefix}_");
@@ -152,7 +152,7 @@ pub async fn delete_caches(
 pub async fn turn(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(req): OptionalJson<TurnRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
@@ -170,7 +170,7 @@ pub async fn turn(
 pub async fn round(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(req): OptionalJson<RoundRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
@@ -192,7 +192,7 @@ fn round_json(slot: &Slot, turns: Vec<Value>) -> Value {
 pub async fn turn_stream(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(req): OptionalJson<TurnRequest>,
 ) -> Result<Response, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
@@ -208,7 +208,7 @@ pub async fn turn_stream(
 pub async fn round_stream(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(req): OptionalJson<RoundRequest>,
 ) -> Result<Response, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
@@ -253,7 +253,7 @@ fn tokio_stream(rx: mpsc::Receiver<Event>) -> impl Stream<Item = Event> {
 pub async fn whisper(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<WhisperRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
@@ -273,7 +273,7 @@ pub async fn whisper(
 pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     Query(q): Query<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
@@ -292,7 +292,7 @@ pub async fn messages(
 pub async fn prompt(
     State(state): State<AppState>,
     caller: Caller,
-    Path((id, agent_id)): Path<(String, String)>,
+    ApiPath((id, agent_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
     let s = slot.lock();
@@ -313,7 +313,7 @@ pub async fn prompt(
 pub async fn vote(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     ApiJson(req): ApiJson<VoteRequest>,
 ) -> Result<Json<Value>, ApiError> {
     use semantic_coord::decision::{Vote, VoteSource};
@@ -341,7 +341,7 @@ pub async fn vote(
 pub async fn decide(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     OptionalJson(req): OptionalJson<DecideRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
@@ -356,7 +356,7 @@ pub async fn decide(
 pub async fn decision(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
     let s = slot.lock();

@@ -1,10 +1,12 @@
 //! JSON body extractors whose rejections are `ApiError`s in the route's own shape: [`ApiJson`]
-//! for the OpenAI routes, [`AnthropicJson`] for `/v1/messages*`. Type errors name the field at
+//! for the OpenAI routes, [`AnthropicJson`] for `/v1/messages*`, and [`ApiPath`] for path
+//! parameters (an id that is not UTF-8 is a 400 in the OpenAI shape, not axum's plain text). Type errors name the field at
 //! fault (`messages[0].content`) as the error's `param`.
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 
@@ -47,6 +49,28 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for AnthropicJson<T> {
     }
 }
 
+/// Like `axum::extract::Path`, but a rejection (a parameter that is not UTF-8 once decoded, or
+/// does not parse) is an [`ApiError`] in the OpenAI shape.
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => Ok(Self(value)),
+            // A route whose handler names parameters its path lacks: a bug, not the caller's fault.
+            Err(rejection) if rejection.status().is_server_error() => {
+                Err(ApiError::new(ErrorKind::Internal, rejection.body_text()))
+            }
+            Err(rejection) => {
+                Err(ApiError::new(ErrorKind::InvalidRequest, format!("invalid path: {}", rejection.body_text()))
+                    .with_code("invalid_path"))
+            }
+        }
+    }
+}
+
 async fn read_json<S: Send + Sync, T: DeserializeOwned>(req: Request, state: &S) -> Result<T, ApiError> {
     if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
         let json = content_type.to_str().ok().and_then(|v| v.split(';').next()).is_some_and(|mime| {
@@ -65,6 +89,13 @@ async fn read_json<S: Send + Sync, T: DeserializeOwned>(req: Request, state: &S)
 }
 
 fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+    if crate::body_deadline::is_deadline(&rejection) {
+        return ApiError::new(
+            ErrorKind::RequestTimeout,
+            "the request body did not arrive in time (--body-timeout-secs)",
+        )
+        .with_code("body_timeout");
+    }
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(ErrorKind::TooLarge, "the request body is too large")
     } else {

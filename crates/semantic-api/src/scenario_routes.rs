@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, OpenAiErrorBody};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, ApiPath};
 use crate::scenario_runs::{self as runs, RunEvent, StartRunRequest};
 use crate::AppState;
 
@@ -69,7 +69,7 @@ pub async fn start(
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let record = state.runs.get(&caller.namespace, &id)?;
     Ok(Json(runs::with(&record, runs::status_json)))
@@ -82,7 +82,7 @@ pub async fn status(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let record = state.runs.get(&caller.namespace, &id)?;
     Ok(Json(runs::cancel(&record)))
@@ -96,7 +96,7 @@ pub async fn cancel(
 pub async fn transcript(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     Query(q): Query<TranscriptQuery>,
 ) -> Result<Response, ApiError> {
     let record = state.runs.get(&caller.namespace, &id)?;
@@ -120,7 +120,7 @@ pub async fn transcript(
 pub async fn events(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let record = state.runs.get(&caller.namespace, &id)?;
     let (past, live, ended) = runs::subscribe(&record);

@@ -5,11 +5,12 @@
 //! own: any data (the page calls the API with the visitor's key), so the routes need no key, and
 //! they sit outside `routes()` and `/openapi.json`, which describe the API only.
 
-use axum::extract::Path;
 use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+
+use crate::extract::ApiPath;
 
 /// The client-side pages; each is a deep link that serves the shell (`/ui/` opens the first).
 pub const PAGES: [&str; 5] = ["chat", "memory", "sessions", "scenarios", "server"];
@@ -77,7 +78,7 @@ async fn shell() -> Response {
     response
 }
 
-async fn page(Path(page): Path<String>, uri: Uri) -> Response {
+async fn page(ApiPath(page): ApiPath<String>, uri: Uri) -> Response {
     if PAGES.contains(&page.as_str()) {
         shell().await
     } else {
@@ -85,7 +86,7 @@ async fn page(Path(page): Path<String>, uri: Uri) -> Response {
     }
 }
 
-async fn asset(Path(path): Path<String>) -> Response {
+async fn asset(ApiPath(path): ApiPath<String>) -> Response {
     match ASSETS.iter().find(|(name, _, _)| *name == path) {
         Some((_, content_type, body)) => file(content_type, body),
         None => (StatusCode::NOT_FOUND, format!("no asset {path}")).into_response(),

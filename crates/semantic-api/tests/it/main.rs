@@ -6,6 +6,7 @@ mod anthropic;
 mod coordination;
 mod errors;
 mod harness;
+mod hostile;
 mod models;
 mod openai;
 mod openapi;

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     NotFound,
     /// 405: the route exists but not with this method.
     MethodNotAllowed,
+    /// 408: the client took longer than `--body-timeout-secs` to send its body.
+    RequestTimeout,
     /// 409: the object is busy.
     Conflict,
     /// 413: body too large.
@@ -53,6 +55,7 @@ impl ErrorKind {
             ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::Conflict => StatusCode::CONFLICT,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -68,6 +71,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest
             | ErrorKind::NotFound
             | ErrorKind::MethodNotAllowed
+            | ErrorKind::RequestTimeout
             | ErrorKind::Conflict
             | ErrorKind::TooLarge
             | ErrorKind::UnsupportedMediaType => "invalid_request_error",
@@ -85,6 +89,7 @@ impl ErrorKind {
             ErrorKind::InvalidRequest
             | ErrorKind::UnsupportedMediaType
             | ErrorKind::MethodNotAllowed
+            | ErrorKind::RequestTimeout
             | ErrorKind::Conflict => "invalid_request_error",
             ErrorKind::Authentication => "authentication_error",
             ErrorKind::PermissionDenied => "permission_error",

@@ -11,6 +11,7 @@ mod agents;
 mod anthropic;
 pub mod anthropic_wire;
 mod auth;
+mod body_deadline;
 mod completions;
 mod coord_routes;
 pub mod coord_wire;

@@ -1,6 +1,6 @@
 //! The middleware stack (one function builds it, for the loading app and the real one alike):
 //! request ids on every response, one log line and HTTP metrics per request, CORS, rate limits and
-//! the body size limit. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass through
+//! the body size limit and deadline. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass through
 //! here too and get ids and metrics.
 
 use std::sync::Arc;
@@ -29,6 +29,7 @@ pub(crate) struct Ops {
     limiter: Arc<RateLimiter>,
     cors: Option<Cors>,
     max_body_bytes: usize,
+    body_timeout: std::time::Duration,
 }
 
 impl Ops {
@@ -39,6 +40,7 @@ impl Ops {
             limiter: Arc::new(RateLimiter::new(options.rate_limit)),
             cors: Cors::new(&options.cors_origins),
             max_body_bytes: options.max_body_bytes,
+            body_timeout: options.body_timeout,
         }
     }
 }
@@ -48,7 +50,10 @@ impl Ops {
 /// rate limits; the body size limit (enforced where the body is read, as a 413 in the route's
 /// error shape by the JSON extractors).
 pub(crate) fn stack(router: Router, ops: &Ops) -> Router {
-    let mut router = router.layer(DefaultBodyLimit::max(ops.max_body_bytes));
+    let limit = ops.body_timeout;
+    let mut router = router.layer(DefaultBodyLimit::max(ops.max_body_bytes)).layer(axum::middleware::map_request(
+        move |request: Request| async move { request.map(|body| crate::body_deadline::with_deadline(body, limit)) },
+    ));
     if ops.limiter.is_enabled() {
         router = router.layer(from_fn_with_state(ops.clone(), rate_limit));
     }

@@ -36,6 +36,8 @@ pub struct ServeOptions {
     pub max_body_bytes: usize,
     /// Longest a non-streaming generation may take (504 after it, and it is cancelled).
     pub request_timeout: Duration,
+    /// Longest a client may take to send a request body (then 408).
+    pub body_timeout: Duration,
     /// Longest a stream may go without a token (an error event after it, and it is cancelled).
     pub stream_idle_timeout: Duration,
     /// Origins allowed to call from a browser; `*` for any; empty: no CORS headers at all.
@@ -56,6 +58,7 @@ impl Default for ServeOptions {
             rate_limit: RateLimitConfig::default(),
             max_body_bytes: 8 << 20,
             request_timeout: Duration::from_secs(600),
+            body_timeout: Duration::from_secs(60),
             stream_idle_timeout: Duration::from_secs(120),
             cors_origins: Vec::new(),
             coordination_dir: None,

@@ -91,6 +91,13 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Longest a stream may go without a token, seconds.
     pub stream_idle_timeout_secs: u64,
+    /// Longest a client may take to send a request's headers, seconds; an idle keep-alive
+    /// connection is closed after it too.
+    pub header_timeout_secs: u64,
+    /// Longest a client may take to send a request's body, seconds (then 408).
+    pub body_timeout_secs: u64,
+    /// Most open client connections; past it a new one gets a 503 with Retry-After and is closed.
+    pub max_connections: u32,
     /// Origins allowed to call from a browser: `["*"]`, exact origins, or empty (no CORS).
     pub cors_origins: Vec<String>,
 }
@@ -293,6 +300,18 @@ impl Config {
         if stream_idle_timeout_secs == 0 {
             return Err(invalid("stream_idle_timeout_secs", "must be at least 1"));
         }
+        let header_timeout_secs = raw.header_timeout_secs.unwrap_or(20);
+        if header_timeout_secs == 0 {
+            return Err(invalid("header_timeout_secs", "must be at least 1"));
+        }
+        let body_timeout_secs = raw.body_timeout_secs.unwrap_or(60);
+        if body_timeout_secs == 0 {
+            return Err(invalid("body_timeout_secs", "must be at least 1"));
+        }
+        let max_connections = raw.max_connections.unwrap_or(1024);
+        if !(16..=1_000_000).contains(&max_connections) {
+            return Err(invalid("max_connections", format!("{max_connections} (expected 16..=1000000)")));
+        }
         let cors_origins = cors_origins(raw.cors_origin.unwrap_or_default())?;
         let model = raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL));
         Ok(Self {
@@ -309,6 +328,9 @@ impl Config {
             max_body_bytes,
             request_timeout_secs,
             stream_idle_timeout_secs,
+            header_timeout_secs,
+            body_timeout_secs,
+            max_connections,
             cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
@@ -404,6 +426,9 @@ impl Config {
         let _ = writeln!(out, "max_body_bytes = {}", self.max_body_bytes);
         let _ = writeln!(out, "request_timeout_secs = {}", self.request_timeout_secs);
         let _ = writeln!(out, "stream_idle_timeout_secs = {}", self.stream_idle_timeout_secs);
+        let _ = writeln!(out, "header_timeout_secs = {}", self.header_timeout_secs);
+        let _ = writeln!(out, "body_timeout_secs = {}", self.body_timeout_secs);
+        let _ = writeln!(out, "max_connections = {}", self.max_connections);
         // Validated origins hold no quotes or backslashes, so they print as TOML strings as is.
         let origins: Vec<String> = self.cors_origins.iter().map(|o| format!("\"{o}\"")).collect();
         let _ = writeln!(out, "cors_origin = [{}]", origins.join(", "));
@@ -464,6 +489,9 @@ mod tests {
         );
         check(RawConfig { max_body_bytes: Some(10), ..Default::default() }, Some("max_body_bytes"));
         check(RawConfig { request_timeout_secs: Some(0), ..Default::default() }, Some("request_timeout_secs"));
+        check(RawConfig { header_timeout_secs: Some(0), ..Default::default() }, Some("header_timeout_secs"));
+        check(RawConfig { body_timeout_secs: Some(0), ..Default::default() }, Some("body_timeout_secs"));
+        check(RawConfig { max_connections: Some(4), ..Default::default() }, Some("max_connections"));
         check(RawConfig { stream_idle_timeout_secs: Some(0), ..Default::default() }, Some("stream_idle_timeout_secs"));
         let origins = |list: &[&str]| RawConfig {
             cors_origin: Some(list.iter().map(|o| o.to_string()).collect()),
@@ -484,6 +512,7 @@ mod tests {
         assert_eq!((config.global_rate_limit_rps, config.global_rate_limit_burst), (0.0, 0));
         assert_eq!(config.max_body_bytes, 8 << 20);
         assert_eq!((config.request_timeout_secs, config.stream_idle_timeout_secs), (600, 120));
+        assert_eq!((config.header_timeout_secs, config.body_timeout_secs, config.max_connections), (20, 60, 1024));
         assert!(config.cors_origins.is_empty());
         let raw = RawConfig { rate_limit_rps: Some(2.5), global_rate_limit_rps: Some(0.2), ..Default::default() };
         let config = Config::resolve(raw).unwrap();

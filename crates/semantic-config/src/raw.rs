@@ -76,6 +76,12 @@ pub struct RawConfig {
     pub request_timeout_secs: Option<u64>,
     /// Longest a stream may go without a token, seconds.
     pub stream_idle_timeout_secs: Option<u64>,
+    /// Longest a client may take to send a request's headers (also: an idle keep-alive connection), seconds.
+    pub header_timeout_secs: Option<u64>,
+    /// Longest a client may take to send a request's body, seconds.
+    pub body_timeout_secs: Option<u64>,
+    /// Most open client connections; past it a new one gets a 503 and is closed.
+    pub max_connections: Option<u32>,
     /// Origins allowed to call from a browser (CORS); `*` for any. None/empty = no CORS headers.
     pub cors_origin: Option<Vec<String>>,
 }
@@ -183,6 +189,9 @@ impl RawConfig {
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
             stream_idle_timeout_secs: self.stream_idle_timeout_secs.or(lower.stream_idle_timeout_secs),
+            header_timeout_secs: self.header_timeout_secs.or(lower.header_timeout_secs),
+            body_timeout_secs: self.body_timeout_secs.or(lower.body_timeout_secs),
+            max_connections: self.max_connections.or(lower.max_connections),
             cors_origin: self.cors_origin.filter(|o| !o.is_empty()).or(lower.cors_origin),
         }
     }
@@ -262,7 +271,7 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 33);
+        assert_eq!(keys.len(), 36);
         for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir"] {
             assert!(keys.contains(&key), "{key}");
         }

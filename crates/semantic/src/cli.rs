@@ -144,6 +144,17 @@ pub struct CommonArgs {
     /// Seconds a stream may go without a token (then an error event, and it is cancelled) [default: 120].
     #[arg(long, env = "SEMANTIC_STREAM_IDLE_TIMEOUT_SECS")]
     stream_idle_timeout_secs: Option<u64>,
+    /// Seconds a client may take to send a request's headers; an idle keep-alive connection is
+    /// closed after it too [default: 20].
+    #[arg(long, env = "SEMANTIC_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// Seconds a client may take to send a request's body (then 408) [default: 60].
+    #[arg(long, env = "SEMANTIC_BODY_TIMEOUT_SECS")]
+    body_timeout_secs: Option<u64>,
+    /// Most open client connections; past it a new connection gets a 503 with Retry-After and is
+    /// closed [default: 1024].
+    #[arg(long, env = "SEMANTIC_MAX_CONNECTIONS")]
+    max_connections: Option<u32>,
     /// Origin allowed to call from a browser (repeatable; env: comma-separated; `*` = any) [default: none, no CORS].
     #[arg(long = "cors-origin", env = "SEMANTIC_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
@@ -199,6 +210,9 @@ impl CommonArgs {
             max_body_bytes: self.max_body_bytes,
             request_timeout_secs: self.request_timeout_secs,
             stream_idle_timeout_secs: self.stream_idle_timeout_secs,
+            header_timeout_secs: self.header_timeout_secs,
+            body_timeout_secs: self.body_timeout_secs,
+            max_connections: self.max_connections,
             cors_origin: Some(self.cors_origins.clone()),
         };
         let file = match &self.config {

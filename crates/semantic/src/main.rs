@@ -6,6 +6,7 @@ mod agents_move;
 mod bench_cli;
 mod cli;
 mod generate;
+mod http_server;
 mod models_cli;
 mod perplexity;
 mod preflight;

@@ -2,7 +2,6 @@
 //! startup probe can say so), then the real router until Ctrl-C or SIGTERM: drain, flush agent
 //! memory, exit 0. A second signal during the drain exits at once (130).
 
-use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +13,8 @@ use semantic_engine::{ModelFacts, ModelRegistry};
 use semantic_memory::{CacheLock, MemoryError};
 use semantic_scheduler::{MemoryConfig, Scheduler, SchedulerConfig};
 use tokio::sync::{oneshot, watch};
+
+use crate::http_server::{self, ClientLimits};
 
 /// How long an agent stays idle before its new turn is written to disk: an agent loop's next
 /// request usually comes sooner, and exporting + writing while it prefills slows it severely on a
@@ -73,20 +74,20 @@ pub fn run(resolved: crate::cli::Resolved) -> Result<()> {
         eprintln!("semantic listening on http://{local}");
         let startup = Startup::new(options, Some(host));
         let (stop_serving, serving_stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(
-            axum::serve(listener, startup.router())
-                .with_graceful_shutdown(async move {
-                    let _ = serving_stopped.await;
-                })
-                .into_future(),
-        );
+        let limits = ClientLimits {
+            header_timeout: Duration::from_secs(config.header_timeout_secs),
+            max_connections: config.max_connections as usize,
+        };
+        let server = tokio::spawn(http_server::serve(listener, startup.router(), limits, async move {
+            let _ = serving_stopped.await;
+        }));
         let model_id = options_model_id(&config);
         let loading = load_in_background(config, scheduler_config);
         let outcome = lifecycle(&startup, model_id, loading, stop, grace).await;
         // Stop accepting and let open connections finish (after the drain, as before: during it,
         // new requests get a 503 `draining` and /health/ready says so).
         let _ = stop_serving.send(());
-        server.await.context("the HTTP server task")??;
+        server.await.context("the HTTP server task")?;
         outcome
     })?;
     // The step thread already ended (`Startup::shutdown`); connection tasks may still hold
@@ -164,6 +165,7 @@ fn serve_options(config: &Config) -> ServeOptions {
         // Validated to at most 1 GiB, which fits any usize we run on.
         max_body_bytes: usize::try_from(config.max_body_bytes).unwrap_or(usize::MAX),
         request_timeout: Duration::from_secs(config.request_timeout_secs),
+        body_timeout: Duration::from_secs(config.body_timeout_secs),
         stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_secs),
         cors_origins: config.cors_origins.clone(),
         coordination_dir: Some(config.cache_dir.join("coordination")),

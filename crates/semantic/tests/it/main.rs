@@ -2,6 +2,7 @@
 
 mod api;
 mod bench;
+mod clients;
 mod coordination;
 mod deploy;
 mod first_hour;

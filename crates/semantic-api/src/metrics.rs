@@ -62,6 +62,12 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ("semantic_persist_seconds_total", "counter", "Seconds spent writing agent files"),
     ("semantic_persist_failures_total", "counter", "Failed agent file writes"),
     (
+        "semantic_persist_busy_total",
+        "counter",
+        "Agents exported for persistence between steps while requests ran (--persist-within-secs reached)",
+    ),
+    ("semantic_persist_busy_stall_seconds_max", "gauge", "Longest a step waited for such an export, seconds"),
+    (
         "semantic_window_recomputes_total",
         "counter",
         "Prompts recomputed because a sliding-window model could not cut its KV where they diverged",
@@ -148,6 +154,10 @@ pub fn render(http: &HttpMetrics, scheduler: &Scheduler) -> String {
     let _ = writeln!(out, "semantic_persist_seconds_total {}", m.persist_seconds);
     header(&mut out, "semantic_persist_failures_total");
     let _ = writeln!(out, "semantic_persist_failures_total {}", m.persist_failures);
+    header(&mut out, "semantic_persist_busy_total");
+    let _ = writeln!(out, "semantic_persist_busy_total {}", m.busy_persists);
+    header(&mut out, "semantic_persist_busy_stall_seconds_max");
+    let _ = writeln!(out, "semantic_persist_busy_stall_seconds_max {}", m.busy_persist_stall_max_seconds);
     header(&mut out, "semantic_window_recomputes_total");
     let _ = writeln!(out, "semantic_window_recomputes_total {}", m.window_recomputes);
     let swaps = crate::models::SwapResult::ALL.map(|r| (r.as_str(), load(&http.swaps[r as usize])));

@@ -98,6 +98,8 @@ pub struct Config {
     pub body_timeout_secs: u64,
     /// Most open client connections; past it a new one gets a 503 with Retry-After and is closed.
     pub max_connections: u32,
+    /// Longest a finished turn waits for disk while requests keep the server busy, seconds.
+    pub persist_within_secs: u64,
     /// Origins allowed to call from a browser: `["*"]`, exact origins, or empty (no CORS).
     pub cors_origins: Vec<String>,
 }
@@ -312,6 +314,10 @@ impl Config {
         if !(16..=1_000_000).contains(&max_connections) {
             return Err(invalid("max_connections", format!("{max_connections} (expected 16..=1000000)")));
         }
+        let persist_within_secs = raw.persist_within_secs.unwrap_or(5);
+        if !(1..=3600).contains(&persist_within_secs) {
+            return Err(invalid("persist_within_secs", format!("{persist_within_secs} (expected 1..=3600)")));
+        }
         let cors_origins = cors_origins(raw.cors_origin.unwrap_or_default())?;
         let model = raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL));
         Ok(Self {
@@ -331,6 +337,7 @@ impl Config {
             header_timeout_secs,
             body_timeout_secs,
             max_connections,
+            persist_within_secs,
             cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
@@ -429,6 +436,7 @@ impl Config {
         let _ = writeln!(out, "header_timeout_secs = {}", self.header_timeout_secs);
         let _ = writeln!(out, "body_timeout_secs = {}", self.body_timeout_secs);
         let _ = writeln!(out, "max_connections = {}", self.max_connections);
+        let _ = writeln!(out, "persist_within_secs = {}", self.persist_within_secs);
         // Validated origins hold no quotes or backslashes, so they print as TOML strings as is.
         let origins: Vec<String> = self.cors_origins.iter().map(|o| format!("\"{o}\"")).collect();
         let _ = writeln!(out, "cors_origin = [{}]", origins.join(", "));
@@ -492,6 +500,7 @@ mod tests {
         check(RawConfig { header_timeout_secs: Some(0), ..Default::default() }, Some("header_timeout_secs"));
         check(RawConfig { body_timeout_secs: Some(0), ..Default::default() }, Some("body_timeout_secs"));
         check(RawConfig { max_connections: Some(4), ..Default::default() }, Some("max_connections"));
+        check(RawConfig { persist_within_secs: Some(0), ..Default::default() }, Some("persist_within_secs"));
         check(RawConfig { stream_idle_timeout_secs: Some(0), ..Default::default() }, Some("stream_idle_timeout_secs"));
         let origins = |list: &[&str]| RawConfig {
             cors_origin: Some(list.iter().map(|o| o.to_string()).collect()),

@@ -82,6 +82,8 @@ pub struct RawConfig {
     pub body_timeout_secs: Option<u64>,
     /// Most open client connections; past it a new one gets a 503 and is closed.
     pub max_connections: Option<u32>,
+    /// Longest a finished turn waits for disk while the server is never idle, seconds.
+    pub persist_within_secs: Option<u64>,
     /// Origins allowed to call from a browser (CORS); `*` for any. None/empty = no CORS headers.
     pub cors_origin: Option<Vec<String>>,
 }
@@ -192,6 +194,7 @@ impl RawConfig {
             header_timeout_secs: self.header_timeout_secs.or(lower.header_timeout_secs),
             body_timeout_secs: self.body_timeout_secs.or(lower.body_timeout_secs),
             max_connections: self.max_connections.or(lower.max_connections),
+            persist_within_secs: self.persist_within_secs.or(lower.persist_within_secs),
             cors_origin: self.cors_origin.filter(|o| !o.is_empty()).or(lower.cors_origin),
         }
     }
@@ -271,7 +274,7 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 36);
+        assert_eq!(keys.len(), 37);
         for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir"] {
             assert!(keys.contains(&key), "{key}");
         }

@@ -2,7 +2,7 @@
 //! between tiers with engine operations (export, import, truncate, copy), and persists them off the
 //! request path through the background writer. Decisions and accounting live in `semantic-memory`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -40,11 +40,21 @@ pub struct MemoryConfig {
     /// whose next turn comes quickly is not exported and written while that turn prefills, which
     /// on a few cores slows it severely. Shutdown flushes every dirty agent regardless.
     pub persist_after_idle: Duration,
+    /// The longest a finished turn waits for disk while the server never goes idle: past it, a
+    /// dirty agent no request is using is exported between two steps (a stall of one export) and
+    /// written in the background. Bounds what a crash under steady load loses.
+    pub persist_within: Duration,
 }
 
 impl Default for MemoryConfig {
     fn default() -> Self {
-        Self { dir: None, warm_bytes: 1024 << 20, disk_bytes: 20 << 30, persist_after_idle: Duration::ZERO }
+        Self {
+            dir: None,
+            warm_bytes: 1024 << 20,
+            disk_bytes: 20 << 30,
+            persist_after_idle: Duration::ZERO,
+            persist_within: Duration::from_secs(5),
+        }
     }
 }
 
@@ -69,6 +79,9 @@ pub(crate) struct Agents {
     n_ctx: u32,
     /// Agents with a request running (their sequence belongs to that request).
     in_use: HashSet<AgentKey>,
+    /// When each dirty agent's oldest change not yet on disk was made (unix millis): what
+    /// [`Agents::persist_overdue`] bounds.
+    dirty_since: HashMap<AgentKey, u64>,
     counters: Arc<MemoryCounters>,
 }
 
@@ -126,7 +139,7 @@ impl Agents {
                 }
             }
         }
-        Self { memory, disk, writer, compat, n_ctx, in_use: HashSet::new(), counters }
+        Self { memory, disk, writer, compat, n_ctx, in_use: HashSet::new(), dirty_since: HashMap::new(), counters }
     }
 
     /// The tiers, budgets and index (read-only; changes go through the methods below).
@@ -151,7 +164,10 @@ impl Agents {
 
     /// Records that `key`'s KV (exactly `tokens`) lives in engine sequence `seq`.
     pub fn set_hot(&mut self, key: AgentKey, seq: SeqId, tokens: Vec<TokenId>, now_ms: u64) {
-        self.memory.set_hot(key, seq, tokens, now_ms);
+        self.memory.set_hot(key.clone(), seq, tokens, now_ms);
+        if self.memory.get(&key).is_some_and(|i| i.dirty) {
+            self.dirty_since.entry(key).or_insert(now_ms);
+        }
     }
 
     /// Pins or unpins an agent; false if unknown.
@@ -252,6 +268,7 @@ impl Agents {
     /// Deletes an agent in every tier, its file included (its hot sequence must already be freed).
     pub fn delete(&mut self, key: &AgentKey) {
         self.memory.remove(key);
+        self.dirty_since.remove(key);
         if let Some(writer) = &self.writer {
             let _ = writer.submit(WriteJob::Remove { key: key.clone() });
         }
@@ -341,6 +358,31 @@ impl Agents {
         writer.submit(WriteJob::Write { header, payload, generation }).is_ok()
     }
 
+    /// Persists one dirty agent that no request is using and whose oldest unwritten change is at
+    /// least `within` old, even though requests run (called between steps). Returns how long the
+    /// export stalled the step thread, if it persisted one.
+    pub fn persist_overdue<E: Engine>(&mut self, engine: &E, within: Duration) -> Option<Duration> {
+        self.writer.as_ref()?;
+        let now = now_ms();
+        let within_ms = within.as_millis() as u64;
+        let key = self.memory.dirty().into_iter().filter(|k| !self.in_use.contains(k)).find(|k| {
+            let since = self.dirty_since.get(k).copied().or_else(|| self.memory.get(k).map(|i| i.updated_ms));
+            since.is_some_and(|since| now.saturating_sub(since) >= within_ms)
+        })?;
+        let started = Instant::now();
+        if !self.persist_key(engine, key.clone()) {
+            return None;
+        }
+        let stall = started.elapsed();
+        self.counters.persisted_busy(stall);
+        tracing::debug!(
+            agent = key.agent.as_str(),
+            stall_ms = stall.as_secs_f64() * 1e3,
+            "persisted an agent under load"
+        );
+        Some(stall)
+    }
+
     /// Persists one dirty agent that no request is using, whatever its idle time. Returns true if
     /// it did something.
     pub fn persist_one<E: Engine>(&mut self, engine: &E) -> bool {
@@ -413,6 +455,9 @@ impl Agents {
                 Ok(bytes) => {
                     self.counters.persisted(outcome.elapsed);
                     self.memory.mark_persisted(&outcome.key, outcome.generation, bytes);
+                    if self.memory.get(&outcome.key).is_none_or(|i| !i.dirty) {
+                        self.dirty_since.remove(&outcome.key);
+                    }
                 }
                 Err(err) => {
                     self.counters.persist_failed();

@@ -69,6 +69,9 @@ pub(crate) struct MemoryCounters {
     persists: AtomicU64,
     persist_micros: AtomicU64,
     persist_failures: AtomicU64,
+    /// Agents exported for persistence while requests ran, and the longest such export (micros).
+    busy_persists: AtomicU64,
+    busy_persist_stall_max_micros: AtomicU64,
     /// Cuts a sliding-window model could not make (the prompt was recomputed instead).
     window_recomputes: AtomicU64,
 }
@@ -159,6 +162,11 @@ impl MemoryCounters {
         self.persist_failures.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn persisted_busy(&self, stall: Duration) {
+        self.busy_persists.fetch_add(1, Ordering::Relaxed);
+        self.busy_persist_stall_max_micros.fetch_max(stall.as_micros() as u64, Ordering::Relaxed);
+    }
+
     pub fn window_recomputed(&self) {
         self.window_recomputes.fetch_add(1, Ordering::Relaxed);
     }
@@ -179,6 +187,8 @@ impl MemoryCounters {
             persist_seconds: load(&self.persist_micros) as f64 / 1e6,
             persist_failures: load(&self.persist_failures),
             window_recomputes: load(&self.window_recomputes),
+            busy_persists: load(&self.busy_persists),
+            busy_persist_stall_max_seconds: load(&self.busy_persist_stall_max_micros) as f64 / 1e6,
         }
     }
 }
@@ -213,6 +223,10 @@ pub struct MemoryStats {
     /// Reuses a sliding-window model could not make: the sequence could not be cut where the
     /// prompt diverged (its window no longer held the positions before), so it was recomputed.
     pub window_recomputes: u64,
+    /// Agents persisted while requests ran (`persist_within` reached without an idle moment).
+    pub busy_persists: u64,
+    /// The longest a step waited for such an export, seconds.
+    pub busy_persist_stall_max_seconds: f64,
 }
 
 /// A point-in-time view of the scheduler, for health checks and metrics.

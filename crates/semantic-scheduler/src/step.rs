@@ -155,6 +155,8 @@ impl<E: Engine> State<E> {
             }
             self.step();
             self.check_drain();
+            // Never idle for long enough? A finished turn still reaches disk within the bound.
+            self.agents.persist_overdue(&self.engine, self.config.memory.persist_within);
         }
         if !self.agents.flush(&self.engine, Duration::from_secs(30)) {
             tracing::error!("some agents could not be persisted at shutdown");

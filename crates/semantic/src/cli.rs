@@ -155,6 +155,10 @@ pub struct CommonArgs {
     /// closed [default: 1024].
     #[arg(long, env = "SEMANTIC_MAX_CONNECTIONS")]
     max_connections: Option<u32>,
+    /// Seconds a finished turn may wait for disk while requests keep the server busy (1-3600);
+    /// an idle server writes after 1 s [default: 5].
+    #[arg(long, env = "SEMANTIC_PERSIST_WITHIN_SECS")]
+    persist_within_secs: Option<u64>,
     /// Origin allowed to call from a browser (repeatable; env: comma-separated; `*` = any) [default: none, no CORS].
     #[arg(long = "cors-origin", env = "SEMANTIC_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
@@ -213,6 +217,7 @@ impl CommonArgs {
             header_timeout_secs: self.header_timeout_secs,
             body_timeout_secs: self.body_timeout_secs,
             max_connections: self.max_connections,
+            persist_within_secs: self.persist_within_secs,
             cors_origin: Some(self.cors_origins.clone()),
         };
         let file = match &self.config {

@@ -58,6 +58,7 @@ pub fn run(resolved: crate::cli::Resolved) -> Result<()> {
             warm_bytes: config.memory_warm_bytes,
             disk_bytes: config.memory_disk_bytes,
             persist_after_idle: PERSIST_AFTER_IDLE,
+            persist_within: Duration::from_secs(config.persist_within_secs),
         },
     };
     let options = serve_options(&config);

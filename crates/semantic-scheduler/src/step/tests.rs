@@ -522,3 +522,60 @@ fn a_dirty_agent_waits_until_idle_long_enough_before_it_is_written() {
     assert!(!s.agents.memory().get(&key).unwrap().dirty);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_finished_turn_reaches_disk_while_another_request_keeps_the_server_busy() {
+    let dir = std::env::temp_dir().join(format!(
+        "semantic-step-busy-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut s = memory_state(4, 2, Some(dir.clone()));
+    let submit_for = |s: &mut State<FakeEngine>, agent: &str, text: &str, max_tokens: usize| {
+        let agent = crate::AgentRef {
+            namespace: crate::Namespace::default_ns(),
+            agent: Some(crate::AgentId::parse(agent).unwrap()),
+        };
+        let request = GenerateRequest {
+            prompt: bytes(text),
+            max_tokens,
+            sampling: SamplingParams::greedy(),
+            stop: vec![],
+            agent,
+        };
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        s.shared.queued.fetch_add(1, Ordering::Relaxed);
+        s.command(Command::Submit(Box::new(Sequence::new(request, tx, Arc::default()))));
+        rx
+    };
+    let _busy = submit_for(&mut s, "busy", "a long answer please", 2000);
+    let mut quick = submit_for(&mut s, "quick", "a short one", 3);
+    let mut done = false;
+    for _ in 0..1000 {
+        s.step();
+        while let Ok(event) = quick.try_recv() {
+            done |= matches!(event, Event::Done { .. });
+        }
+        if done {
+            break;
+        }
+    }
+    assert!(done, "the quick turn finished");
+    assert!(!s.is_idle(), "the long request still runs: the server never went idle");
+    let key = AgentKey { namespace: crate::Namespace::default_ns(), agent: crate::AgentId::parse("quick").unwrap() };
+    assert!(s.agents.memory().get(&key).unwrap().dirty);
+    assert_eq!(s.agents.persist_overdue(&s.engine, Duration::from_secs(60)), None, "not overdue yet");
+    assert!(s.agents.persist_overdue(&s.engine, Duration::ZERO).is_some(), "overdue: exported between steps");
+    assert_eq!(s.agents.persist_overdue(&s.engine, Duration::ZERO), None, "the running agent is never exported");
+    // Wait for the writer (the running agent has nothing to write until its turn ends).
+    assert!(s.agents.flush(&s.engine, Duration::from_secs(10)));
+    assert!(!s.is_idle(), "still busy");
+    assert!(!s.agents.memory().get(&key).unwrap().dirty, "the quick agent's turn is on disk");
+    fn files(dir: &std::path::Path) -> usize {
+        let entries = std::fs::read_dir(dir).into_iter().flatten().flatten();
+        entries.map(|e| if e.path().is_dir() { files(&e.path()) } else { 1 }).sum()
+    }
+    assert!(files(&dir) >= 1, "an agent file was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -140,6 +140,14 @@ impl Server {
         (self.terminate(), dir)
     }
 
+    /// SIGKILL (a crash: nothing is flushed), wait, and hand back the cache directory.
+    pub fn kill_keeping_dir(mut self) -> tempdir::TempDir {
+        let dir = std::mem::replace(&mut self.cache_dir, tempdir::TempDir::new("spare"));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        dir
+    }
+
     /// SIGTERM, then wait for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         self.signal_term();

@@ -5,6 +5,7 @@ mod bench;
 mod clients;
 mod coordination;
 mod deploy;
+mod durability;
 mod first_hour;
 mod harness;
 mod isa;

@@ -7,6 +7,7 @@ mod coordination;
 mod errors;
 mod harness;
 mod hostile;
+mod isolation;
 mod models;
 mod openai;
 mod openapi;

@@ -91,6 +91,8 @@ pub struct Config {
     pub request_timeout_secs: u64,
     /// Longest a stream may go without a token, seconds.
     pub stream_idle_timeout_secs: u64,
+    /// Most stored Responses kept (at least 1).
+    pub responses_max: usize,
     /// Origins allowed to call from a browser: `["*"]`, exact origins, or empty (no CORS).
     pub cors_origins: Vec<String>,
 }
@@ -186,6 +188,8 @@ fn cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
 impl Config {
     /// Default model location, relative to the working directory (where `scripts/setup` puts it).
     pub const DEFAULT_MODEL: &'static str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    /// Stored Responses kept when `responses_max` is not set.
+    pub const DEFAULT_RESPONSES_MAX: usize = 10_000;
 
     /// Fills defaults and validates.
     pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
@@ -293,6 +297,10 @@ impl Config {
         if stream_idle_timeout_secs == 0 {
             return Err(invalid("stream_idle_timeout_secs", "must be at least 1"));
         }
+        let responses_max = raw.responses_max.unwrap_or(Self::DEFAULT_RESPONSES_MAX);
+        if responses_max == 0 {
+            return Err(invalid("responses_max", "must be at least 1"));
+        }
         let cors_origins = cors_origins(raw.cors_origin.unwrap_or_default())?;
         let model = raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL));
         Ok(Self {
@@ -309,6 +317,7 @@ impl Config {
             max_body_bytes,
             request_timeout_secs,
             stream_idle_timeout_secs,
+            responses_max,
             cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
@@ -404,6 +413,7 @@ impl Config {
         let _ = writeln!(out, "max_body_bytes = {}", self.max_body_bytes);
         let _ = writeln!(out, "request_timeout_secs = {}", self.request_timeout_secs);
         let _ = writeln!(out, "stream_idle_timeout_secs = {}", self.stream_idle_timeout_secs);
+        let _ = writeln!(out, "responses_max = {}", self.responses_max);
         // Validated origins hold no quotes or backslashes, so they print as TOML strings as is.
         let origins: Vec<String> = self.cors_origins.iter().map(|o| format!("\"{o}\"")).collect();
         let _ = writeln!(out, "cors_origin = [{}]", origins.join(", "));
@@ -633,6 +643,7 @@ mod tests {
             max_body_bytes: Some(4096),
             request_timeout_secs: Some(30),
             stream_idle_timeout_secs: Some(5),
+            responses_max: Some(7),
             cors_origin: Some(vec!["https://a.example".into(), "http://localhost:3000".into()]),
             ..Default::default()
         })

@@ -76,6 +76,8 @@ pub struct RawConfig {
     pub request_timeout_secs: Option<u64>,
     /// Longest a stream may go without a token, seconds.
     pub stream_idle_timeout_secs: Option<u64>,
+    /// Most stored Responses (`/v1/responses` with `store`) kept; the oldest go first.
+    pub responses_max: Option<usize>,
     /// Origins allowed to call from a browser (CORS); `*` for any. None/empty = no CORS headers.
     pub cors_origin: Option<Vec<String>>,
 }
@@ -183,6 +185,7 @@ impl RawConfig {
             max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
             request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
             stream_idle_timeout_secs: self.stream_idle_timeout_secs.or(lower.stream_idle_timeout_secs),
+            responses_max: self.responses_max.or(lower.responses_max),
             cors_origin: self.cors_origin.filter(|o| !o.is_empty()).or(lower.cors_origin),
         }
     }
@@ -262,7 +265,7 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 33);
+        assert_eq!(keys.len(), 34);
         for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir"] {
             assert!(keys.contains(&key), "{key}");
         }

@@ -144,6 +144,9 @@ pub struct CommonArgs {
     /// Seconds a stream may go without a token (then an error event, and it is cancelled) [default: 120].
     #[arg(long, env = "SEMANTIC_STREAM_IDLE_TIMEOUT_SECS")]
     stream_idle_timeout_secs: Option<u64>,
+    /// Most stored Responses (`/v1/responses`, `store: true`) kept; the oldest go first [default: 10000].
+    #[arg(long, env = "SEMANTIC_RESPONSES_MAX")]
+    responses_max: Option<usize>,
     /// Origin allowed to call from a browser (repeatable; env: comma-separated; `*` = any) [default: none, no CORS].
     #[arg(long = "cors-origin", env = "SEMANTIC_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
@@ -199,6 +202,7 @@ impl CommonArgs {
             max_body_bytes: self.max_body_bytes,
             request_timeout_secs: self.request_timeout_secs,
             stream_idle_timeout_secs: self.stream_idle_timeout_secs,
+            responses_max: self.responses_max,
             cors_origin: Some(self.cors_origins.clone()),
         };
         let file = match &self.config {

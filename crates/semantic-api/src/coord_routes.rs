@@ -5,7 +5,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -20,7 +20,7 @@ use crate::auth::Caller;
 use crate::coord_wire::*;
 use crate::coordination::{coord_error, run, Event, Run, Slot};
 use crate::error::{ApiError, OpenAiErrorBody};
-use crate::extract::{ApiJson, ApiPath, OptionalJson};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, OptionalJson};
 use crate::generation::{now_secs, random_id};
 use crate::AppState;
 
@@ -274,7 +274,7 @@ pub async fn messages(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    Query(q): Query<MessagesQuery>,
+    ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
     let s = slot.lock();

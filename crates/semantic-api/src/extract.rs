@@ -71,6 +71,23 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
     }
 }
 
+/// Like `axum::extract::Query`, but a query string that does not parse is a 400 in the OpenAI
+/// shape naming the problem.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Self(value)),
+            Err(rejection) => {
+                Err(ApiError::new(ErrorKind::InvalidRequest, rejection.body_text()).with_code("invalid_query"))
+            }
+        }
+    }
+}
+
 async fn read_json<S: Send + Sync, T: DeserializeOwned>(req: Request, state: &S) -> Result<T, ApiError> {
     if let Some(content_type) = req.headers().get(header::CONTENT_TYPE) {
         let json = content_type.to_str().ok().and_then(|v| v.split(';').next()).is_some_and(|mime| {

@@ -7,6 +7,7 @@
 //! configuration parsing.
 #![warn(missing_docs)]
 
+mod agent_io;
 mod agents;
 mod anthropic;
 pub mod anthropic_wire;
@@ -31,6 +32,10 @@ mod ops;
 mod params;
 pub mod prompt;
 mod rate_limit;
+mod responses;
+mod responses_store;
+mod responses_stream;
+pub mod responses_wire;
 mod scenario_routes;
 mod scenario_runs;
 mod startup;
@@ -68,12 +73,17 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/agents/{id}/evict", post(agents::evict)),
         (Method::POST, "/v1/agents/{id}/pin", post(agents::pin)),
         (Method::POST, "/v1/agents/{id}/unpin", post(agents::unpin)),
+        (Method::POST, "/v1/agents/{id}/generate", post(agent_io::generate)),
         (Method::GET, "/admin/status", get(agents::status)),
         (Method::DELETE, "/admin/caches", delete(agents::clear)),
         (Method::POST, "/admin/flush", post(agents::flush)),
         (Method::GET, "/v1/models", get(openai::models)),
         (Method::POST, "/v1/chat/completions", post(openai::chat_completions)),
         (Method::POST, "/v1/completions", post(completions::completions)),
+        (Method::POST, "/v1/responses", post(responses::create)),
+        (Method::GET, "/v1/responses/{id}", get(responses::retrieve)),
+        (Method::DELETE, "/v1/responses/{id}", delete(responses::delete)),
+        (Method::GET, "/v1/responses/{id}/input_items", get(responses::input_items)),
         (Method::POST, "/v1/messages", post(anthropic::messages)),
         (Method::POST, "/v1/messages/count_tokens", post(anthropic::count_tokens)),
         (Method::POST, "/v1/coordination/sessions", post(coord_routes::create)),

@@ -22,6 +22,7 @@ use crate::coordination::Coordinator;
 use crate::error::{ApiError, ErrorKind};
 use crate::extract::ApiJson;
 use crate::ops::{self, Ops};
+use crate::responses_store::ResponseStore;
 use crate::scenario_runs::ScenarioRuns;
 use crate::{AppState, ServeOptions};
 
@@ -71,6 +72,7 @@ pub(crate) struct ModelSlot {
     options: ServeOptions,
     ops: Ops,
     coord: OnceLock<Arc<Coordinator>>,
+    responses: OnceLock<Arc<ResponseStore>>,
     runs: Arc<ScenarioRuns>,
 }
 
@@ -84,6 +86,7 @@ impl ModelSlot {
             options,
             ops,
             coord: OnceLock::new(),
+            responses: OnceLock::new(),
             runs: Arc::default(),
         })
     }
@@ -114,10 +117,14 @@ impl ModelSlot {
         // An empty id keeps the configured name (itself empty: the model's own name).
         let model_name = if id.is_empty() { self.options.model_name.clone() } else { id };
         let options = ServeOptions { model_name, ..self.options.clone() };
+        let responses = self.responses.get_or_init(|| {
+            Arc::new(ResponseStore::load(self.options.responses_dir.clone(), self.options.responses_max))
+        });
         let parts = crate::state::Parts {
             ops: self.ops.clone(),
             coord: Arc::clone(coord),
             runs: Arc::clone(&self.runs),
+            responses: Arc::clone(responses),
             slot: Arc::downgrade(self),
         };
         let state = AppState::assemble(scheduler.clone(), template, options, parts);

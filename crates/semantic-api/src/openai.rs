@@ -61,7 +61,7 @@ pub async fn chat_completions(
 }
 
 /// Checks everything about a chat request and builds its job.
-fn prepare(state: &AppState, req: ChatCompletionRequest, agent: AgentRef) -> Result<Job, ApiError> {
+pub(crate) fn prepare(state: &AppState, req: ChatCompletionRequest, agent: AgentRef) -> Result<Job, ApiError> {
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid("n", "only n = 1 is supported"));
     }

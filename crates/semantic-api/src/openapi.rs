@@ -5,8 +5,8 @@ use axum::Json;
 use utoipa::OpenApi;
 
 use crate::{
-    anthropic, anthropic_wire, completions, coord_routes, coord_wire, error, health, models, openai, openai_wire,
-    scenario_routes, scenario_runs,
+    agent_io, anthropic, anthropic_wire, completions, coord_routes, coord_wire, error, health, models, openai,
+    openai_wire, responses, responses_wire, scenario_routes, scenario_runs,
 };
 
 /// The whole API description.
@@ -25,12 +25,17 @@ use crate::{
         agents_doc::evict,
         agents_doc::pin,
         agents_doc::unpin,
+        agent_io::generate,
         agents_doc::status,
         agents_doc::clear,
         agents_doc::flush,
         openai::models,
         openai::chat_completions,
         completions::completions,
+        responses::create,
+        responses::retrieve,
+        responses::delete,
+        responses::input_items,
         anthropic::messages,
         anthropic::count_tokens,
         coord_routes::create,
@@ -64,6 +69,8 @@ use crate::{
         error::OpenAiErrorBody,
         error::AnthropicErrorBody,
         openai_wire::ChatCompletionChunk,
+        responses_wire::CreateResponseRequest,
+        agent_io::GenerateBody,
         anthropic_wire::StreamEvent,
         health::Health,
         coord_wire::CreateSessionRequest,

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, OpenAiErrorBody};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::scenario_runs::{self as runs, RunEvent, StartRunRequest};
 use crate::AppState;
 
@@ -97,7 +97,7 @@ pub async fn transcript(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
-    Query(q): Query<TranscriptQuery>,
+    ApiQuery(q): ApiQuery<TranscriptQuery>,
 ) -> Result<Response, ApiError> {
     let record = state.runs.get(&caller.namespace, &id)?;
     let t = runs::with(&record, runs::transcript_json);

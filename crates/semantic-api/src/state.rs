@@ -12,6 +12,7 @@ use crate::models::ModelSlot;
 use crate::ops::Ops;
 use crate::prompt::Prompter;
 use crate::rate_limit::RateLimitConfig;
+use crate::responses_store::ResponseStore;
 use crate::scenario_runs::ScenarioRuns;
 
 /// Options the binary resolves from configuration.
@@ -44,6 +45,10 @@ pub struct ServeOptions {
     pub cors_origins: Vec<String>,
     /// Where coordination sessions are stored (None: in memory only, lost at exit).
     pub coordination_dir: Option<std::path::PathBuf>,
+    /// Where stored Responses (`/v1/responses`) are kept (None: in memory only, lost at exit).
+    pub responses_dir: Option<std::path::PathBuf>,
+    /// Most stored Responses kept (the oldest go first).
+    pub responses_max: usize,
 }
 
 impl Default for ServeOptions {
@@ -62,6 +67,8 @@ impl Default for ServeOptions {
             stream_idle_timeout: Duration::from_secs(120),
             cors_origins: Vec::new(),
             coordination_dir: None,
+            responses_dir: None,
+            responses_max: 10_000,
         }
     }
 }
@@ -71,6 +78,7 @@ pub(crate) struct Parts {
     pub ops: Ops,
     pub coord: Arc<Coordinator>,
     pub runs: Arc<ScenarioRuns>,
+    pub responses: Arc<ResponseStore>,
     pub slot: Weak<ModelSlot>,
 }
 
@@ -85,6 +93,8 @@ pub struct AppState {
     pub(crate) ops: Ops,
     pub(crate) coord: Arc<Coordinator>,
     pub(crate) runs: Arc<ScenarioRuns>,
+    /// Stored Responses (`/v1/responses`), shared across model swaps.
+    pub(crate) responses: Arc<ResponseStore>,
     /// The server's model slot (registry, swaps); dangling in tests built without one.
     pub(crate) slot: Weak<ModelSlot>,
 }
@@ -99,7 +109,9 @@ impl AppState {
     /// State sharing middleware state (metrics, rate-limit buckets) made before the model loaded.
     pub(crate) fn with_ops(scheduler: Scheduler, template: ChatTemplate, options: ServeOptions, ops: Ops) -> Self {
         let coord = Arc::new(Coordinator::load(options.coordination_dir.clone()));
-        Self::assemble(scheduler, template, options, Parts { ops, coord, runs: Arc::default(), slot: Weak::new() })
+        let responses = Arc::new(ResponseStore::load(options.responses_dir.clone(), options.responses_max));
+        let parts = Parts { ops, coord, runs: Arc::default(), responses, slot: Weak::new() };
+        Self::assemble(scheduler, template, options, parts)
     }
 
     /// State for a scheduler, sharing `parts` with the states of earlier models.
@@ -113,10 +125,11 @@ impl AppState {
             options.model_name = scheduler.facts().name.clone();
         }
         let prompter = Prompter::new(template, scheduler.tokenizer().clone(), scheduler.facts());
-        let Parts { ops, coord, runs, slot } = parts;
+        let Parts { ops, coord, runs, responses, slot } = parts;
         Self {
             coord,
             runs,
+            responses,
             slot,
             scheduler,
             prompter: Arc::new(prompter),

@@ -100,6 +100,8 @@ pub struct Config {
     pub max_connections: u32,
     /// Longest a finished turn waits for disk while requests keep the server busy, seconds.
     pub persist_within_secs: u64,
+    /// Most stored Responses kept (at least 1).
+    pub responses_max: usize,
     /// Origins allowed to call from a browser: `["*"]`, exact origins, or empty (no CORS).
     pub cors_origins: Vec<String>,
 }
@@ -195,6 +197,8 @@ fn cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
 impl Config {
     /// Default model location, relative to the working directory (where `scripts/setup` puts it).
     pub const DEFAULT_MODEL: &'static str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    /// Stored Responses kept when `responses_max` is not set.
+    pub const DEFAULT_RESPONSES_MAX: usize = 10_000;
 
     /// Fills defaults and validates.
     pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
@@ -318,6 +322,10 @@ impl Config {
         if !(1..=3600).contains(&persist_within_secs) {
             return Err(invalid("persist_within_secs", format!("{persist_within_secs} (expected 1..=3600)")));
         }
+        let responses_max = raw.responses_max.unwrap_or(Self::DEFAULT_RESPONSES_MAX);
+        if responses_max == 0 {
+            return Err(invalid("responses_max", "must be at least 1"));
+        }
         let cors_origins = cors_origins(raw.cors_origin.unwrap_or_default())?;
         let model = raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL));
         Ok(Self {
@@ -338,6 +346,7 @@ impl Config {
             body_timeout_secs,
             max_connections,
             persist_within_secs,
+            responses_max,
             cors_origins,
             memory_warm_bytes: memory_warm_mb << 20,
             memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
@@ -437,6 +446,7 @@ impl Config {
         let _ = writeln!(out, "body_timeout_secs = {}", self.body_timeout_secs);
         let _ = writeln!(out, "max_connections = {}", self.max_connections);
         let _ = writeln!(out, "persist_within_secs = {}", self.persist_within_secs);
+        let _ = writeln!(out, "responses_max = {}", self.responses_max);
         // Validated origins hold no quotes or backslashes, so they print as TOML strings as is.
         let origins: Vec<String> = self.cors_origins.iter().map(|o| format!("\"{o}\"")).collect();
         let _ = writeln!(out, "cors_origin = [{}]", origins.join(", "));
@@ -671,6 +681,7 @@ mod tests {
             max_body_bytes: Some(4096),
             request_timeout_secs: Some(30),
             stream_idle_timeout_secs: Some(5),
+            responses_max: Some(7),
             cors_origin: Some(vec!["https://a.example".into(), "http://localhost:3000".into()]),
             ..Default::default()
         })

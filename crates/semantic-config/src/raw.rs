@@ -84,6 +84,8 @@ pub struct RawConfig {
     pub max_connections: Option<u32>,
     /// Longest a finished turn waits for disk while the server is never idle, seconds.
     pub persist_within_secs: Option<u64>,
+    /// Most stored Responses (`/v1/responses` with `store`) kept; the oldest go first.
+    pub responses_max: Option<usize>,
     /// Origins allowed to call from a browser (CORS); `*` for any. None/empty = no CORS headers.
     pub cors_origin: Option<Vec<String>>,
 }
@@ -195,6 +197,7 @@ impl RawConfig {
             body_timeout_secs: self.body_timeout_secs.or(lower.body_timeout_secs),
             max_connections: self.max_connections.or(lower.max_connections),
             persist_within_secs: self.persist_within_secs.or(lower.persist_within_secs),
+            responses_max: self.responses_max.or(lower.responses_max),
             cors_origin: self.cors_origin.filter(|o| !o.is_empty()).or(lower.cors_origin),
         }
     }
@@ -274,7 +277,7 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 37);
+        assert_eq!(keys.len(), 38);
         for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir"] {
             assert!(keys.contains(&key), "{key}");
         }

@@ -159,6 +159,9 @@ pub struct CommonArgs {
     /// an idle server writes after 1 s [default: 5].
     #[arg(long, env = "SEMANTIC_PERSIST_WITHIN_SECS")]
     persist_within_secs: Option<u64>,
+    /// Most stored Responses (`/v1/responses`, `store: true`) kept; the oldest go first [default: 10000].
+    #[arg(long, env = "SEMANTIC_RESPONSES_MAX")]
+    responses_max: Option<usize>,
     /// Origin allowed to call from a browser (repeatable; env: comma-separated; `*` = any) [default: none, no CORS].
     #[arg(long = "cors-origin", env = "SEMANTIC_CORS_ORIGINS", value_delimiter = ',')]
     cors_origins: Vec<String>,
@@ -218,6 +221,7 @@ impl CommonArgs {
             body_timeout_secs: self.body_timeout_secs,
             max_connections: self.max_connections,
             persist_within_secs: self.persist_within_secs,
+            responses_max: self.responses_max,
             cors_origin: Some(self.cors_origins.clone()),
         };
         let file = match &self.config {

@@ -170,6 +170,8 @@ fn serve_options(config: &Config) -> ServeOptions {
         stream_idle_timeout: Duration::from_secs(config.stream_idle_timeout_secs),
         cors_origins: config.cors_origins.clone(),
         coordination_dir: Some(config.cache_dir.join("coordination")),
+        responses_dir: Some(config.cache_dir.join("responses")),
+        responses_max: config.responses_max,
         ..ServeOptions::default()
     }
 }

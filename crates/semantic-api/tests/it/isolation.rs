@@ -1,6 +1,6 @@
 //! Isolation between API keys through every route (issue 19): key B can never list, read,
 //! continue, delete, pin, evict or infer the existence of key A's agents, coordination sessions
-//! and scenario runs. For each route of `/openapi.json` with a path parameter, B's answer for A's
+//! scenario runs and stored responses. For each route of `/openapi.json` with a path parameter, B's answer for A's
 //! real ids is the same (status, error type and code) as for ids that exist nowhere, and A's
 //! things are intact afterwards.
 
@@ -59,6 +59,10 @@ async fn key_b_cannot_see_or_touch_key_a_through_any_route() {
         call(&app, ALPHA, "POST", "/v1/scenarios/runs", Some(&json!({"yaml": yaml, "max_tokens": 4}))).await;
     assert_eq!(status, 201, "{run}");
     let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (status, response) =
+        call(&app, ALPHA, "POST", "/v1/responses", Some(&json!({"input": "Hi.", "max_output_tokens": 4}))).await;
+    assert_eq!(status, 200, "{response}");
+    let response_id = response["id"].as_str().unwrap().to_string();
     let a_agents = call(&app, ALPHA, "GET", "/v1/agents", None).await.1;
     let a_count = a_agents["data"].as_array().unwrap().len();
     assert!(a_count >= 2, "{a_agents}");
@@ -81,11 +85,13 @@ async fn key_b_cannot_see_or_touch_key_a_through_any_route() {
             session_id.as_str()
         } else if template.starts_with("/v1/scenarios") {
             run_id.as_str()
+        } else if template.starts_with("/v1/responses") {
+            response_id.as_str()
         } else {
             "vault"
         };
         let real = [("id", real_id), ("agent_id", "ann"), ("prefix", "team")];
-        let none = [("id", "no-such-thing-000"), ("agent_id", "nobody"), ("prefix", "no-such-prefix")];
+        let none = [("id", "resp_00000000000000000000dead"), ("agent_id", "nobody"), ("prefix", "no-such-prefix")];
         for method in operations.as_object().unwrap().keys() {
             let method = method.to_ascii_uppercase();
             let body = (method == "POST").then(|| json!({}));
@@ -104,6 +110,7 @@ async fn key_b_cannot_see_or_touch_key_a_through_any_route() {
     // A's things are intact.
     assert_eq!(call(&app, ALPHA, "GET", &format!("/v1/coordination/sessions/{session_id}"), None).await.0, 200);
     assert_eq!(call(&app, ALPHA, "GET", &format!("/v1/scenarios/runs/{run_id}"), None).await.0, 200);
+    assert_eq!(call(&app, ALPHA, "GET", &format!("/v1/responses/{response_id}"), None).await.0, 200);
     let after = call(&app, ALPHA, "GET", "/v1/agents", None).await.1;
     let ids = |v: &Value| -> Vec<String> {
         v["data"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect()

@@ -2,6 +2,7 @@
 //! `tower::ServiceExt::oneshot`, so every case runs in milliseconds; `prompt_tokens` alone loads
 //! the real SmolLM2 tokenizer.
 
+mod agent_io;
 mod anthropic;
 mod coordination;
 mod errors;
@@ -13,6 +14,7 @@ mod openai;
 mod openapi;
 mod ops;
 mod prompt_tokens;
+mod responses;
 mod scenarios;
 mod streaming;
 mod ui;

@@ -15,6 +15,7 @@ mod offline;
 mod openai;
 mod ops;
 mod readme;
+mod responses_sdk;
 mod sdk;
 mod server;
 mod ui;

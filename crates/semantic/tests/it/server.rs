@@ -101,6 +101,7 @@ fn ops_limits_layer_like_every_other_setting() {
         .env("SEMANTIC_STREAM_IDLE_TIMEOUT_SECS", "7")
         .env("SEMANTIC_GLOBAL_RATE_LIMIT_RPS", "40")
         .env("SEMANTIC_REQUEST_TIMEOUT_SECS", "90")
+        .env("SEMANTIC_RESPONSES_MAX", "77")
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -113,6 +114,7 @@ fn ops_limits_layer_like_every_other_setting() {
         "max_body_bytes = 4096",
         "request_timeout_secs = 90",
         "stream_idle_timeout_secs = 7",
+        "responses_max = 77",
         "cors_origin = [\"https://a.example\", \"http://localhost:3000\"]",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");

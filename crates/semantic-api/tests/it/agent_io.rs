@@ -1,0 +1,68 @@
+//! The direct agent API: `POST /v1/agents/{id}/generate` continues the agent's KV through the
+//! scheduler; another key's agent is separate.
+
+use axum::body::Body;
+use semantic_api::{AuthConfig, ServeOptions};
+use semantic_engine::FakeScript;
+use serde_json::json;
+
+use crate::harness::{options, App};
+
+#[tokio::test]
+async fn generate_continues_the_agents_kv() {
+    let app = App::replying(" world");
+    let headers = [("content-type", "application/json")];
+    let first = app
+        .call(
+            "POST",
+            "/v1/agents/raw-1/generate",
+            &headers,
+            json!({"prompt": "Hello", "temperature": 0, "max_tokens": 10}).to_string(),
+        )
+        .await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let first = first.json();
+    assert_eq!(first["text"], " world");
+    assert_eq!(first["agent_id"], "raw-1");
+    assert_eq!(first["finish_reason"], "stop");
+    assert_eq!(first["tokens_generated"], 6);
+    let prompt = "Hello world. More";
+    let second = app
+        .call(
+            "POST",
+            "/v1/agents/raw-1/generate",
+            &headers,
+            json!({"prompt": prompt, "temperature": 0, "max_tokens": 10}).to_string(),
+        )
+        .await
+        .json();
+    let cached = second["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    assert!(cached >= 5, "the second prompt extends the first: {second}");
+    let agent = app.call("GET", "/v1/agents/raw-1", &[], Body::empty()).await;
+    assert_eq!(agent.status, 200, "{}", agent.text());
+    for (body, param) in [
+        (json!({"prompt": ""}), "prompt"),
+        (json!({"prompt": "x", "stream": true}), "stream"),
+        (json!({"prompt": "x", "max_tokens": 0}), "max_tokens"),
+    ] {
+        let reply = app.call("POST", "/v1/agents/raw-1/generate", &headers, body.to_string()).await;
+        assert_eq!(reply.status, 400, "{body}");
+        assert_eq!(reply.json()["error"]["param"], param);
+    }
+    let bad = app.call("POST", "/v1/agents/a%20b/generate", &headers, json!({"prompt": "x"}).to_string()).await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn another_keys_agent_is_not_yours() {
+    let auth = AuthConfig::new(&["key-alpha-0001".into(), "key-beta-00002".into()], None, true);
+    let app = App::with_options(FakeScript::reply("ok"), ServeOptions { auth, ..options() });
+    let alpha = [("content-type", "application/json"), ("authorization", "Bearer key-alpha-0001")];
+    let beta = [("content-type", "application/json"), ("authorization", "Bearer key-beta-00002")];
+    let made = app.call("POST", "/v1/agents/shared/generate", &alpha, json!({"prompt": "Hi there"}).to_string()).await;
+    assert_eq!(made.status, 200, "{}", made.text());
+    assert_eq!(app.call("GET", "/v1/agents/shared", &beta[1..], Body::empty()).await.status, 404);
+    let theirs =
+        app.call("POST", "/v1/agents/shared/generate", &beta, json!({"prompt": "Hi there"}).to_string()).await.json();
+    assert_eq!(theirs["usage"]["prompt_tokens_details"]["cached_tokens"], 0, "beta's agent is its own: {theirs}");
+}

@@ -57,6 +57,7 @@ pub fn run(resolved: crate::cli::Resolved) -> Result<()> {
             warm_bytes: config.memory_warm_bytes,
             disk_bytes: config.memory_disk_bytes,
             persist_after_idle: PERSIST_AFTER_IDLE,
+            encryption_key: crate::encryption::config_key(&config)?,
         },
     };
     let options = serve_options(&config);

@@ -4,6 +4,7 @@ mod api;
 mod bench;
 mod coordination;
 mod deploy;
+mod encryption;
 mod first_hour;
 mod harness;
 mod isa;

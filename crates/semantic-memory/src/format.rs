@@ -23,7 +23,7 @@
 //! Version 3 (written when a master key is configured, see `sealed.rs`) has the fields of version 2
 //! up to the token count, then token_nonce (24), payload_nonce (24), the token ids sealed with
 //! XChaCha20-Poly1305 (4 bytes each + a 16-byte tag), header_crc. Its payload is the sealed KV
-//! state with its 16-byte tag appended (`payload_len` counts the tag). Names, fingerprint, layout,
+//! state in 4 MiB chunks followed by one 16-byte tag per chunk (`payload_len` counts the tags). Names, fingerprint, layout,
 //! sizes, times and the pin flag stay readable (and authenticated) so files can be listed without
 //! the key; token ids and KV are not.
 
@@ -32,7 +32,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use crate::key::MasterKey;
-use crate::sealed::{open_in_place, Nonces, NONCE_LEN, TAG_LEN};
+use crate::sealed::{open_in_place, open_payload_in_place, Nonces, NONCE_LEN, TAG_LEN};
 use crate::{AgentId, AgentKey, MemoryError, Namespace, PageBuf};
 
 /// First 8 bytes of every snapshot file.
@@ -252,14 +252,13 @@ fn open_payload(
 ) -> Result<(), MemoryError> {
     // read_head opened the tokens, so a key is present here; checked again rather than assumed.
     let key = key.ok_or(MemoryError::Sealed { path: path.to_owned(), reason: "no encryption key is configured" })?;
-    let n = payload.len().checked_sub(TAG_LEN).ok_or_else(|| MemoryError::corrupt(path, "truncated"))?;
     let at = nonces_at(header) + NONCE_LEN;
     let nonce: [u8; NONCE_LEN] =
         head[at..at + NONCE_LEN].try_into().map_err(|_| MemoryError::corrupt(path, "undecodable header"))?;
-    let tag: [u8; TAG_LEN] = payload[n..].try_into().map_err(|_| MemoryError::corrupt(path, "truncated"))?;
-    if !open_in_place(&key.namespace_key(&header.namespace), &nonce, head, &mut payload[..n], &tag) {
+    let opened = open_payload_in_place(&key.namespace_key(&header.namespace), &nonce, head, payload);
+    let Some(n) = opened else {
         return Err(MemoryError::Sealed { path: path.to_owned(), reason: "wrong key, or the file was altered" });
-    }
+    };
     payload.truncate(n);
     Ok(())
 }

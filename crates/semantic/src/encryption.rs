@@ -16,7 +16,8 @@ use crate::cli::CommonArgs;
 /// and what is wrong (never its contents); a file its group or others can read is a warning.
 pub fn load_key(path: Option<&Path>) -> Result<Option<MasterKey>> {
     let Some(path) = path else { return Ok(None) };
-    let key = MasterKey::read_file(path).context("--encryption-key-file / SEMANTIC_ENCRYPTION_KEY_FILE")?;
+    // The error names the file and the problem ("encryption key file PATH: ..."), never the contents.
+    let key = MasterKey::read_file(path)?;
     if key_file_is_shared(path) {
         tracing::warn!(path = %path.display(), "the encryption key file is readable by its group or others; chmod 600 it");
     }
@@ -64,7 +65,7 @@ pub fn rekey(args: &RekeyArgs) -> Result<()> {
         bail!("pass --old-key-file (the current key), --from-plaintext, or both");
     }
     let old = load_key(args.old_key_file.as_deref())?;
-    let Some(new) = load_key(Some(&args.new_key_file))? else { unreachable!("a path was given") };
+    let new = load_key(Some(&args.new_key_file))?.context("--new-key-file holds no key")?;
     let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     let stores = crate::stores::for_reading_with(&config.cache_dir, old)?;
     if stores.is_empty() {

@@ -72,7 +72,11 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
         "counter",
         "Prompts recomputed because a sliding-window model could not cut its KV where they diverged",
     ),
-    ("semantic_rejected_cache_files_total", "counter", "Agent files refused (corrupt, version, foreign, import, io)"),
+    (
+        "semantic_rejected_cache_files_total",
+        "counter",
+        "Agent files refused (corrupt, version, foreign, import, io, key)",
+    ),
     ("semantic_model_swaps_total", "counter", "Model swaps by result (ok, rolled_back, failed, rejected)"),
     ("semantic_agents", "gauge", "Agents per tier"),
     ("semantic_agent_memory_bytes", "gauge", "Bytes held by warm agents (ram) and agent files (disk)"),

@@ -72,6 +72,9 @@ pub struct Config {
     pub admin_key: Option<String>,
     /// Where the admin key came from.
     pub admin_key_file: Option<PathBuf>,
+    /// The master key file of encryption at rest (read and checked by the binary at start; this
+    /// crate never reads key material). None = agent files are plaintext.
+    pub encryption_key_file: Option<PathBuf>,
     /// `/metrics` without a key.
     pub metrics_public: bool,
     /// Shutdown grace period, seconds.
@@ -333,6 +336,7 @@ impl Config {
             api_key_file: raw.api_key_file,
             admin_key,
             admin_key_file: raw.admin_key_file,
+            encryption_key_file: raw.encryption_key_file,
             metrics_public: !raw.metrics_private.unwrap_or(false),
             shutdown_grace_secs: raw.shutdown_grace_secs.unwrap_or(30),
             rate_limit_rps,
@@ -384,6 +388,7 @@ impl Config {
         anchor(&mut self.cache_dir);
         self.api_key_file.iter_mut().for_each(anchor);
         self.admin_key_file.iter_mut().for_each(anchor);
+        self.encryption_key_file.iter_mut().for_each(anchor);
         self
     }
 
@@ -432,6 +437,9 @@ impl Config {
             (Some(file), _) => _ = writeln!(out, "admin_key_file = \"{}\"", path(file)),
             (None, Some(_)) => _ = writeln!(out, "# admin_key = \"{MASK}\"  (set, not printed)"),
             (None, None) => {}
+        }
+        if let Some(file) = &self.encryption_key_file {
+            let _ = writeln!(out, "encryption_key_file = \"{}\"", path(file));
         }
         let _ = writeln!(out, "metrics_private = {}", !self.metrics_public);
         let _ = writeln!(out, "shutdown_grace_secs = {}", self.shutdown_grace_secs);
@@ -598,6 +606,24 @@ mod tests {
         assert!(err.to_string().contains("at least 8"), "{err}");
         check(RawConfig { admin_key: Some("1234567".into()), ..Default::default() }, Some("admin_key"));
         check(RawConfig { admin_key: Some("12345678".into()), ..Default::default() }, None);
+    }
+
+    #[test]
+    fn the_encryption_key_file_resolves_anchors_and_round_trips_as_a_path() {
+        let none = Config::resolve(RawConfig::default()).unwrap();
+        assert!(none.encryption_key_file.is_none());
+        assert!(!none.to_toml().contains("encryption_key_file"));
+        let layer = RawConfig::from_toml_str("encryption_key_file = \"keys/master\"").unwrap();
+        let config = Config::resolve(layer.raw).unwrap().anchored(Path::new("/srv/semantic"));
+        let file = PathBuf::from("/srv/semantic/keys/master");
+        assert_eq!(config.encryption_key_file.as_ref(), Some(&file));
+        let text = config.to_toml();
+        assert!(text.contains("encryption_key_file = \"/srv/semantic/keys/master\""), "{text}");
+        let back = Config::resolve(RawConfig::from_toml_str(&text).unwrap().raw).unwrap();
+        assert_eq!(back.encryption_key_file, Some(file), "flags and env set it through the same field");
+        let flag = RawConfig { encryption_key_file: Some("a".into()), ..Default::default() };
+        let toml = RawConfig { encryption_key_file: Some("b".into()), ..Default::default() };
+        assert_eq!(flag.merge(toml).encryption_key_file, Some(PathBuf::from("a")), "flag over TOML");
     }
 
     #[test]

@@ -58,6 +58,9 @@ pub struct RawConfig {
     pub admin_key: Option<String>,
     /// File holding the admin key (its first line that is neither blank nor a `#` comment).
     pub admin_key_file: Option<PathBuf>,
+    /// File holding the 256-bit master key for encrypting agent files at rest (32 raw bytes or 64
+    /// hex digits). None = agent files are written in plaintext.
+    pub encryption_key_file: Option<PathBuf>,
     /// Require an API key for `/metrics`.
     pub metrics_private: Option<bool>,
     /// Grace period for in-flight requests at shutdown, seconds.
@@ -184,6 +187,7 @@ impl RawConfig {
             api_key_file: self.api_key_file.or(lower.api_key_file),
             admin_key: self.admin_key.or(lower.admin_key),
             admin_key_file: self.admin_key_file.or(lower.admin_key_file),
+            encryption_key_file: self.encryption_key_file.or(lower.encryption_key_file),
             metrics_private: self.metrics_private.or(lower.metrics_private),
             shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
             rate_limit_rps: self.rate_limit_rps.or(lower.rate_limit_rps),
@@ -277,8 +281,9 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 38);
-        for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir"] {
+        assert_eq!(keys.len(), 39);
+        for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir", "encryption_key_file"]
+        {
             assert!(keys.contains(&key), "{key}");
         }
     }

@@ -10,6 +10,8 @@ use std::ops::{Deref, DerefMut};
 /// A zero-filled byte buffer of a fixed length, freed on drop.
 pub struct PageBuf {
     inner: Inner,
+    /// How many leading bytes the buffer shows (`<=` its allocation; see [`PageBuf::truncate`]).
+    shown: usize,
 }
 
 enum Inner {
@@ -44,12 +46,18 @@ impl PageBuf {
                 return None;
             }
             let ptr = std::ptr::NonNull::new(ptr.cast::<u8>())?;
-            return Some(PageBuf { inner: Inner::Mapped { ptr, len } });
+            return Some(PageBuf { inner: Inner::Mapped { ptr, len }, shown: len });
         }
         let mut heap = Vec::new();
         heap.try_reserve_exact(len).ok()?;
         heap.resize(len, 0);
-        Some(PageBuf { inner: Inner::Heap(heap) })
+        Some(PageBuf { inner: Inner::Heap(heap), shown: len })
+    }
+
+    /// Hides every byte from `len` on (no-op when `len` is not shorter): a decrypted payload
+    /// drops its authentication tag without a copy. The memory is freed with the buffer.
+    pub fn truncate(&mut self, len: usize) {
+        self.shown = self.shown.min(len);
     }
 }
 
@@ -59,8 +67,9 @@ impl Deref for PageBuf {
         match &self.inner {
             // SAFETY: `ptr` is a live mapping of `len` readable bytes owned by `self`.
             #[cfg(unix)]
-            Inner::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), *len) },
-            Inner::Heap(heap) => heap,
+            // `shown <= len` (set by `zeroed`, only lowered by `truncate`).
+            Inner::Mapped { ptr, .. } => unsafe { std::slice::from_raw_parts(ptr.as_ptr(), self.shown) },
+            Inner::Heap(heap) => &heap[..self.shown],
         }
     }
 }
@@ -70,8 +79,8 @@ impl DerefMut for PageBuf {
         match &mut self.inner {
             // SAFETY: as in `deref`, and `&mut self` makes this the only reference.
             #[cfg(unix)]
-            Inner::Mapped { ptr, len } => unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), *len) },
-            Inner::Heap(heap) => heap,
+            Inner::Mapped { ptr, .. } => unsafe { std::slice::from_raw_parts_mut(ptr.as_ptr(), self.shown) },
+            Inner::Heap(heap) => &mut heap[..self.shown],
         }
     }
 }
@@ -115,6 +124,10 @@ mod tests {
                 buf[len - 1] = 7;
                 assert_eq!(buf[len - 1], 7);
             }
+            buf.truncate(len / 2);
+            assert_eq!(buf.len(), len / 2);
+            buf.truncate(len);
+            assert_eq!(buf.len(), len / 2, "truncate never grows");
         }
     }
 }

@@ -45,6 +45,24 @@ pub enum MemoryError {
         /// Which compatibility field differs (a fixed phrase).
         reason: &'static str,
     },
+    /// An encrypted snapshot that cannot be opened: no key is configured, the key is not the one
+    /// it was written under, or its header, nonces, tokens or payload were altered. The AEAD
+    /// cannot tell a wrong key from tampering, so neither does this error.
+    #[error("encrypted snapshot {} cannot be opened: {reason}", path.display())]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// Why (a fixed phrase).
+        reason: &'static str,
+    },
+    /// The encryption key file is unusable (its contents are never echoed).
+    #[error("encryption key file {}: {reason}", path.display())]
+    KeyFile {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong (a fixed phrase).
+        reason: &'static str,
+    },
     /// A snapshot would exceed a format limit (for example more tokens than `MAX_TOKENS`).
     #[error("{what} too large: {len} > {max}")]
     TooLarge {
@@ -78,13 +96,14 @@ pub enum MemoryError {
 }
 
 impl MemoryError {
-    /// Why a snapshot file was rejected, as a bounded metric label: `"corrupt"`, `"version"` or
-    /// `"foreign"`. `None` for errors that are not about a file's content (I/O, invalid ids).
+    /// Why a snapshot file was rejected, as a bounded metric label: `"corrupt"`, `"version"`,
+    /// `"foreign"` or `"key"` (encrypted and not openable with the configured key, if any). `None` for errors that are not about a file's content (I/O, invalid ids).
     pub fn reject_reason(&self) -> Option<&'static str> {
         match self {
             MemoryError::Corrupt { .. } => Some("corrupt"),
             MemoryError::UnsupportedVersion { .. } => Some("version"),
             MemoryError::Foreign { .. } => Some("foreign"),
+            MemoryError::Sealed { .. } => Some("key"),
             _ => None,
         }
     }
@@ -113,6 +132,7 @@ mod tests {
         assert_eq!(MemoryError::corrupt(&p, "bad magic").reject_reason(), Some("corrupt"));
         assert_eq!(MemoryError::UnsupportedVersion { path: p.clone(), version: 2 }.reject_reason(), Some("version"));
         assert_eq!(MemoryError::Foreign { path: p.clone(), reason: "kv type" }.reject_reason(), Some("foreign"));
+        assert_eq!(MemoryError::Sealed { path: p.clone(), reason: "wrong key" }.reject_reason(), Some("key"));
         assert_eq!(MemoryError::io(&p, io::Error::other("x")).reject_reason(), None);
         assert_eq!(MemoryError::InvalidAgentId { reason: "empty" }.reject_reason(), None);
     }

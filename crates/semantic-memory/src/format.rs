@@ -1,5 +1,5 @@
-//! The snapshot file format (version 2; version 1 is still read): encoding, header-only reads and
-//! verified full reads.
+//! The snapshot file format (version 3 encrypted, version 2 plaintext; version 1 is still read):
+//! encoding, header-only reads and verified full reads.
 //! Owns the byte layout, its limits and the compatibility check; does not know where files live
 //! (`disk.rs`) or what the payload means (the engine's opaque sequence state).
 //!
@@ -19,29 +19,41 @@
 //! updated_ms u64, pinned u8 (0 or 1), payload_len u64, token count u32 + tokens (i32 each),
 //! header_crc u32. Version 1 has the same fields with a u8 state layout (a unified KV cache's:
 //! no 0x100 bit), so its files read, never match a per-sequence engine, and are missed cleanly.
+//!
+//! Version 3 (written when a master key is configured, see `sealed.rs`) has the fields of version 2
+//! up to the token count, then token_nonce (24), payload_nonce (24), the token ids sealed with
+//! XChaCha20-Poly1305 (4 bytes each + a 16-byte tag), header_crc. Its payload is the sealed KV
+//! state in 4 MiB chunks followed by one 16-byte tag per chunk (`payload_len` counts the tags). Names, fingerprint, layout,
+//! sizes, times and the pin flag stay readable (and authenticated) so files can be listed without
+//! the key; token ids and KV are not.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
+use crate::key::MasterKey;
+use crate::sealed::{open_in_place, open_payload_in_place, Nonces, NONCE_LEN, TAG_LEN};
 use crate::{AgentId, AgentKey, MemoryError, Namespace, PageBuf};
 
 /// First 8 bytes of every snapshot file.
 pub const MAGIC: [u8; 8] = *b"SEMKV\r\n\x1a";
-/// The format version this build writes and reads.
-pub const VERSION: u16 = 2;
+/// The newest format version: what this build writes when a master key is configured (encrypted).
+pub const VERSION: u16 = 3;
+/// The version this build writes without a key (plaintext); versions 1 to 3 are read.
+pub const PLAINTEXT_VERSION: u16 = 2;
 /// Most tokens a snapshot may describe (16 Mi, far beyond any context length).
 pub const MAX_TOKENS: usize = 1 << 24;
 
 /// magic + version + header_len.
-const PREFIX_LEN: usize = 8 + 2 + 4;
+pub(crate) const PREFIX_LEN: usize = 8 + 2 + 4;
 /// The trailing CRC-32.
 const TRAILER_LEN: u64 = 4;
 /// Fixed-size header fields of version 2: 2 name lengths, fingerprint, state_layout, n_ctx,
 /// created, updated, pinned, payload_len, token count, header_crc.
 const FIXED_HEADER_LEN: usize = 2 + 32 + 2 + 4 + 8 + 8 + 1 + 8 + 4 + 4;
 /// Largest header a valid file can have; larger declared lengths are rejected before allocating.
-const MAX_HEADER_LEN: usize = FIXED_HEADER_LEN + 2 * crate::agent::MAX_NAME_LEN + 4 * MAX_TOKENS;
+const MAX_HEADER_LEN: usize =
+    FIXED_HEADER_LEN + 2 * NONCE_LEN + TAG_LEN + 2 * crate::agent::MAX_NAME_LEN + 4 * MAX_TOKENS;
 
 /// Everything a snapshot file says about its payload. Read without touching the payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +81,9 @@ pub struct SnapshotHeader {
     pub payload_len: u64,
     /// CRC-32 of the frame up to this field; set by [`encode`], checked by reads.
     pub header_crc: u32,
+    /// The file was encrypted (version 3); set by reads, ignored by writes (the store's key
+    /// decides).
+    pub encrypted: bool,
 }
 
 impl SnapshotHeader {
@@ -114,16 +129,27 @@ pub(crate) fn encoded_len_parts(namespace_len: usize, agent_len: usize, n_tokens
 /// Encodes magic, version, header_len and the header (with `payload_len` and `header_crc` set from
 /// the arguments, whatever the struct holds). The payload and trailer are appended by the caller.
 pub(crate) fn encode_head(header: &SnapshotHeader, payload_len: u64) -> Result<Vec<u8>, MemoryError> {
+    encode_head_with(header, payload_len, None)
+}
+
+/// [`encode_head`], as version 3 with the tokens sealed under `seal`'s key and nonces when given.
+pub(crate) fn encode_head_with(
+    header: &SnapshotHeader,
+    payload_len: u64,
+    seal: Option<(&crate::key::NamespaceKey, &Nonces)>,
+) -> Result<Vec<u8>, MemoryError> {
     if header.tokens.len() > MAX_TOKENS {
         let (len, max) = (header.tokens.len() as u64, MAX_TOKENS as u64);
         return Err(MemoryError::TooLarge { what: "token count", len, max });
     }
     let ns = header.namespace.as_str().as_bytes();
     let agent = header.agent.as_str().as_bytes();
-    let header_len = FIXED_HEADER_LEN + ns.len() + agent.len() + 4 * header.tokens.len();
+    let seal_len = if seal.is_some() { 2 * NONCE_LEN + TAG_LEN } else { 0 };
+    let header_len = FIXED_HEADER_LEN + seal_len + ns.len() + agent.len() + 4 * header.tokens.len();
     let mut out = Vec::with_capacity(PREFIX_LEN + header_len);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
+    let version = if seal.is_some() { VERSION } else { PLAINTEXT_VERSION };
+    out.extend_from_slice(&version.to_le_bytes());
     // Fits: header_len <= MAX_HEADER_LEN < u32::MAX (names are <= 128 bytes, tokens capped above).
     out.extend_from_slice(&(header_len as u32).to_le_bytes());
     // Names are validated ASCII of at most 128 bytes, so their lengths fit a u8.
@@ -139,8 +165,18 @@ pub(crate) fn encode_head(header: &SnapshotHeader, payload_len: u64) -> Result<V
     out.push(u8::from(header.pinned));
     out.extend_from_slice(&payload_len.to_le_bytes());
     out.extend_from_slice(&(header.tokens.len() as u32).to_le_bytes());
+    if let Some((_, nonces)) = seal {
+        out.extend_from_slice(&nonces.tokens);
+        out.extend_from_slice(&nonces.payload);
+    }
+    let aad_end = out.len();
     for t in &header.tokens {
         out.extend_from_slice(&t.to_le_bytes());
+    }
+    if let Some((key, nonces)) = seal {
+        let (aad, tokens) = out.split_at_mut(aad_end);
+        let tag = crate::sealed::seal_in_place(key, &nonces.tokens, aad, tokens);
+        out.extend_from_slice(&tag);
     }
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_le_bytes());
@@ -159,21 +195,27 @@ pub fn encode(header: &SnapshotHeader, payload: &[u8]) -> Result<Vec<u8>, Memory
 }
 
 /// Reads and verifies only the header: magic, version, `header_crc`, and that the file length is
-/// exactly prefix + header + payload_len + 4. Returns the header and the file length. Does not
-/// read the payload.
-pub fn read_header(path: &Path) -> Result<(SnapshotHeader, u64), MemoryError> {
+/// exactly prefix + header + payload_len + 4. An encrypted file's tokens are opened with `key`
+/// (no key or the wrong one: [`MemoryError::Sealed`]). Returns the header and the file length.
+/// Does not read the payload.
+pub fn read_header(path: &Path, key: Option<&MasterKey>) -> Result<(SnapshotHeader, u64), MemoryError> {
     let mut file = File::open(path).map_err(|e| MemoryError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| MemoryError::io(path, e))?.len();
-    let (header, _) = read_head(&mut file, file_len, path)?;
+    let (header, _) = read_head(&mut file, file_len, path, key)?;
     Ok((header, file_len))
 }
 
 /// Reads a whole snapshot, verifying the header, the compatibility with `expect` (before reading the
-/// payload) and the trailing CRC-32 over everything.
-pub fn read_snapshot(path: &Path, expect: &Compat) -> Result<(SnapshotHeader, PageBuf), MemoryError> {
+/// payload), the trailing CRC-32 over everything and, for an encrypted file, both authentication
+/// tags under `key` (the payload is decrypted in place).
+pub fn read_snapshot(
+    path: &Path,
+    expect: &Compat,
+    key: Option<&MasterKey>,
+) -> Result<(SnapshotHeader, PageBuf), MemoryError> {
     let mut file = File::open(path).map_err(|e| MemoryError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| MemoryError::io(path, e))?.len();
-    let (header, head) = read_head(&mut file, file_len, path)?;
+    let (header, head) = read_head(&mut file, file_len, path, key)?;
     if let Some(reason) = expect.mismatch(&header) {
         return Err(MemoryError::Foreign { path: path.to_owned(), reason });
     }
@@ -194,7 +236,36 @@ pub fn read_snapshot(path: &Path, expect: &Compat) -> Result<(SnapshotHeader, Pa
     if file.read(&mut extra).map_err(|e| MemoryError::io(path, e))? != 0 {
         return Err(MemoryError::corrupt(path, "length mismatch"));
     }
+    if header.encrypted {
+        open_payload(&header, &head, &mut payload, path, key)?;
+    }
     Ok((header, payload))
+}
+
+/// Decrypts a version-3 payload in place (its tag is its last 16 bytes, dropped on success).
+fn open_payload(
+    header: &SnapshotHeader,
+    head: &[u8],
+    payload: &mut PageBuf,
+    path: &Path,
+    key: Option<&MasterKey>,
+) -> Result<(), MemoryError> {
+    // read_head opened the tokens, so a key is present here; checked again rather than assumed.
+    let key = key.ok_or(MemoryError::Sealed { path: path.to_owned(), reason: "no encryption key is configured" })?;
+    let at = nonces_at(header) + NONCE_LEN;
+    let nonce: [u8; NONCE_LEN] =
+        head[at..at + NONCE_LEN].try_into().map_err(|_| MemoryError::corrupt(path, "undecodable header"))?;
+    let opened = open_payload_in_place(&key.namespace_key(&header.namespace), &nonce, head, payload);
+    let Some(n) = opened else {
+        return Err(MemoryError::Sealed { path: path.to_owned(), reason: "wrong key, or the file was altered" });
+    };
+    payload.truncate(n);
+    Ok(())
+}
+
+/// Offset of the token nonce in a version-3 file (right after the token count).
+fn nonces_at(header: &SnapshotHeader) -> usize {
+    PREFIX_LEN + FIXED_HEADER_LEN - 4 + header.namespace.as_str().len() + header.agent.as_str().len()
 }
 
 /// `read_exact` that reports a short file as `Corrupt { reason: "truncated" }`.
@@ -207,7 +278,12 @@ fn read_exact(file: &mut File, buf: &mut [u8], path: &Path) -> Result<(), Memory
 
 /// Reads prefix + header from the start of `file`, verifies them against `file_len`, and returns
 /// the decoded header plus the raw bytes read (the caller hashes them for the trailer check).
-fn read_head(file: &mut File, file_len: u64, path: &Path) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
+fn read_head(
+    file: &mut File,
+    file_len: u64,
+    path: &Path,
+    key: Option<&MasterKey>,
+) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
     if file_len < PREFIX_LEN as u64 + TRAILER_LEN {
         return Err(MemoryError::corrupt(path, "truncated"));
     }
@@ -230,7 +306,7 @@ fn read_head(file: &mut File, file_len: u64, path: &Path) -> Result<(SnapshotHea
     let mut head = vec![0u8; PREFIX_LEN + header_len];
     head[..PREFIX_LEN].copy_from_slice(&prefix);
     read_exact(file, &mut head[PREFIX_LEN..], path)?;
-    let header = decode_head(&head, version, path)?;
+    let header = decode_head(&head, version, path, key)?;
     let expected_len = (PREFIX_LEN as u64 + header_len as u64)
         .checked_add(header.payload_len)
         .and_then(|n| n.checked_add(TRAILER_LEN));
@@ -240,27 +316,47 @@ fn read_head(file: &mut File, file_len: u64, path: &Path) -> Result<(SnapshotHea
     Ok((header, head))
 }
 
-/// Verifies `header_crc`, then the version, then decodes the header fields.
-fn decode_head(head: &[u8], version: u16, path: &Path) -> Result<SnapshotHeader, MemoryError> {
+/// Verifies `header_crc`, then the version, then decodes the header fields (opening sealed tokens
+/// with `key`).
+fn decode_head(head: &[u8], version: u16, path: &Path, key: Option<&MasterKey>) -> Result<SnapshotHeader, MemoryError> {
     let (covered, crc_bytes) = head.split_at(head.len() - 4);
     let header_crc = u32::from_le_bytes([crc_bytes[0], crc_bytes[1], crc_bytes[2], crc_bytes[3]]);
     if crc32fast::hash(covered) != header_crc {
         return Err(MemoryError::corrupt(path, "header checksum mismatch"));
     }
-    if version != VERSION && version != 1 {
+    if !(1..=VERSION).contains(&version) {
         return Err(MemoryError::UnsupportedVersion { path: path.to_owned(), version });
     }
     let mut cur = Cursor { buf: &covered[PREFIX_LEN..] };
-    let mut header =
-        decode_fields(&mut cur, version).ok_or_else(|| MemoryError::corrupt(path, "undecodable header"))?;
+    let undecodable = || MemoryError::corrupt(path, "undecodable header");
+    let mut header = decode_fields(&mut cur, version).ok_or_else(undecodable)?;
+    if version == VERSION {
+        let nonce: [u8; NONCE_LEN] = cur.take(NONCE_LEN).and_then(|n| n.try_into().ok()).ok_or_else(undecodable)?;
+        cur.take(NONCE_LEN).ok_or_else(undecodable)?;
+        let aad_end = covered.len() - cur.buf.len();
+        let n = header.tokens.len() * 4;
+        let sealed = cur.take(n + TAG_LEN).ok_or_else(undecodable)?;
+        let sealed_err = |reason| MemoryError::Sealed { path: path.to_owned(), reason };
+        let key = key.ok_or_else(|| sealed_err("encrypted, and no encryption key is configured"))?;
+        let mut tokens = sealed[..n].to_vec();
+        let tag: [u8; TAG_LEN] = sealed[n..].try_into().map_err(|_| undecodable())?;
+        let ns_key = key.namespace_key(&header.namespace);
+        if !open_in_place(&ns_key, &nonce, &covered[..aad_end], &mut tokens, &tag) {
+            return Err(sealed_err("wrong key, or the file was altered"));
+        }
+        header.tokens = tokens.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+        header.encrypted = true;
+    }
     if !cur.buf.is_empty() {
-        return Err(MemoryError::corrupt(path, "undecodable header"));
+        return Err(undecodable());
     }
     header.header_crc = header_crc;
     Ok(header)
 }
 
-/// Decodes the fields of `version` (1 or 2); `None` on any malformed field or short buffer.
+/// Decodes the fields of `version` (1 to 3); `None` on any malformed field or short buffer. For
+/// version 3 it stops after the token count and leaves `tokens` zeroed with that length (the
+/// caller opens the sealed ids).
 fn decode_fields(cur: &mut Cursor<'_>, version: u16) -> Option<SnapshotHeader> {
     let ns_len = cur.u8()? as usize;
     let namespace = Namespace::parse(std::str::from_utf8(cur.take(ns_len)?).ok()?).ok()?;
@@ -281,9 +377,17 @@ fn decode_fields(cur: &mut Cursor<'_>, version: u16) -> Option<SnapshotHeader> {
     };
     let payload_len = cur.u64()?;
     let n_tokens = cur.u32()? as usize;
-    // The count is bounded by the bytes actually present (themselves bounded by header_len).
-    let raw = cur.take(n_tokens.checked_mul(4)?)?;
-    let tokens = raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let tokens = if version == VERSION {
+        // Bounded like the plaintext case: the caller takes these bytes from the header.
+        if n_tokens.checked_mul(4)? > cur.buf.len() {
+            return None;
+        }
+        vec![0; n_tokens]
+    } else {
+        // The count is bounded by the bytes actually present (themselves bounded by header_len).
+        let raw = cur.take(n_tokens.checked_mul(4)?)?;
+        raw.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    };
     Some(SnapshotHeader {
         namespace,
         agent,
@@ -296,6 +400,7 @@ fn decode_fields(cur: &mut Cursor<'_>, version: u16) -> Option<SnapshotHeader> {
         pinned,
         payload_len,
         header_crc: 0,
+        encrypted: false,
     })
 }
 
@@ -343,6 +448,7 @@ pub(crate) mod tests {
             pinned: false,
             payload_len: 0,
             header_crc: 0,
+            encrypted: false,
         }
     }
 
@@ -379,14 +485,14 @@ pub(crate) mod tests {
         let (h, payload, bytes) = small_file();
         let path = dir.path().join("a.skv");
         std::fs::write(&path, &bytes).unwrap();
-        let (got, file_len) = read_header(&path).unwrap();
+        let (got, file_len) = read_header(&path, None).unwrap();
         assert_eq!(file_len, bytes.len() as u64);
         assert_eq!(encoded_len(&h, payload.len()), file_len);
         assert_eq!(got.tokens, h.tokens);
         assert_eq!(got.payload_len, 32);
         assert_ne!(got.header_crc, 0);
         assert_eq!(got, SnapshotHeader { payload_len: 32, header_crc: got.header_crc, ..h.clone() });
-        let (full, data) = read_snapshot(&path, &COMPAT).unwrap();
+        let (full, data) = read_snapshot(&path, &COMPAT, None).unwrap();
         assert_eq!(full, got);
         assert_eq!(data.to_vec(), payload);
     }
@@ -398,7 +504,7 @@ pub(crate) mod tests {
         h.pinned = true;
         let path = dir.path().join("x.skv");
         std::fs::write(&path, encode(&h, &[]).unwrap()).unwrap();
-        let (got, data) = read_snapshot(&path, &COMPAT).unwrap();
+        let (got, data) = read_snapshot(&path, &COMPAT, None).unwrap();
         assert!(got.pinned && got.tokens.is_empty() && data.is_empty());
     }
 
@@ -412,7 +518,7 @@ pub(crate) mod tests {
                 let mut b = bytes.clone();
                 b[i] ^= mask;
                 std::fs::write(&path, &b).unwrap();
-                assert_eq!(reason(read_snapshot(&path, &COMPAT)), "corrupt", "byte {i} mask {mask:#x}");
+                assert_eq!(reason(read_snapshot(&path, &COMPAT, None)), "corrupt", "byte {i} mask {mask:#x}");
             }
         }
     }
@@ -424,13 +530,13 @@ pub(crate) mod tests {
         let path = dir.path().join("a.skv");
         for len in 0..bytes.len() {
             std::fs::write(&path, &bytes[..len]).unwrap();
-            assert_eq!(reason(read_snapshot(&path, &COMPAT)), "corrupt", "len {len}");
-            assert!(matches!(read_header(&path), Err(MemoryError::Corrupt { .. })), "len {len}");
+            assert_eq!(reason(read_snapshot(&path, &COMPAT, None)), "corrupt", "len {len}");
+            assert!(matches!(read_header(&path, None), Err(MemoryError::Corrupt { .. })), "len {len}");
         }
         let mut longer = bytes.clone();
         longer.push(0);
         std::fs::write(&path, &longer).unwrap();
-        assert_eq!(reason(read_snapshot(&path, &COMPAT)), "corrupt");
+        assert_eq!(reason(read_snapshot(&path, &COMPAT, None)), "corrupt");
     }
 
     #[test]
@@ -442,14 +548,14 @@ pub(crate) mod tests {
         let other_model = Compat { fingerprint: [8; 32], ..COMPAT };
         let other_kv = Compat { state_layout: 0x104, ..COMPAT };
         assert!(matches!(
-            read_snapshot(&path, &other_model),
+            read_snapshot(&path, &other_model, None),
             Err(MemoryError::Foreign { reason: "model fingerprint differs", .. })
         ));
         assert!(matches!(
-            read_snapshot(&path, &other_kv),
+            read_snapshot(&path, &other_kv, None),
             Err(MemoryError::Foreign { reason: "state layout (KV type or stream mode) differs", .. })
         ));
-        assert!(read_header(&path).is_ok(), "a header-only read does not judge compatibility");
+        assert!(read_header(&path, None).is_ok(), "a header-only read does not judge compatibility");
     }
 
     #[test]
@@ -457,11 +563,11 @@ pub(crate) mod tests {
         let dir = TestDir::new("fmt-version");
         let (_, _, bytes) = small_file();
         let path = dir.path().join("a.skv");
-        for version in [0u16, 3, 0xffff] {
+        for version in [0u16, 4, 0xffff] {
             std::fs::write(&path, with_version(&bytes, version)).unwrap();
-            let err = read_snapshot(&path, &COMPAT).unwrap_err();
+            let err = read_snapshot(&path, &COMPAT, None).unwrap_err();
             assert!(matches!(err, MemoryError::UnsupportedVersion { version: v, .. } if v == version), "{err}");
-            assert!(matches!(read_header(&path), Err(MemoryError::UnsupportedVersion { .. })));
+            assert!(matches!(read_header(&path, None), Err(MemoryError::UnsupportedVersion { .. })));
         }
     }
 
@@ -484,12 +590,12 @@ pub(crate) mod tests {
         let (_, payload, bytes) = small_file();
         let path = dir.path().join("a.skv");
         std::fs::write(&path, as_version_1(&bytes, 1)).unwrap();
-        let (header, _) = read_header(&path).unwrap();
+        let (header, _) = read_header(&path, None).unwrap();
         assert_eq!(header.state_layout, 1, "f16, unified: no per-sequence bit");
         assert_eq!(COMPAT.mismatch(&header), Some("state layout (KV type or stream mode) differs"));
-        assert!(matches!(read_snapshot(&path, &COMPAT), Err(MemoryError::Foreign { .. })));
+        assert!(matches!(read_snapshot(&path, &COMPAT, None), Err(MemoryError::Foreign { .. })));
         let old = Compat { state_layout: 1, ..COMPAT };
-        let (_, read) = read_snapshot(&path, &old).unwrap();
+        let (_, read) = read_snapshot(&path, &old, None).unwrap();
         assert_eq!(&read[..], &payload[..]);
     }
 
@@ -505,7 +611,7 @@ pub(crate) mod tests {
         file.set_len(head.len() as u64 + payload_len + 4).unwrap();
         drop(file);
         let t = Instant::now();
-        let (got, len) = read_header(&path).unwrap();
+        let (got, len) = read_header(&path, None).unwrap();
         let took = t.elapsed();
         eprintln!("read_header on an 8 GiB snapshot: {took:?}");
         assert_eq!(got.payload_len, payload_len);
@@ -535,8 +641,8 @@ pub(crate) mod tests {
                 b[10..14].copy_from_slice(&u32::MAX.to_le_bytes());
             }
             std::fs::write(&path, &b).unwrap();
-            assert!(read_snapshot(&path, &COMPAT).is_err());
-            assert!(read_header(&path).is_err());
+            assert!(read_snapshot(&path, &COMPAT, None).is_err());
+            assert!(read_header(&path, None).is_err());
         }
     }
 
@@ -549,7 +655,7 @@ pub(crate) mod tests {
     #[test]
     fn missing_file_is_not_found() {
         let dir = TestDir::new("fmt-missing");
-        let err = read_header(&dir.path().join("nope.skv")).unwrap_err();
+        let err = read_header(&dir.path().join("nope.skv"), None).unwrap_err();
         assert!(err.is_not_found() && err.reject_reason().is_none());
     }
 }

@@ -557,6 +557,7 @@ impl AgentMemory {
             pinned: e.info.pinned,
             payload_len: 0,
             header_crc: 0,
+            encrypted: false,
         })
     }
 }

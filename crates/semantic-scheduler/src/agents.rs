@@ -10,7 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use semantic_engine::{Engine, SeqId, TokenId};
 use semantic_memory::{
-    AgentKey, AgentMemory, Budgets, Compat, DiskStore, Eviction, Lookup, SnapshotHeader, Tier, WriteJob, Writer,
+    AgentKey, AgentMemory, Budgets, Compat, DiskStore, Eviction, Lookup, MasterKey, SnapshotHeader, Tier, WriteJob,
+    Writer,
 };
 
 use crate::counters::{Evicted, MemoryCounters, Rejection};
@@ -44,6 +45,9 @@ pub struct MemoryConfig {
     /// dirty agent no request is using is exported between two steps (a stall of one export) and
     /// written in the background. Bounds what a crash under steady load loses.
     pub persist_within: Duration,
+    /// Encryption at rest: agent files are written sealed under this master key, and encrypted
+    /// files are opened with it (None = plaintext files; encrypted ones are rejected as `key`).
+    pub encryption_key: Option<MasterKey>,
 }
 
 impl Default for MemoryConfig {
@@ -54,6 +58,7 @@ impl Default for MemoryConfig {
             disk_bytes: 20 << 30,
             persist_after_idle: Duration::ZERO,
             persist_within: Duration::from_secs(5),
+            encryption_key: None,
         }
     }
 }
@@ -99,11 +104,17 @@ impl Agents {
         let mut writer = None;
         if let Some(dir) = &config.dir {
             let root = semantic_memory::model_root(dir, &compat.fingerprint);
-            match DiskStore::open(&root) {
+            match DiskStore::open(&root).map(|s| s.with_key(config.encryption_key.clone())) {
                 Ok(store) => {
                     semantic_memory::adopt_legacy(dir, &store, &compat);
                     let started = Instant::now();
                     let report = store.scan();
+                    if report.plaintext > 0 {
+                        tracing::warn!(
+                            files = report.plaintext,
+                            "plaintext agent files under an encryption key: served, and written encrypted on their next save (or run `semantic cache rekey --from-plaintext`)"
+                        );
+                    }
                     for (path, err) in &report.rejected {
                         counters.rejected(Rejection::of(err));
                         tracing::warn!(path = %path.display(), %err, "agent file rejected; it will not be served");
@@ -299,7 +310,7 @@ impl Agents {
     fn forget_hot(&mut self, key: &AgentKey) {
         self.memory.remove(key);
         if let Some(disk) = &self.disk {
-            if let Ok((header, len)) = semantic_memory::read_header(&disk.path_for(key)) {
+            if let Ok((header, len)) = semantic_memory::read_header(&disk.path_for(key), disk.key()) {
                 if self.compat.mismatch(&header).is_none() {
                     self.memory.load_index(vec![(header, len)]);
                 }

@@ -64,8 +64,8 @@ pub(crate) struct MemoryCounters {
     reused_tokens: [AtomicU64; 4],
     /// Evictions out of: [hot, warm, disk].
     evictions: [AtomicU64; 3],
-    /// Rejected files: [corrupt, version, foreign, import, io].
-    rejected: [AtomicU64; 5],
+    /// Rejected files: [corrupt, version, foreign, import, io, key].
+    rejected: [AtomicU64; 6],
     persists: AtomicU64,
     persist_micros: AtomicU64,
     persist_failures: AtomicU64,
@@ -89,10 +89,12 @@ pub(crate) enum Rejection {
     Import = 3,
     /// The file could not be read.
     Io = 4,
+    /// Encrypted, and not openable with the configured key (none, another, or altered).
+    Key = 5,
 }
 
 impl Rejection {
-    const ALL: [Rejection; 5] = [Self::Corrupt, Self::Version, Self::Foreign, Self::Import, Self::Io];
+    const ALL: [Rejection; 6] = [Self::Corrupt, Self::Version, Self::Foreign, Self::Import, Self::Io, Self::Key];
 
     fn as_str(self) -> &'static str {
         match self {
@@ -101,6 +103,7 @@ impl Rejection {
             Self::Foreign => "foreign",
             Self::Import => "import",
             Self::Io => "io",
+            Self::Key => "key",
         }
     }
 
@@ -111,6 +114,7 @@ impl Rejection {
             E::Corrupt { .. } => Self::Corrupt,
             E::UnsupportedVersion { .. } => Self::Version,
             E::Foreign { .. } => Self::Foreign,
+            E::Sealed { .. } => Self::Key,
             _ => Self::Io,
         }
     }
@@ -213,7 +217,7 @@ pub struct MemoryStats {
     /// Evictions by the tier left.
     pub evictions: [(&'static str, u64); 3],
     /// Agent files refused, by reason.
-    pub rejected_files: [(&'static str, u64); 5],
+    pub rejected_files: [(&'static str, u64); 6],
     /// Completed persists.
     pub persists: u64,
     /// Total seconds spent writing agent files.

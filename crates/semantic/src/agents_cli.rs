@@ -107,6 +107,11 @@ enum CacheCommand {
     ///
     /// With `--model` (or SEMANTIC_MODEL), files made by another model count as bad too.
     Verify(VerifyArgs),
+    /// Re-encrypt every agent file under a new master key (offline: takes the cache lock).
+    ///
+    /// Each file is rewritten atomically (temporary file, fsync, rename). `--from-plaintext` also
+    /// encrypts plaintext files. Prints how many files were rekeyed, encrypted and failed.
+    Rekey(crate::encryption::RekeyArgs),
     /// Test aid: write COUNT random snapshots, printing a line before and after each (for kill -9 tests).
     #[command(hide = true)]
     StressWrite(StressWriteArgs),
@@ -148,6 +153,7 @@ pub fn run_agents(args: AgentsArgs) -> Result<()> {
 pub fn run_cache(args: CacheArgs) -> Result<()> {
     match args.command {
         CacheCommand::Verify(args) => verify(&args),
+        CacheCommand::Rekey(args) => crate::encryption::rekey(&args),
         CacheCommand::StressWrite(args) => stress_write(&args),
     }
 }
@@ -165,7 +171,7 @@ fn ls(args: &LsArgs) -> Result<()> {
         }
         None => None,
     };
-    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let stores = crate::stores::for_reading(&config)?;
     if stores.is_empty() {
         eprintln!("no agents: {} has no agents/ directory", config.cache_dir.display());
         return Ok(());
@@ -223,10 +229,10 @@ const SHOW_TOKENS: usize = 16;
 fn show(args: &AgentArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let key = agent_key(args, &config)?;
-    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let stores = crate::stores::for_reading(&config)?;
     let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     let path = store.path_for(&key);
-    let (header, file_len) = match read_header(&path) {
+    let (header, file_len) = match read_header(&path, store.key()) {
         Err(e) if e.is_not_found() => bail!(no_such_agent(&key, &config)),
         other => other.with_context(|| format!("agent {key}"))?,
     };
@@ -247,7 +253,9 @@ fn show(args: &AgentArgs) -> Result<()> {
     line("created:", format!("{} ({} ms)", format_ms(header.created_ms), header.created_ms));
     line("updated:", format!("{} ({} ms)", format_ms(header.updated_ms), header.updated_ms));
     line("pinned:", yes_no(header.pinned).to_string());
-    line("format:", format!("version {}, header crc {:08x}", semantic_memory::VERSION, header.header_crc));
+    let version = if header.encrypted { semantic_memory::VERSION } else { semantic_memory::PLAINTEXT_VERSION };
+    let sealed = if header.encrypted { "encrypted" } else { "plaintext" };
+    line("format:", format!("version {version} ({sealed}), header crc {:08x}", header.header_crc));
     line(
         "checksums:",
         match &checked {
@@ -266,7 +274,7 @@ fn rm(args: &AgentArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let key = agent_key(args, &config)?;
     let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
-    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let stores = crate::stores::for_reading(&config)?;
     let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     store.remove(&key)?;
     emit(&format!("removed {key}\n"))
@@ -283,7 +291,7 @@ fn set_pinned(args: &AgentArgs, want: PinState) -> Result<()> {
     let config = args.common.resolve()?;
     let key = agent_key(args, &config)?;
     let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
-    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let stores = crate::stores::for_reading(&config)?;
     let Some(store) = holding(&stores, &key, &args.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     let (mut header, payload) = read_verified(store, &key, &config)?;
     let pinned = want == PinState::Pinned;
@@ -300,7 +308,7 @@ fn set_pinned(args: &AgentArgs, want: PinState) -> Result<()> {
 fn export(args: &ExportArgs) -> Result<()> {
     let config = args.agent.common.resolve()?;
     let key = agent_key(&args.agent, &config)?;
-    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let stores = crate::stores::for_reading(&config)?;
     let Some(store) = holding(&stores, &key, &args.agent.common, &config)? else { bail!(no_such_agent(&key, &config)) };
     let (header, payload) = read_verified(store, &key, &config)?;
     if args.file.exists() && !args.force {
@@ -321,27 +329,28 @@ fn export(args: &ExportArgs) -> Result<()> {
 fn import(args: &ImportArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let file = &args.file;
-    let (found, _) = read_header(file).with_context(|| format!("cannot import {}", file.display()))?;
+    let key = crate::encryption::config_key(&config)?;
+    let (found, _) = read_header(file, key.as_ref()).with_context(|| format!("cannot import {}", file.display()))?;
     let compat = match args.common.model_flag() {
         Some(_) => Compat { fingerprint: model_fingerprint(&config)?.0, state_layout: found.state_layout },
         None => compat_of(&found),
     };
     let (header, payload) =
-        read_snapshot(file, &compat).with_context(|| format!("cannot import {}", file.display()))?;
-    let key = header.key();
+        read_snapshot(file, &compat, key.as_ref()).with_context(|| format!("cannot import {}", file.display()))?;
+    let agent = header.key();
     let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     // Into the directory of the model that made it, where a server of that model looks.
-    let store = DiskStore::open(&semantic_memory::model_root(&config.cache_dir, &header.fingerprint))?;
-    if store.path_for(&key).exists() && !args.force {
-        bail!("agent {key} already exists in {}; pass --force to replace it", config.cache_dir.display());
+    let store = DiskStore::open(&semantic_memory::model_root(&config.cache_dir, &header.fingerprint))?.with_key(key);
+    if store.path_for(&agent).exists() && !args.force {
+        bail!("agent {agent} already exists in {}; pass --force to replace it", config.cache_dir.display());
     }
     let bytes = store.write(&header, &payload)?;
-    emit(&format!("imported {key} ({} tokens, {bytes} bytes)\n", header.tokens.len()))
+    emit(&format!("imported {agent} ({} tokens, {bytes} bytes)\n", header.tokens.len()))
 }
 
 fn verify(args: &VerifyArgs) -> Result<()> {
     let config = args.common.resolve()?;
-    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let stores = crate::stores::for_reading(&config)?;
     if stores.is_empty() {
         bail!("{} has no agents/ directory (not a cache directory?)", config.cache_dir.display());
     }
@@ -409,7 +418,7 @@ const STRESS_FINGERPRINT: [u8; 32] = [0x5e; 32];
 fn stress_write(args: &StressWriteArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
-    let store = DiskStore::open(&config.cache_dir)?;
+    let store = DiskStore::open(&config.cache_dir)?.with_key(crate::encryption::config_key(&config)?);
     let mut rng = XorShift::new(args.seed.unwrap_or_else(|| now_ms() ^ u64::from(std::process::id())));
     let mut stdout = io::stdout().lock();
     for i in 0..args.count {
@@ -420,6 +429,7 @@ fn stress_write(args: &StressWriteArgs) -> Result<()> {
         let payload = vec![rng.next() as u8; rng.below(1 << 20) as usize];
         let now = now_ms();
         let header = SnapshotHeader {
+            encrypted: false,
             namespace: Namespace::default_ns(),
             agent,
             fingerprint: STRESS_FINGERPRINT,
@@ -465,7 +475,7 @@ impl XorShift {
 /// Reads an agent's file fully, checked against the model and KV type its own header names.
 fn read_verified(store: &DiskStore, key: &AgentKey, config: &Config) -> Result<(SnapshotHeader, PageBuf)> {
     let path = store.path_for(key);
-    let (header, _) = match read_header(&path) {
+    let (header, _) = match read_header(&path, store.key()) {
         Err(e) if e.is_not_found() => bail!(no_such_agent(key, config)),
         other => other.with_context(|| format!("agent {key}"))?,
     };
@@ -511,6 +521,7 @@ fn describe(err: &MemoryError) -> String {
         MemoryError::Corrupt { reason, .. } => format!("corrupt: {reason}"),
         MemoryError::UnsupportedVersion { version, .. } => format!("unsupported format version {version}"),
         MemoryError::Foreign { reason, .. } => format!("foreign: {reason}"),
+        MemoryError::Sealed { reason, .. } => format!("encrypted: {reason}"),
         other => other.to_string(),
     }
 }

@@ -52,7 +52,7 @@ pub fn move_namespace(args: &MoveArgs) -> Result<()> {
     }
     let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     // Every model's agents (each model keeps its own directory), and the old layout's.
-    let stores = crate::stores::for_reading(&config.cache_dir)?;
+    let stores = crate::stores::for_reading(&config)?;
     let reports: Vec<_> = stores.iter().map(|store| (store, store.scan())).collect();
     let moving: Vec<_> = reports
         .iter()

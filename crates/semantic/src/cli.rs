@@ -117,6 +117,10 @@ pub struct CommonArgs {
     /// File holding the admin key (its first line that is not blank or a `#` comment).
     #[arg(long, env = "SEMANTIC_ADMIN_KEY_FILE")]
     admin_key_file: Option<PathBuf>,
+    /// Encrypt agent files at rest with the 256-bit master key in this file (32 raw bytes or 64
+    /// hex digits; keep it mode 0600). Without one, agent files are plaintext.
+    #[arg(long, env = "SEMANTIC_ENCRYPTION_KEY_FILE")]
+    encryption_key_file: Option<PathBuf>,
     /// Require an API key for /metrics [default: public] (env: 1/0, true/false, yes/no, on/off).
     #[arg(long, env = "SEMANTIC_METRICS_PRIVATE", value_parser = BoolishValueParser::new())]
     metrics_private: bool,
@@ -208,6 +212,7 @@ impl CommonArgs {
             api_key_file: self.api_key_file.clone(),
             admin_key: self.admin_key.clone(),
             admin_key_file: self.admin_key_file.clone(),
+            encryption_key_file: self.encryption_key_file.clone(),
             metrics_private: self.metrics_private.then_some(true),
             shutdown_grace_secs: self.shutdown_grace_secs,
             rate_limit_rps: self.rate_limit_rps,

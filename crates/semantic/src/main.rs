@@ -5,6 +5,7 @@ mod agents_cli;
 mod agents_move;
 mod bench_cli;
 mod cli;
+mod encryption;
 mod generate;
 mod http_server;
 mod models_cli;

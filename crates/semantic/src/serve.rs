@@ -59,6 +59,7 @@ pub fn run(resolved: crate::cli::Resolved) -> Result<()> {
             disk_bytes: config.memory_disk_bytes,
             persist_after_idle: PERSIST_AFTER_IDLE,
             persist_within: Duration::from_secs(config.persist_within_secs),
+            encryption_key: crate::encryption::config_key(&config)?,
         },
     };
     let options = serve_options(&config);

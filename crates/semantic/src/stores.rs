@@ -1,18 +1,25 @@
 //! The agent stores of a cache directory for the offline commands: one per model
 //! (`<cache>/models/<fingerprint prefix>/agents/`, where a server keeps each model's agents) and
 //! the single-model layout of earlier versions (`<cache>/agents/`). Opened read-only: nothing is
-//! created or swept, so the commands are harmless next to a running server.
+//! created or swept, so the commands are harmless next to a running server. Each store carries
+//! the configured encryption key, so encrypted agent files read like plaintext ones.
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Result};
+use semantic_config::Config;
 use semantic_engine::Fingerprint;
-use semantic_memory::{read_header, AgentKey, DiskStore};
+use semantic_memory::{read_header, AgentKey, DiskStore, MasterKey};
 
-/// Every store under `cache_dir` (the old layout first, then the models' in name order). Empty
-/// when the directory holds none.
-pub fn for_reading(cache_dir: &Path) -> Result<Vec<DiskStore>> {
+/// Every store under the configured cache directory, with the configured encryption key.
+pub fn for_reading(config: &Config) -> Result<Vec<DiskStore>> {
+    for_reading_with(&config.cache_dir, crate::encryption::config_key(config)?)
+}
+
+/// Every store under `cache_dir` (the old layout first, then the models' in name order), opening
+/// encrypted files with `key`. Empty when the directory holds none.
+pub fn for_reading_with(cache_dir: &Path, key: Option<MasterKey>) -> Result<Vec<DiskStore>> {
     let mut stores = Vec::new();
     push_store(&mut stores, cache_dir)?;
     let models = cache_dir.join("models");
@@ -23,7 +30,7 @@ pub fn for_reading(cache_dir: &Path) -> Result<Vec<DiskStore>> {
             push_store(&mut stores, &root)?;
         }
     }
-    Ok(stores)
+    Ok(stores.into_iter().map(|s| s.with_key(key.clone())).collect())
 }
 
 fn push_store(stores: &mut Vec<DiskStore>, root: &Path) -> Result<()> {
@@ -49,7 +56,8 @@ pub fn holding<'a>(
             continue;
         }
         // A damaged header still names the file; the command then reports the damage.
-        let fingerprint = read_header(&path).map(|(h, _)| Fingerprint(h.fingerprint)).unwrap_or(Fingerprint([0; 32]));
+        let fingerprint =
+            read_header(&path, store.key()).map(|(h, _)| Fingerprint(h.fingerprint)).unwrap_or(Fingerprint([0; 32]));
         found.push((store, fingerprint));
     }
     if let Some(model) = model {

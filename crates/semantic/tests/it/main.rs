@@ -6,6 +6,7 @@ mod clients;
 mod coordination;
 mod deploy;
 mod durability;
+mod encryption;
 mod first_hour;
 mod harness;
 mod isa;

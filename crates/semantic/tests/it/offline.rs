@@ -74,6 +74,7 @@ fn header(ns: &str, agent: &str, tokens: Vec<i32>, fingerprint: [u8; 32]) -> Sna
         pinned: false,
         payload_len: 0,
         header_crc: 0,
+        encrypted: false,
     }
 }
 
@@ -139,15 +140,16 @@ fn agents_ls_show_pin_unpin_rm() {
     assert!(fails(cache, &["agents", "show", "gamma"]).contains("no agent default/gamma"), "namespaces are separate");
     assert_eq!(field(&succeeds(cache, &["agents", "show", "gamma", "--namespace", "team-b"]), "tokens:"), "1");
 
-    let (before, before_payload) = read_snapshot(&alpha, &Compat { fingerprint: fp, state_layout: 0x101 }).unwrap();
+    let (before, before_payload) =
+        read_snapshot(&alpha, &Compat { fingerprint: fp, state_layout: 0x101 }, None).unwrap();
     succeeds(cache, &["agents", "pin", "alpha"]);
-    let (after, after_payload) = read_snapshot(&alpha, &Compat { fingerprint: fp, state_layout: 0x101 }).unwrap();
+    let (after, after_payload) = read_snapshot(&alpha, &Compat { fingerprint: fp, state_layout: 0x101 }, None).unwrap();
     assert!(after.pinned);
     assert_eq!((after.tokens, after.updated_ms, after_payload), (before.tokens, before.updated_ms, before_payload));
     assert_eq!(ls_row(&succeeds(cache, &["agents", "ls"]), "alpha").unwrap()[5], "yes");
     assert!(succeeds(cache, &["agents", "pin", "alpha"]).contains("already pinned"));
     succeeds(cache, &["agents", "unpin", "alpha"]);
-    assert!(!read_header(&alpha).unwrap().0.pinned);
+    assert!(!read_header(&alpha, None).unwrap().0.pinned);
     assert!(tmp_files(cache).is_empty());
 
     succeeds(cache, &["agents", "rm", "beta"]);
@@ -232,7 +234,7 @@ fn cache_verify_finds_flipped_truncated_and_foreign_files() {
     let at = bytes.len() - 1000;
     bytes[at] ^= 0x01;
     fs::write(&path, &bytes).unwrap();
-    assert!(read_header(&path).is_ok());
+    assert!(read_header(&path, None).is_ok());
     let run = semantic(&cache, &["cache", "verify"]);
     assert!(!run.ok);
     assert!(run.stdout.contains(&format!("BAD {}: corrupt: checksum mismatch", path.display())), "{}", run.stdout);

@@ -3,12 +3,13 @@
 //! Owns: the trait, its value types (batches, model facts, KV types), the llama.cpp implementation
 //! ([`LlamaEngine`], the only code in the workspace that knows llama.cpp), a scripted pure-Rust
 //! [`FakeEngine`] for fast tests, GGUF headers, fingerprints, the models directory's registry and
-//! token sampling.
+//! token sampling and its JSON constraint (structured outputs).
 //! Does not own: scheduling, agent memory, chat templates or HTTP.
 #![warn(missing_docs)]
 
 mod batch;
 pub mod build;
+pub mod constraint;
 mod engine;
 mod error;
 mod facts;
@@ -20,6 +21,7 @@ mod registry;
 pub mod sampler;
 
 pub use batch::{Batch, BatchRow};
+pub use constraint::{JsonGrammar, JsonState, SchemaError, TokenTrie};
 pub use engine::{Engine, EngineConfig, FlashAttention, KvElem, KvType, TokenizeOptions, Tokenizer};
 pub use error::EngineError;
 pub use facts::{ContextInfo, ModelFacts, StateLayout};

@@ -17,6 +17,7 @@ mod fake;
 mod fingerprint;
 mod gguf;
 mod llama;
+pub mod logprobs;
 mod registry;
 pub mod sampler;
 
@@ -29,6 +30,7 @@ pub use fake::{FakeControl, FakeEngine, FakeScript, FakeTokenizer};
 pub use fingerprint::Fingerprint;
 pub use gguf::GgufInfo;
 pub use llama::{LlamaEngine, LlamaTokenizer};
+pub use logprobs::{token_logprob, TokenLogprob, MAX_TOP_LOGPROBS};
 pub use registry::{ModelEntry, ModelRegistry};
 pub use sampler::{Sampler, SamplingError, SamplingParams};
 

@@ -55,9 +55,19 @@ pub(crate) enum Node {
     AnyObject,
     /// An object of the declared properties, in order.
     Object(Vec<Prop>),
-    Array { items: NodeId, min: u32, max: Option<u32> },
-    String { min: u32, max: Option<u32> },
-    Integer { min: Option<i64>, max: Option<i64> },
+    Array {
+        items: NodeId,
+        min: u32,
+        max: Option<u32>,
+    },
+    String {
+        min: u32,
+        max: Option<u32>,
+    },
+    Integer {
+        min: Option<i64>,
+        max: Option<i64>,
+    },
     Number,
     /// One of these literals (indices into `literals`), e.g. `true` or `"red"`.
     Literals(Vec<u32>),
@@ -191,9 +201,10 @@ impl Compiler<'_> {
             None if obj.contains_key("items") => vec!["array"],
             None => return Ok(ANY),
             Some(Value::String(t)) => vec![t.as_str()],
-            Some(Value::Array(ts)) => {
-                ts.iter().map(|t| t.as_str().ok_or_else(|| err(path, "type must be strings"))).collect::<Result<_, _>>()?
-            }
+            Some(Value::Array(ts)) => ts
+                .iter()
+                .map(|t| t.as_str().ok_or_else(|| err(path, "type must be strings")))
+                .collect::<Result<_, _>>()?,
             Some(_) => return Err(err(path, "type must be a string or an array of strings")),
         };
         let ids = types.iter().map(|t| self.typed(t, &types, obj, path)).collect::<Result<Vec<_>, _>>()?;
@@ -204,7 +215,13 @@ impl Compiler<'_> {
         }
     }
 
-    fn typed(&mut self, kind: &str, types: &[&str], obj: &Map<String, Value>, path: &str) -> Result<NodeId, SchemaError> {
+    fn typed(
+        &mut self,
+        kind: &str,
+        types: &[&str],
+        obj: &Map<String, Value>,
+        path: &str,
+    ) -> Result<NodeId, SchemaError> {
         let allowed: &[&str] = match kind {
             "object" => &["properties", "required", "additionalProperties"],
             "array" => &["items", "minItems", "maxItems"],
@@ -266,14 +283,17 @@ impl Compiler<'_> {
     fn object(&mut self, obj: &Map<String, Value>, path: &str) -> Result<Node, SchemaError> {
         let required: Vec<&str> = match obj.get("required") {
             None => Vec::new(),
-            Some(Value::Array(r)) => {
-                r.iter().map(|k| k.as_str().ok_or_else(|| err(path, "required must list strings"))).collect::<Result<_, _>>()?
-            }
+            Some(Value::Array(r)) => r
+                .iter()
+                .map(|k| k.as_str().ok_or_else(|| err(path, "required must list strings")))
+                .collect::<Result<_, _>>()?,
             Some(_) => return Err(err(path, "required must be an array")),
         };
         match obj.get("additionalProperties") {
             None | Some(Value::Bool(_)) => {}
-            Some(_) => return Err(err(path, "additionalProperties must be false (or true); schemas are not supported")),
+            Some(_) => {
+                return Err(err(path, "additionalProperties must be false (or true); schemas are not supported"))
+            }
         }
         let props = match obj.get("properties") {
             None => {

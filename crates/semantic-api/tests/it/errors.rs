@@ -151,7 +151,9 @@ fn cases() -> Vec<Case> {
         json_case(CHAT, chat(json!({"stream": "yes"})), 400, bad, Some("stream")),
         json_case(CHAT, chat(json!({"stop": many_stops})), 400, bad, Some("stop")),
         json_case(CHAT, chat(json!({"stop": ["ok", ""]})), 400, bad, Some("stop[1]")),
-        json_case(CHAT, chat(json!({"logprobs": true})), 400, bad, Some("logprobs")),
+        json_case(CHAT, chat(json!({"logprobs": true, "top_logprobs": 21})), 400, bad, Some("top_logprobs")),
+        json_case(CHAT, chat(json!({"top_logprobs": 2})), 400, bad, Some("top_logprobs")),
+        json_case(TEXT, json!({"prompt": "hi", "logprobs": 21}), 400, bad, Some("logprobs")),
         // Structured outputs: an unsupported JSON Schema keyword or format is a 400, never ignored.
         json_case(CHAT, chat(json!({"response_format": {"type": "xml"}})), 400, bad, Some("response_format")),
         json_case(CHAT, chat(json!({"response_format": {"type": "json_schema"}})), 400, bad, Some("response_format")),

@@ -2,6 +2,7 @@
 //! or SSE `text_completion` chunks.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -9,6 +10,7 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
+use semantic_engine::{TokenLogprob, Tokenizer};
 use semantic_scheduler::GenerateRequest;
 use serde_json::Value;
 
@@ -17,6 +19,7 @@ use crate::error::{ApiError, ErrorKind, Flavor};
 use crate::extract::ApiJson;
 use crate::generation::{now_secs, random_id, Generation, Job, Piece, Step};
 use crate::identity::{agent_ref, check_model, BodyIds};
+use crate::logprobs;
 use crate::openai::{finish_reason, usage};
 use crate::openai_wire::{CompletionChoice, CompletionPrompt, CompletionRequest, StopField, TextCompletion};
 use crate::params::{self, openai_sampling_fields};
@@ -60,11 +63,11 @@ pub async fn completions(
     if req.best_of.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid("best_of", "only best_of = 1 is supported"));
     }
-    if req.logprobs.is_some_and(|n| n > 0) {
-        return Err(ApiError::invalid("logprobs", "log probabilities are not supported"));
-    }
     let fields = openai_sampling_fields!(req);
-    let sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
+    let mut sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
+    sampling.constraint = params::response_format(req.response_format.as_ref())?;
+    sampling.logprobs = logprobs::completion_request(req.logprobs)?;
+    let tokenizer = sampling.logprobs.map(|_| Arc::clone(state.scheduler.tokenizer()));
     let stop = params::stop_strings("stop", req.stop.map(StopField::into_vec).unwrap_or_default())?;
     let max_tokens = params::max_tokens("max_tokens", req.max_tokens)?.unwrap_or(DEFAULT_MAX_TOKENS);
     let text = match req.prompt {
@@ -92,12 +95,13 @@ pub async fn completions(
             e
         }
     })?;
-    let maker = Maker { id: random_id("cmpl-"), created: now_secs(), model };
+    let maker = Maker { id: random_id("cmpl-"), created: now_secs(), model, tokenizer };
     if streaming {
         return Ok(stream_completion(generation, maker, include_usage).into_response());
     }
     let collected = generation.collect().await?;
     let mut body = maker.completion(collected.text, Some(finish_reason(collected.finish)));
+    body.choices[0].logprobs = maker.logprobs(&collected.logprobs, &mut 0);
     body.usage = Some(usage(&collected.usage));
     Ok(Json(body).into_response())
 }
@@ -106,9 +110,15 @@ struct Maker {
     id: String,
     created: u64,
     model: String,
+    /// Set when the request asked for log probabilities.
+    tokenizer: Option<Arc<dyn Tokenizer>>,
 }
 
 impl Maker {
+    fn logprobs(&self, lps: &[TokenLogprob], offset: &mut usize) -> Option<Value> {
+        self.tokenizer.as_ref().map(|t| logprobs::completion(t.as_ref(), lps, offset))
+    }
+
     fn completion(&self, text: String, finish: Option<&'static str>) -> TextCompletion {
         TextCompletion {
             id: self.id.clone(),
@@ -130,16 +140,23 @@ fn stream_completion(
     maker: Maker,
     include_usage: bool,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let body = stream::unfold(Some((generation, maker)), move |state| async move {
-        let (mut generation, maker) = state?;
+    let body = stream::unfold(Some((generation, maker, 0usize)), move |state| async move {
+        let (mut generation, maker, mut offset) = state?;
         let events: Vec<SseEvent> = match generation.next().await? {
-            Step::Pieces(pieces) => pieces
-                .into_iter()
-                .filter_map(|p| match p {
-                    Piece::Text(t) => Some(data(&maker.completion(t, None))),
-                    Piece::Call(_) => None,
-                })
-                .collect(),
+            Step::Pieces(pieces) => {
+                let lps = generation.take_logprobs();
+                let mut out: Vec<TextCompletion> = pieces
+                    .into_iter()
+                    .filter_map(|p| match p {
+                        Piece::Text(t) => Some(maker.completion(t, None)),
+                        Piece::Call(_) => None,
+                    })
+                    .collect();
+                if let Some(first) = out.first_mut() {
+                    first.choices[0].logprobs = maker.logprobs(&lps, &mut offset);
+                }
+                out.iter().map(data).collect()
+            }
             Step::Done { finish, usage: u, .. } => {
                 let mut out = vec![data(&maker.completion(String::new(), Some(finish_reason(finish))))];
                 if include_usage {
@@ -156,7 +173,7 @@ fn stream_completion(
                 return Some((stream::iter(out), None));
             }
         };
-        Some((stream::iter(events), Some((generation, maker))))
+        Some((stream::iter(events), Some((generation, maker, offset))))
     })
     .flatten();
     Sse::new(body.map(Ok)).keep_alive(KeepAlive::default())

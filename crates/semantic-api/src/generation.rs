@@ -8,6 +8,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use semantic_chat::{ParsedToolCall, ToolCallParser, ToolEvent};
+use semantic_engine::TokenLogprob;
 use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, Timings, Usage};
 
 use crate::error::{ApiError, ErrorKind, Flavor};
@@ -62,6 +63,8 @@ pub(crate) struct Collected {
     pub finish: Finish,
     pub usage: Usage,
     pub timings: Timings,
+    /// Each generated token's log probability, when the request asked.
+    pub logprobs: Vec<TokenLogprob>,
 }
 
 /// A running request.
@@ -80,6 +83,8 @@ pub(crate) struct Generation {
     cached: Option<usize>,
     /// An event [`Generation::admitted`] read ahead of placement (an early end), for `next`.
     early: Option<Event>,
+    /// Log probabilities of tokens read but not yet taken ([`Generation::take_logprobs`]).
+    logprobs: Vec<TokenLogprob>,
 }
 
 impl Generation {
@@ -97,6 +102,7 @@ impl Generation {
             request_timeout: state.options.request_timeout,
             cached: None,
             early: None,
+            logprobs: Vec::new(),
         })
     }
 
@@ -175,7 +181,8 @@ impl Generation {
             };
             match event {
                 Some(Event::Admitted { cached_tokens, .. }) => self.cached = Some(cached_tokens),
-                Some(Event::Delta { text, .. }) => {
+                Some(Event::Delta { text, logprobs, .. }) => {
+                    self.logprobs.extend(logprobs);
                     let pieces = match &mut self.parser {
                         Some(parser) => parser.push(&text),
                         None => vec![ToolEvent::Text(text)],
@@ -234,7 +241,9 @@ impl Generation {
         let whole = async move {
             let mut text = String::new();
             let mut calls = Vec::new();
+            let mut logprobs = Vec::new();
             while let Some(step) = self.next().await {
+                logprobs.append(&mut self.logprobs);
                 match step {
                     Step::Pieces(pieces) => {
                         for piece in pieces {
@@ -245,7 +254,7 @@ impl Generation {
                         }
                     }
                     Step::Done { finish, usage, timings } => {
-                        return Ok(Collected { text, calls, finish, usage, timings })
+                        return Ok(Collected { text, calls, finish, usage, timings, logprobs })
                     }
                     Step::Failed(error) => return Err(error),
                 }
@@ -259,6 +268,11 @@ impl Generation {
             );
             Err(ApiError::new(ErrorKind::Timeout, message).with_code("request_timeout").in_flavor(flavor))
         })
+    }
+
+    /// The log probabilities of the tokens read so far and not yet taken (streams attach them to their chunks).
+    pub fn take_logprobs(&mut self) -> Vec<TokenLogprob> {
+        std::mem::take(&mut self.logprobs)
     }
 
     fn pieces(&mut self, events: Vec<ToolEvent>) -> Vec<Piece> {

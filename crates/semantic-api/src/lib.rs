@@ -23,6 +23,7 @@ mod extract;
 mod generation;
 mod health;
 mod identity;
+mod logprobs;
 pub mod metrics;
 mod models;
 mod openai;

@@ -2,6 +2,7 @@
 //! Validation happens here, in full, before anything is queued.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::stream::{self, Stream, StreamExt};
 use semantic_chat::{FunctionCall, Message, ParsedToolCall, ToolCall};
+use semantic_engine::Tokenizer;
 use semantic_scheduler::{AgentRef, GenerateRequest, Timings, Usage};
 use serde_json::{json, Value};
 
@@ -18,6 +20,7 @@ use crate::error::{ApiError, Flavor};
 use crate::extract::ApiJson;
 use crate::generation::{now_secs, random_id, Collected, Finish, Generation, Job, Piece, Step};
 use crate::identity::{agent_ref, check_model, BodyIds};
+use crate::logprobs;
 use crate::openai_wire::*;
 use crate::params::{self, openai_sampling_fields};
 use crate::prompt::PromptError;
@@ -51,12 +54,15 @@ pub async fn chat_completions(
     let streaming = req.stream.unwrap_or(false);
     let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     let job = prepare(&state, req, agent)?;
+    let tokenizer = Arc::clone(state.scheduler.tokenizer());
+    let with_logprobs = job.request.sampling.logprobs.is_some();
+    let tokenizer = with_logprobs.then_some(tokenizer);
     let generation = Generation::start(&state, job, Flavor::OpenAi)?;
     if streaming {
-        Ok(stream_chat(generation, model, include_usage).into_response())
+        Ok(stream_chat(generation, model, include_usage, tokenizer).into_response())
     } else {
         let collected = generation.collect().await?;
-        Ok(Json(chat_completion(collected, model)).into_response())
+        Ok(Json(chat_completion(collected, model, tokenizer.as_deref())).into_response())
     }
 }
 
@@ -65,19 +71,10 @@ pub(crate) fn prepare(state: &AppState, req: ChatCompletionRequest, agent: Agent
     if req.n.is_some_and(|n| n != 1) {
         return Err(ApiError::invalid("n", "only n = 1 is supported"));
     }
-    if req.logprobs == Some(true) || req.top_logprobs.is_some_and(|n| n > 0) {
-        return Err(ApiError::invalid("logprobs", "log probabilities are not supported"));
-    }
-    if let Some(format) = &req.response_format {
-        if format.kind != "text" {
-            return Err(ApiError::invalid(
-                "response_format",
-                format!("response_format {:?} is not supported (no constrained decoding); only \"text\"", format.kind),
-            ));
-        }
-    }
     let fields = openai_sampling_fields!(req);
-    let sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
+    let mut sampling = params::sampling(&fields, params::OPENAI, state.scheduler.facts().n_vocab)?;
+    sampling.constraint = params::response_format(req.response_format.as_ref())?;
+    sampling.logprobs = logprobs::chat_request(req.logprobs, req.top_logprobs)?;
     let stop = params::stop_strings("stop", req.stop.map(StopField::into_vec).unwrap_or_default())?;
     let max_tokens = match req.max_completion_tokens {
         Some(n) => params::max_tokens("max_completion_tokens", Some(n))?,
@@ -309,8 +306,8 @@ fn wire_call(call: ParsedToolCall) -> MessageToolCall {
     }
 }
 
-fn chat_completion(collected: Collected, model: String) -> ChatCompletion {
-    let Collected { text, calls, finish, usage: u, timings } = collected;
+fn chat_completion(collected: Collected, model: String, tokenizer: Option<&dyn Tokenizer>) -> ChatCompletion {
+    let Collected { text, calls, finish, usage: u, timings, logprobs: lps } = collected;
     let content = if !calls.is_empty() && text.trim().is_empty() { None } else { Some(text) };
     ChatCompletion {
         id: random_id("chatcmpl-"),
@@ -324,7 +321,7 @@ fn chat_completion(collected: Collected, model: String) -> ChatCompletion {
                 content,
                 tool_calls: calls.into_iter().map(wire_call).collect(),
             },
-            logprobs: None,
+            logprobs: tokenizer.map(|t| logprobs::chat(t, &lps)),
             finish_reason: finish_reason(finish),
         }],
         usage: usage(&u),
@@ -351,6 +348,8 @@ struct Chunks {
     created: u64,
     model: String,
     calls: usize,
+    /// Set when the request asked for log probabilities.
+    tokenizer: Option<Arc<dyn Tokenizer>>,
 }
 
 impl Chunks {
@@ -409,15 +408,23 @@ fn stream_chat(
     generation: Generation,
     model: String,
     include_usage: bool,
+    tokenizer: Option<Arc<dyn Tokenizer>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let chunks = Chunks { id: random_id("chatcmpl-"), created: now_secs(), model, calls: 0 };
+    let chunks = Chunks { id: random_id("chatcmpl-"), created: now_secs(), model, calls: 0, tokenizer };
     let first = data(
         &chunks.chunk(ChunkDelta { role: Some("assistant"), content: Some(String::new()), ..Default::default() }, None),
     );
     let body = stream::unfold(Some((generation, chunks)), move |state| async move {
         let (mut generation, mut chunks) = state?;
         let events: Vec<SseEvent> = match generation.next().await? {
-            Step::Pieces(pieces) => chunks.pieces(pieces).iter().map(data).collect(),
+            Step::Pieces(pieces) => {
+                let mut out = chunks.pieces(pieces);
+                // A step's tokens ride on its first chunk (tool-call chunks of a step share them).
+                if let (Some(t), Some(first)) = (&chunks.tokenizer, out.first_mut()) {
+                    first.choices[0].logprobs = Some(logprobs::chat(t.as_ref(), &generation.take_logprobs()));
+                }
+                out.iter().map(data).collect()
+            }
             Step::Done { finish, usage: u, timings } => {
                 let mut out = vec![data(&chunks.chunk(ChunkDelta::default(), Some(finish_reason(finish))))];
                 if include_usage {

@@ -145,12 +145,29 @@ pub struct NamedFunction {
     pub name: String,
 }
 
-/// `response_format`: only `{"type":"text"}` is supported.
+/// `response_format`: `text`, `json_object` (any JSON object) or `json_schema` (constrained to the schema; see the
+/// README for the supported JSON Schema subset).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ResponseFormat {
-    /// `text` (`json_object` and `json_schema` are rejected: no constrained decoding).
+    /// `text`, `json_object` or `json_schema`.
     #[serde(rename = "type")]
     pub kind: String,
+    /// With `json_schema`: the schema and its name.
+    pub json_schema: Option<JsonSchemaFormat>,
+}
+
+/// `response_format.json_schema`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct JsonSchemaFormat {
+    /// The schema's name (required by OpenAI; not used).
+    pub name: String,
+    /// Not used.
+    pub description: Option<String>,
+    /// The JSON Schema the reply must match; absent means any JSON value.
+    #[schema(value_type = Object)]
+    pub schema: Option<Value>,
+    /// Accepted either way: decoding is always constrained, and unsupported keywords are always a 400.
+    pub strict: Option<bool>,
 }
 
 /// `POST /v1/chat/completions` body.
@@ -404,6 +421,8 @@ pub struct CompletionRequest {
     pub n: Option<u32>,
     /// Only 1.
     pub best_of: Option<u32>,
+    /// Extension (as in chat completions): constrain the completion to JSON, or to a JSON Schema.
+    pub response_format: Option<ResponseFormat>,
     /// Not supported (must be absent or 0).
     pub logprobs: Option<u32>,
     /// 0-2, default 1.

@@ -3,9 +3,12 @@
 
 use std::collections::HashMap;
 
-use semantic_engine::{SamplingError, SamplingParams};
+use std::sync::Arc;
+
+use semantic_engine::{JsonGrammar, SamplingError, SamplingParams};
 
 use crate::error::ApiError;
+use crate::openai_wire::ResponseFormat;
 
 /// Most stop strings per request.
 pub const MAX_STOP_STRINGS: usize = 16;
@@ -142,4 +145,30 @@ pub(crate) fn max_tokens(param: &str, value: Option<u64>) -> Result<Option<usize
         Some(n) => Ok(Some(usize::try_from(n.min(1 << 31)).unwrap_or(1 << 31))),
         None => Ok(None),
     }
+}
+
+/// The grammar a `response_format` constrains decoding to: none for `text`, any object for `json_object`, the
+/// compiled schema for `json_schema`. An unsupported keyword or type is a 400 on `response_format`.
+pub(crate) fn response_format(format: Option<&ResponseFormat>) -> Result<Option<Arc<JsonGrammar>>, ApiError> {
+    let Some(format) = format else { return Ok(None) };
+    let grammar = match format.kind.as_str() {
+        "text" => return Ok(None),
+        "json_object" => JsonGrammar::any_object(),
+        "json_schema" => {
+            let Some(spec) = &format.json_schema else {
+                return Err(ApiError::invalid("response_format", "json_schema needs a json_schema object"));
+            };
+            let any = serde_json::Value::Bool(true);
+            JsonGrammar::compile(spec.schema.as_ref().unwrap_or(&any)).map_err(|e| {
+                ApiError::invalid("response_format", format!("json_schema {:?}: {} at {}", spec.name, e.reason, e.path))
+            })?
+        }
+        other => {
+            return Err(ApiError::invalid(
+                "response_format",
+                format!("unknown response_format type {other:?}: use text, json_object or json_schema"),
+            ))
+        }
+    };
+    Ok(Some(Arc::new(grammar)))
 }

@@ -3,12 +3,13 @@
 //! Owns: the trait, its value types (batches, model facts, KV types), the llama.cpp implementation
 //! ([`LlamaEngine`], the only code in the workspace that knows llama.cpp), a scripted pure-Rust
 //! [`FakeEngine`] for fast tests, GGUF headers, fingerprints, the models directory's registry and
-//! token sampling.
+//! token sampling and its JSON constraint (structured outputs).
 //! Does not own: scheduling, agent memory, chat templates or HTTP.
 #![warn(missing_docs)]
 
 mod batch;
 pub mod build;
+pub mod constraint;
 mod engine;
 mod error;
 mod facts;
@@ -16,10 +17,12 @@ mod fake;
 mod fingerprint;
 mod gguf;
 mod llama;
+pub mod logprobs;
 mod registry;
 pub mod sampler;
 
 pub use batch::{Batch, BatchRow};
+pub use constraint::{JsonGrammar, JsonState, SchemaError, TokenTrie};
 pub use engine::{Engine, EngineConfig, FlashAttention, KvElem, KvType, TokenizeOptions, Tokenizer};
 pub use error::EngineError;
 pub use facts::{ContextInfo, ModelFacts, StateLayout};
@@ -27,6 +30,7 @@ pub use fake::{FakeControl, FakeEngine, FakeScript, FakeTokenizer};
 pub use fingerprint::Fingerprint;
 pub use gguf::GgufInfo;
 pub use llama::{LlamaEngine, LlamaTokenizer};
+pub use logprobs::{token_logprob, TokenLogprob, MAX_TOP_LOGPROBS};
 pub use registry::{ModelEntry, ModelRegistry};
 pub use sampler::{Sampler, SamplingError, SamplingParams};
 

@@ -89,6 +89,14 @@ pub struct SamplingParams {
     /// RNG seed: the same seed and the same sequence of logits give the same tokens (for a given `rand` version).
     /// `None` seeds from the operating system.
     pub seed: Option<u64>,
+    /// Structured output: only tokens that keep the output a valid prefix of this grammar may be sampled, and the
+    /// end of generation only once the value is complete. Applied by the caller (the scheduler's sequence) as a
+    /// mask before this sampler runs, see [`crate::constraint`]; the sampler itself ignores it.
+    pub constraint: Option<std::sync::Arc<crate::JsonGrammar>>,
+    /// Report each generated token's log probability with this many alternatives (at most
+    /// [`crate::MAX_TOP_LOGPROBS`]); `None` reports nothing. Computed by the caller from the raw logits
+    /// ([`crate::token_logprob`]); the sampler itself ignores it.
+    pub logprobs: Option<usize>,
 }
 
 impl Default for SamplingParams {
@@ -104,6 +112,8 @@ impl Default for SamplingParams {
             penalty_last_n: DEFAULT_PENALTY_LAST_N,
             logit_bias: Vec::new(),
             seed: None,
+            constraint: None,
+            logprobs: None,
         }
     }
 }

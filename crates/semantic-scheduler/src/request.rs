@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use semantic_engine::{SamplingParams, TokenId};
+use semantic_engine::{SamplingParams, TokenId, TokenLogprob};
 use semantic_memory::{AgentId, AgentKey, Namespace};
 
 /// One generation job: token ids in, a stream of events out.
@@ -129,6 +129,8 @@ pub enum Event {
         text: String,
         /// Token ids sampled since the last delta.
         tokens: Vec<TokenId>,
+        /// Their log probabilities, one per token, when the request asked (`SamplingParams::logprobs`).
+        logprobs: Vec<TokenLogprob>,
     },
     /// The last event of every stream.
     Done {

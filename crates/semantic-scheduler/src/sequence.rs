@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use semantic_chat::{StopMatcher, Utf8Stream};
-use semantic_engine::{Sampler, SeqId, TokenId, Tokenizer};
+use semantic_engine::{token_logprob, JsonState, Sampler, SeqId, TokenId, TokenLogprob, TokenTrie, Tokenizer};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::counters::RequestCounters;
@@ -33,6 +33,16 @@ pub(crate) struct Sequence {
     /// once it has been decoded (`history[..n_past]` is exactly the KV content).
     pub history: Vec<TokenId>,
     sampler: Sampler,
+    /// Structured output: where the reply stands in its grammar (None when unconstrained).
+    constraint: Option<JsonState>,
+    /// Scratch for constrained sampling: the token mask and the masked logits.
+    mask: Vec<bool>,
+    masked: Vec<f32>,
+    /// Alternatives per token to report, when log probabilities were asked for.
+    logprobs: Option<usize>,
+    /// The last sampled token's log probability, until `on_token` keeps or drops it.
+    last_logprob: Option<TokenLogprob>,
+    unsent_logprobs: Vec<TokenLogprob>,
     utf8: Utf8Stream,
     stop: StopMatcher,
     unsent: Vec<TokenId>,
@@ -61,6 +71,12 @@ impl Sequence {
             pending: None,
             share_boundary: None,
             cached_tokens: 0,
+            constraint: request.sampling.constraint.clone().map(JsonState::new),
+            mask: Vec::new(),
+            masked: Vec::new(),
+            logprobs: request.sampling.logprobs,
+            last_logprob: None,
+            unsent_logprobs: Vec::new(),
             sampler: Sampler::new(request.sampling),
             utf8: Utf8Stream::new(),
             stop: StopMatcher::new(request.stop),
@@ -115,8 +131,39 @@ impl Sequence {
         }
     }
 
-    pub fn sample(&mut self, logits: &[f32]) -> TokenId {
-        self.sampler.sample(logits)
+    /// Whether the reply is constrained to a grammar (then [`Self::sample`] needs the vocabulary's trie).
+    pub fn is_constrained(&self) -> bool {
+        self.constraint.is_some()
+    }
+
+    /// The next token. Constrained: the sampler's choice if the grammar allows it, else a draw from the logits
+    /// with every refused token masked out (greedy gives the allowed argmax either way, and a draw keeps the
+    /// distribution restricted to the allowed tokens); then the grammar state advances past it.
+    pub fn sample(&mut self, logits: &[f32], trie: Option<&TokenTrie>) -> TokenId {
+        let token = self.choose(logits, trie);
+        self.last_logprob = self.logprobs.map(|top| token_logprob(logits, token, top));
+        token
+    }
+
+    fn choose(&mut self, logits: &[f32], trie: Option<&TokenTrie>) -> TokenId {
+        let first = self.sampler.sample(logits);
+        let (Some(state), Some(trie)) = (self.constraint.as_mut(), trie) else { return first };
+        let token = if trie.allows(state, first) {
+            first
+        } else {
+            trie.mask(state, &mut self.mask);
+            self.masked.clear();
+            let allowed = self.mask.iter().chain(std::iter::repeat(&false));
+            self.masked.extend(logits.iter().zip(allowed).map(|(&l, &ok)| if ok { l } else { f32::NEG_INFINITY }));
+            match self.mask.iter().position(|&ok| ok) {
+                // Cannot happen while the grammar is alive (a complete value allows end of generation);
+                // if it does, the sampler's own choice ends up in the reply rather than a panic.
+                None => first,
+                Some(_) => self.sampler.sample(&self.masked),
+            }
+        };
+        state.advance(trie.bytes(token));
+        token
     }
 
     /// Handles a freshly sampled token; returns why the sequence ends, if it does.
@@ -134,11 +181,13 @@ impl Sequence {
         self.generated += 1;
         self.sampler.accept(token);
         self.unsent.push(token);
+        self.unsent_logprobs.extend(self.last_logprob.take());
         let text = self.utf8.push(&tokenizer.token_bytes(token));
         let step = self.stop.push(&text);
         if !step.emit.is_empty() {
             let tokens = std::mem::take(&mut self.unsent);
-            let _ = self.events.send(Event::Delta { text: step.emit, tokens });
+            let logprobs = std::mem::take(&mut self.unsent_logprobs);
+            let _ = self.events.send(Event::Delta { text: step.emit, tokens, logprobs });
         }
         if let Some(i) = step.stopped {
             return Some(FinishReason::StopString(i));
@@ -161,7 +210,8 @@ impl Sequence {
             };
             if !text.is_empty() || !self.unsent.is_empty() {
                 let tokens = std::mem::take(&mut self.unsent);
-                let _ = self.events.send(Event::Delta { text, tokens });
+                let logprobs = std::mem::take(&mut self.unsent_logprobs);
+                let _ = self.events.send(Event::Delta { text, tokens, logprobs });
             }
         }
         let now = Instant::now();

@@ -11,13 +11,14 @@
 //! attention never covers another agent's cells, so idle resident agents cost memory, not time,
 //! and stay resident until a sequence is needed.
 
+use std::cell::OnceCell;
 use std::collections::{HashSet, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use semantic_engine::{Batch, Engine, EngineError, SeqId, TokenId, Tokenizer};
+use semantic_engine::{Batch, Engine, EngineError, SeqId, TokenId, TokenTrie, Tokenizer};
 use semantic_memory::{AgentKey, Compat, Tier};
 use tokio::sync::{mpsc, oneshot};
 
@@ -68,6 +69,8 @@ fn common_prefix(a: &[TokenId], b: &[TokenId]) -> usize {
 pub(crate) struct State<E: Engine> {
     engine: E,
     tokenizer: Arc<dyn Tokenizer>,
+    /// The vocabulary as a byte trie, built at the first constrained (structured output) request.
+    trie: OnceCell<TokenTrie>,
     config: SchedulerConfig,
     waiting: VecDeque<Sequence>,
     running: Vec<Sequence>,
@@ -95,6 +98,7 @@ impl<E: Engine> State<E> {
         let agents = Agents::open(&config.memory, compat, info.n_ctx_seq, hot_sequences, Arc::clone(&shared.memory));
         Self {
             tokenizer: engine.tokenizer(),
+            trie: OnceCell::new(),
             engine,
             config,
             waiting: VecDeque::new(),
@@ -515,7 +519,8 @@ impl<E: Engine> State<E> {
             }
             let Some(row) = p.logits_row else { continue };
             seq.mark_prefilled();
-            let token = seq.sample(self.engine.logits(row)?);
+            let trie = seq.is_constrained().then(|| self.trie.get_or_init(|| TokenTrie::new(self.tokenizer.as_ref())));
+            let token = seq.sample(self.engine.logits(row)?, trie);
             seq.pending = None;
             if let Some(reason) = seq.on_token(token, &self.tokenizer) {
                 finished.push((p.index, reason));

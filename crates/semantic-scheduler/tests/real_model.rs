@@ -41,7 +41,7 @@ fn collect(mut stream: RequestStream) -> (String, Vec<TokenId>, FinishReason) {
     let (mut text, mut tokens) = (String::new(), Vec::new());
     while let Some(event) = stream.blocking_recv() {
         match event {
-            Event::Delta { text: t, tokens: ids } => {
+            Event::Delta { text: t, tokens: ids, .. } => {
                 text.push_str(&t);
                 tokens.extend(ids);
             }
@@ -111,4 +111,33 @@ fn overlong_request_is_refused_up_front() {
     let mut r = request(&s, PROMPTS[0], 10);
     r.max_tokens = 9000;
     assert!(matches!(s.submit(r), Err(semantic_scheduler::SubmitError::ContextOverflow { .. })));
+}
+
+/// Log probabilities come from the same logits the sampler saw: the first token's entry equals a log-softmax of the
+/// engine's own logits after a plain prefill of the prompt, and every later token is its row's argmax (greedy).
+#[test]
+fn logprobs_agree_with_the_engines_logits() {
+    let s = scheduler(2);
+    let mut req = request(&s, PROMPTS[1], 6);
+    req.sampling.logprobs = Some(5);
+    let mut stream = s.submit(req.clone()).unwrap();
+    let mut lps = Vec::new();
+    while let Some(event) = stream.blocking_recv() {
+        if let Event::Delta { logprobs, .. } = event {
+            lps.extend(logprobs);
+        }
+    }
+    assert!(!lps.is_empty());
+    let mut engine = LlamaEngine::load(&engine_config()).unwrap();
+    let mut batch = Batch::new();
+    let row = batch.push_span(0, &req.prompt, 0, true).unwrap();
+    engine.decode(&batch).unwrap();
+    let want = semantic_engine::token_logprob(engine.logits(row).unwrap(), lps[0].token, 5);
+    assert_eq!(want.top.iter().map(|t| t.0).collect::<Vec<_>>(), lps[0].top.iter().map(|t| t.0).collect::<Vec<_>>());
+    assert!((want.logprob - lps[0].logprob).abs() < 1e-3, "{want:?} vs {:?}", lps[0]);
+    for lp in &lps {
+        assert_eq!(lp.top.len(), 5);
+        assert_eq!(lp.top[0].0, lp.token, "greedy takes the most likely token");
+        assert!(lp.top.windows(2).all(|w| w[0].1 >= w[1].1));
+    }
 }

@@ -403,7 +403,7 @@ fn validate_names_each_bad_field() {
 #[test]
 fn defaults_and_accessors() {
     let d = SamplingParams::default();
-    let want = "SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0, penalty_last_n: 64, logit_bias: [], seed: None }";
+    let want = "SamplingParams { temperature: 1.0, top_k: 0, top_p: 1.0, min_p: 0.0, repetition_penalty: 1.0, presence_penalty: 0.0, frequency_penalty: 0.0, penalty_last_n: 64, logit_bias: [], seed: None, constraint: None, logprobs: None }";
     assert_eq!(format!("{d:?}"), want);
     assert!(!d.is_greedy());
     assert!(SamplingParams::greedy().is_greedy());

@@ -56,3 +56,62 @@ fn bad_requests_get_openai_errors_and_the_server_stays_up() {
     assert!(malformed.json()["error"]["message"].is_string());
     assert_eq!(server.request("GET", "/health", None).status, 200);
 }
+
+#[test]
+fn json_schema_replies_validate_and_logprobs_match_the_choice() {
+    let server = Server::start(&[]);
+    let schema = json!({"type": "object", "additionalProperties": false, "required": ["name", "age", "pets"],
+        "properties": {"name": {"type": "string", "maxLength": 12}, "age": {"type": "integer", "minimum": 0, "maximum": 120},
+                       "pets": {"type": "array", "items": {"enum": ["cat", "dog"]}, "maxItems": 3}}});
+    let body = json!({"messages": [{"role": "user", "content": "Describe a person as JSON."}], "max_tokens": 120,
+        "temperature": 0, "logprobs": true, "top_logprobs": 3,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "person", "schema": schema, "strict": true}}});
+    let r = server.post_json("/v1/chat/completions", &body);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply = r.json();
+    let choice = &reply["choices"][0];
+    assert_eq!(choice["finish_reason"], "stop", "{reply}");
+    let content = choice["message"]["content"].as_str().unwrap();
+    let value: serde_json::Value = serde_json::from_str(content).unwrap_or_else(|e| panic!("{content}: {e}"));
+    assert!(value["name"].as_str().is_some_and(|n| n.chars().count() <= 12), "{content}");
+    assert!(value["age"].as_u64().is_some_and(|a| a <= 120), "{content}");
+    assert!(value["pets"].as_array().is_some_and(|p| p.len() <= 3), "{content}");
+    // One entry per token, whose bytes spell the content; greedy picks the most likely allowed token, so each
+    // logprob is at most its best alternative's.
+    let entries = choice["logprobs"]["content"].as_array().unwrap();
+    let bytes: Vec<u8> =
+        entries.iter().flat_map(|e| e["bytes"].as_array().unwrap().iter().map(|b| b.as_u64().unwrap() as u8)).collect();
+    assert_eq!(String::from_utf8_lossy(&bytes), content);
+    for e in entries {
+        let top = e["top_logprobs"].as_array().unwrap();
+        assert_eq!(top.len(), 3);
+        assert!(e["logprob"].as_f64().unwrap() <= top[0]["logprob"].as_f64().unwrap() + 1e-6);
+    }
+
+    let any = json!({"messages": [{"role": "user", "content": "Give me JSON about the sea."}], "max_tokens": 200,
+        "temperature": 0.8, "seed": 3, "response_format": {"type": "json_object"}});
+    let r = server.post_json("/v1/chat/completions", &any);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply = r.json();
+    if reply["choices"][0]["finish_reason"] == "stop" {
+        let content = reply["choices"][0]["message"]["content"].as_str().unwrap();
+        let v: serde_json::Value = serde_json::from_str(content).unwrap_or_else(|e| panic!("{content}: {e}"));
+        assert!(v.is_object());
+    }
+
+    let text = json!({"prompt": "The capital of France is", "max_tokens": 5, "temperature": 0, "logprobs": 2});
+    let r = server.post_json("/v1/completions", &text);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let lp = &r.json()["choices"][0]["logprobs"];
+    assert_eq!(lp["tokens"].as_array().unwrap().len(), lp["token_logprobs"].as_array().unwrap().len());
+    assert_eq!(lp["text_offset"][0], 0);
+    assert!(lp["top_logprobs"][0].as_object().unwrap().len() <= 2);
+
+    let bad = json!({"messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "json_schema",
+        "json_schema": {"name": "s", "schema": {"type": "string", "format": "email"}}}});
+    let r = server.post_json("/v1/chat/completions", &bad);
+    assert_eq!(r.status, 400, "{}", r.body);
+    let err = r.json();
+    assert_eq!(err["error"]["param"], "response_format");
+    assert!(err["error"]["message"].as_str().unwrap().contains("format"), "{err}");
+}

@@ -19,9 +19,10 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
 use crate::extract::AnthropicJson;
 use crate::generation::{random_id, Collected, Finish, Generation, Job, Piece, Step};
-use crate::identity::{agent_ref, check_model, BodyIds};
-use crate::openai::{check_tool_name, prompt_error, Offer};
+use crate::identity::{check_model, target, BodyIds, Target};
+use crate::openai::prompt_error;
 use crate::params::{self, SamplingFields};
+use crate::tool_offer::{self, Choice, Offer, ToolDef};
 use crate::AppState;
 
 /// `POST /v1/messages`.
@@ -44,13 +45,9 @@ pub async fn messages(
     AnthropicJson(req): AnthropicJson<MessagesRequest>,
 ) -> Result<Response, ApiError> {
     let flavored = |e: ApiError| e.in_flavor(Flavor::Anthropic);
-    let model = check_model(&state, req.model.as_deref()).map_err(flavored)?;
-    let agent = agent_ref(
-        &caller.namespace,
-        BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() },
-        &headers,
-    )
-    .map_err(flavored)?;
+    let ids = BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() };
+    let Target { model, agent } =
+        target(&state, &caller.namespace, req.model.as_deref(), ids, &headers).map_err(flavored)?;
     let named_agent = agent.agent.is_some();
     let streaming = req.stream.unwrap_or(false);
     let (job, stops) = prepare(&state, req, agent).map_err(flavored)?;
@@ -125,21 +122,15 @@ fn prepare(
 }
 
 /// Client tools as OpenAI-style function tools for the template, filtered by `tool_choice`
-/// (`none` offers none, `tool` only the named one). As with OpenAI, `any` and `tool` cannot force
-/// a call: without one the reply ends with `end_turn`.
+/// through the shared [`tool_offer::offer`] (`any` is OpenAI's `required`, `tool` a named choice).
 fn offered_tools(tools: Option<Vec<Tool>>, choice: Option<ToolChoice>) -> Result<Offer, ApiError> {
-    let tools = tools.unwrap_or_default();
-    let mut defs: Vec<(String, Value)> = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.into_iter().enumerate() {
+    let mut defs = Vec::new();
+    for (i, tool) in tools.unwrap_or_default().into_iter().enumerate() {
         if let Some(kind) = tool.kind.as_deref().filter(|k| *k != "custom") {
             return Err(ApiError::invalid(
                 format!("tools[{i}].type"),
                 format!("server tool {kind:?} is not supported; only client tools with input_schema"),
             ));
-        }
-        check_tool_name(&tool.name).map_err(|m| ApiError::invalid(format!("tools[{i}].name"), m))?;
-        if defs.iter().any(|(name, _)| *name == tool.name) {
-            return Err(ApiError::invalid(format!("tools[{i}].name"), format!("duplicate tool name {:?}", tool.name)));
         }
         let schema = match tool.input_schema {
             Some(schema @ Value::Object(_)) => schema,
@@ -148,31 +139,20 @@ fn offered_tools(tools: Option<Vec<Tool>>, choice: Option<ToolChoice>) -> Result
             }
             None => return Err(ApiError::invalid(format!("tools[{i}].input_schema"), "input_schema: field required")),
         };
-        let mut function = serde_json::Map::new();
-        function.insert("name".into(), Value::String(tool.name.clone()));
-        if let Some(d) = tool.description {
-            function.insert("description".into(), Value::String(d));
-        }
-        function.insert("parameters".into(), schema);
-        defs.push((tool.name, json!({"type": "function", "function": function})));
+        let name_param = format!("tools[{i}].name");
+        defs.push(ToolDef { name: tool.name, description: tool.description, parameters: Some(schema), name_param });
     }
-    let only = match &choice {
-        None => None,
+    let choice = match choice {
+        None => Choice::Unset,
         Some(c) => match c.kind.as_str() {
-            "auto" | "any" => None,
-            "none" => return Ok(Offer::default()),
+            "auto" => Choice::Auto,
+            "any" => Choice::Required,
+            "none" => Choice::None,
             "tool" => {
                 let name = c
                     .name
-                    .as_deref()
                     .ok_or_else(|| ApiError::invalid("tool_choice.name", "tool_choice of type tool needs a name"))?;
-                if !defs.iter().any(|(n, _)| n == name) {
-                    return Err(ApiError::invalid(
-                        "tool_choice.name",
-                        format!("tool_choice names {name:?}, which is not in tools"),
-                    ));
-                }
-                Some(name.to_owned())
+                Choice::Named { name, param: "tool_choice.name" }
             }
             other => {
                 return Err(ApiError::invalid(
@@ -182,17 +162,7 @@ fn offered_tools(tools: Option<Vec<Tool>>, choice: Option<ToolChoice>) -> Result
             }
         },
     };
-    if defs.is_empty() {
-        return match choice.as_ref().map(|c| c.kind.as_str()) {
-            Some("any" | "tool") => Err(ApiError::invalid("tool_choice", "tool_choice needs a non-empty tools list")),
-            _ => Ok(Offer::default()),
-        };
-    }
-    if let Some(name) = only {
-        defs.retain(|(n, _)| *n == name);
-    }
-    let names = defs.iter().map(|(n, _)| n.clone()).collect();
-    Ok(Offer { tools: Some(defs.into_iter().map(|(_, d)| d).collect()), names: Some(names) })
+    tool_offer::offer(defs, choice)
 }
 
 /// Anthropic messages to template messages: the system prompt first; a user turn's
@@ -203,23 +173,7 @@ fn to_messages(system: Option<SystemPrompt>, wire: Vec<InputMessage>) -> Result<
         return Err(ApiError::invalid("messages", "messages must not be empty"));
     }
     let mut out = Vec::with_capacity(wire.len() + 1);
-    match system {
-        None => {}
-        Some(SystemPrompt::Text(text)) if !text.is_empty() => out.push(Message::new("system", text)),
-        Some(SystemPrompt::Text(_)) => {}
-        Some(SystemPrompt::Blocks(blocks)) => {
-            let mut texts = Vec::with_capacity(blocks.len());
-            for (j, block) in blocks.into_iter().enumerate() {
-                match (block.kind.as_str(), block.text) {
-                    ("text", Some(text)) => texts.push(text),
-                    _ => return Err(ApiError::invalid(format!("system[{j}]"), "system blocks must be text blocks")),
-                }
-            }
-            if !texts.is_empty() {
-                out.push(Message::new("system", texts.join("\n")));
-            }
-        }
-    }
+    out.extend(system_message(system)?);
     for (i, message) in wire.into_iter().enumerate() {
         let assistant = match message.role.as_str() {
             "user" => false,
@@ -249,51 +203,8 @@ fn to_messages(system: Option<SystemPrompt>, wire: Vec<InputMessage>) -> Result<
                         .as_deref()
                         .ok_or_else(|| ApiError::invalid(format!("{param}.text"), "a text block needs text"))?,
                 ),
-                ("tool_use", true) => {
-                    let (Some(id), Some(name)) = (block.id, block.name) else {
-                        return Err(ApiError::invalid(param, "a tool_use block needs id and name"));
-                    };
-                    let input = match block.input {
-                        None => json!({}),
-                        Some(v @ Value::Object(_)) => v,
-                        Some(_) => return Err(ApiError::invalid(format!("{param}.input"), "input must be an object")),
-                    };
-                    calls.push(ToolCall {
-                        id,
-                        kind: "function".into(),
-                        function: FunctionCall { name, arguments: input },
-                    });
-                }
-                ("tool_result", false) => {
-                    let id = block.tool_use_id.ok_or_else(|| {
-                        ApiError::invalid(format!("{param}.tool_use_id"), "a tool_result block needs tool_use_id")
-                    })?;
-                    let mut content = match block.content {
-                        None => String::new(),
-                        Some(ToolResultContent::Text(t)) => t,
-                        Some(ToolResultContent::Blocks(parts)) => {
-                            let mut texts = Vec::with_capacity(parts.len());
-                            for (k, part) in parts.into_iter().enumerate() {
-                                match (part.kind.as_str(), part.text) {
-                                    ("text", Some(t)) => texts.push(t),
-                                    (kind, _) => {
-                                        return Err(ApiError::invalid(
-                                            format!("{param}.content[{k}]"),
-                                            format!("unsupported tool_result block {kind:?}: only text"),
-                                        ))
-                                    }
-                                }
-                            }
-                            texts.join("\n")
-                        }
-                    };
-                    if block.is_error == Some(true) {
-                        content = format!("Error: {content}");
-                    }
-                    let mut result = Message::new("tool", content);
-                    result.tool_call_id = Some(id);
-                    out.push(result);
-                }
+                ("tool_use", true) => calls.push(tool_use_call(&param, block)?),
+                ("tool_result", false) => out.push(tool_result_message(&param, block)?),
                 ("thinking" | "redacted_thinking", true) => {}
                 (kind @ ("tool_use" | "thinking" | "redacted_thinking"), false) | (kind @ "tool_result", true) => {
                     return Err(ApiError::invalid(
@@ -316,6 +227,70 @@ fn to_messages(system: Option<SystemPrompt>, wire: Vec<InputMessage>) -> Result<
         }
     }
     Ok(out)
+}
+
+/// The top-level `system` field as one system message (none when empty).
+fn system_message(system: Option<SystemPrompt>) -> Result<Option<Message>, ApiError> {
+    let text = match system {
+        None => return Ok(None),
+        Some(SystemPrompt::Text(text)) => text,
+        Some(SystemPrompt::Blocks(blocks)) => {
+            let mut texts = Vec::with_capacity(blocks.len());
+            for (j, block) in blocks.into_iter().enumerate() {
+                match (block.kind.as_str(), block.text) {
+                    ("text", Some(text)) => texts.push(text),
+                    _ => return Err(ApiError::invalid(format!("system[{j}]"), "system blocks must be text blocks")),
+                }
+            }
+            texts.join("\n")
+        }
+    };
+    Ok((!text.is_empty()).then(|| Message::new("system", text)))
+}
+
+/// An assistant's `tool_use` block as a tool call.
+fn tool_use_call(param: &str, block: ContentBlock) -> Result<ToolCall, ApiError> {
+    let (Some(id), Some(name)) = (block.id, block.name) else {
+        return Err(ApiError::invalid(param, "a tool_use block needs id and name"));
+    };
+    let input = match block.input {
+        None => json!({}),
+        Some(v @ Value::Object(_)) => v,
+        Some(_) => return Err(ApiError::invalid(format!("{param}.input"), "input must be an object")),
+    };
+    Ok(ToolCall { id, kind: "function".into(), function: FunctionCall { name, arguments: input } })
+}
+
+/// A user's `tool_result` block as a `tool` message (an error result's text starts `Error: `).
+fn tool_result_message(param: &str, block: ContentBlock) -> Result<Message, ApiError> {
+    let id = block
+        .tool_use_id
+        .ok_or_else(|| ApiError::invalid(format!("{param}.tool_use_id"), "a tool_result block needs tool_use_id"))?;
+    let mut content = match block.content {
+        None => String::new(),
+        Some(ToolResultContent::Text(t)) => t,
+        Some(ToolResultContent::Blocks(parts)) => {
+            let mut texts = Vec::with_capacity(parts.len());
+            for (k, part) in parts.into_iter().enumerate() {
+                match (part.kind.as_str(), part.text) {
+                    ("text", Some(t)) => texts.push(t),
+                    (kind, _) => {
+                        return Err(ApiError::invalid(
+                            format!("{param}.content[{k}]"),
+                            format!("unsupported tool_result block {kind:?}: only text"),
+                        ))
+                    }
+                }
+            }
+            texts.join("\n")
+        }
+    };
+    if block.is_error == Some(true) {
+        content = format!("Error: {content}");
+    }
+    let mut result = Message::new("tool", content);
+    result.tool_call_id = Some(id);
+    Ok(result)
 }
 
 /// What every shape of the reply shares.

@@ -18,10 +18,12 @@ use crate::auth::Caller;
 use crate::error::{ApiError, ErrorKind, Flavor};
 use crate::extract::ApiJson;
 use crate::generation::{now_secs, random_id, Generation, Job, Piece, Step};
-use crate::identity::{agent_ref, check_model, BodyIds};
+use crate::identity::{target, BodyIds, Target};
 use crate::logprobs;
 use crate::openai::{finish_reason, usage};
-use crate::openai_wire::{CompletionChoice, CompletionPrompt, CompletionRequest, StopField, TextCompletion};
+use crate::openai_wire::{
+    stream_flags, CompletionChoice, CompletionPrompt, CompletionRequest, StopField, TextCompletion,
+};
 use crate::params::{self, openai_sampling_fields};
 use crate::AppState;
 
@@ -43,14 +45,9 @@ pub async fn completions(
     headers: HeaderMap,
     ApiJson(req): ApiJson<CompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let model = check_model(&state, req.model.as_deref())?;
-    let agent = agent_ref(
-        &caller.namespace,
-        BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() },
-        &headers,
-    )?;
-    let streaming = req.stream.unwrap_or(false);
-    let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    let ids = BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() };
+    let Target { model, agent } = target(&state, &caller.namespace, req.model.as_deref(), ids, &headers)?;
+    let (streaming, include_usage) = stream_flags(req.stream, req.stream_options.as_ref());
     if req.echo == Some(true) {
         return Err(ApiError::invalid("echo", "echo is not supported"));
     }

@@ -31,6 +31,26 @@ fn names_loaded_model(state: &AppState, name: &str) -> bool {
         || state.options.model_aliases.iter().any(|alias| alias == name)
 }
 
+/// What every generation route settles before any work: the model name to echo and the agent.
+pub(crate) struct Target {
+    pub model: String,
+    pub agent: AgentRef,
+}
+
+/// The generation routes' shared preamble: [`check_model`], then [`agent_ref`] in the caller's
+/// namespace.
+pub(crate) fn target(
+    state: &AppState,
+    namespace: &Namespace,
+    model: Option<&str>,
+    body: BodyIds<'_>,
+    headers: &HeaderMap,
+) -> Result<Target, ApiError> {
+    let model = check_model(state, model)?;
+    let agent = agent_ref(namespace, body, headers)?;
+    Ok(Target { model, agent })
+}
+
 /// The agent-identity fields a request body may carry.
 #[derive(Debug, Default, Clone, Copy)]
 pub(crate) struct BodyIds<'a> {

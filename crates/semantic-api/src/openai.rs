@@ -19,11 +19,12 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Flavor};
 use crate::extract::ApiJson;
 use crate::generation::{now_secs, random_id, Collected, Finish, Generation, Job, Piece, Step};
-use crate::identity::{agent_ref, check_model, BodyIds};
+use crate::identity::{target, BodyIds, Target};
 use crate::logprobs;
 use crate::openai_wire::*;
 use crate::params::{self, openai_sampling_fields};
 use crate::prompt::PromptError;
+use crate::tool_offer::{self, Choice, Offer, ToolDef};
 use crate::AppState;
 
 /// `POST /v1/chat/completions`.
@@ -45,14 +46,9 @@ pub async fn chat_completions(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
-    let model = check_model(&state, req.model.as_deref())?;
-    let agent = agent_ref(
-        &caller.namespace,
-        BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() },
-        &headers,
-    )?;
-    let streaming = req.stream.unwrap_or(false);
-    let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+    let ids = BodyIds { agent_id: req.agent_id.as_deref(), session_id: req.session_id.as_deref() };
+    let Target { model, agent } = target(&state, &caller.namespace, req.model.as_deref(), ids, &headers)?;
+    let (streaming, include_usage) = stream_flags(req.stream, req.stream_options.as_ref());
     let job = prepare(&state, req, agent)?;
     let tokenizer = Arc::clone(state.scheduler.tokenizer());
     let with_logprobs = job.request.sampling.logprobs.is_some();
@@ -88,20 +84,10 @@ pub(crate) fn prepare(state: &AppState, req: ChatCompletionRequest, agent: Agent
     Ok(Job { request: GenerateRequest { prompt, max_tokens, sampling, stop, agent }, tools: offer.names })
 }
 
-/// The tools offered this turn, as the template sees them, and their names.
-#[derive(Debug, Default)]
-pub(crate) struct Offer {
-    pub tools: Option<Vec<Value>>,
-    pub names: Option<Vec<String>>,
-}
-
-/// Applies `tool_choice`: `none` offers nothing, `auto` and `required` offer every tool, a
-/// named choice offers only that tool. Without constrained decoding, `required` and named choices
-/// cannot force a call: if the model makes none, its text is returned with `finish_reason: stop`.
+/// OpenAI `tools` and `tool_choice` as the shared [`tool_offer::offer`] sees them.
 fn offered_tools(tools: Option<Vec<ChatTool>>, choice: Option<ToolChoice>) -> Result<Offer, ApiError> {
-    let tools = tools.unwrap_or_default();
-    let mut defs = Vec::with_capacity(tools.len());
-    for (i, tool) in tools.into_iter().enumerate() {
+    let mut defs = Vec::new();
+    for (i, tool) in tools.unwrap_or_default().into_iter().enumerate() {
         if tool.kind != "function" {
             return Err(ApiError::invalid(
                 format!("tools[{i}].type"),
@@ -109,33 +95,21 @@ fn offered_tools(tools: Option<Vec<ChatTool>>, choice: Option<ToolChoice>) -> Re
             ));
         }
         let f = tool.function;
-        check_tool_name(&f.name).map_err(|m| ApiError::invalid(format!("tools[{i}].function.name"), m))?;
-        if defs.iter().any(|(name, _)| *name == f.name) {
-            return Err(ApiError::invalid(
-                format!("tools[{i}].function.name"),
-                format!("duplicate tool name {:?}", f.name),
-            ));
-        }
         if f.parameters.as_ref().is_some_and(|p| !p.is_object()) {
             return Err(ApiError::invalid(
                 format!("tools[{i}].function.parameters"),
                 "parameters must be a JSON Schema object",
             ));
         }
-        let mut function = serde_json::Map::new();
-        function.insert("name".into(), Value::String(f.name.clone()));
-        if let Some(d) = f.description {
-            function.insert("description".into(), Value::String(d));
-        }
-        if let Some(p) = f.parameters {
-            function.insert("parameters".into(), p);
-        }
-        defs.push((f.name, json!({"type": "function", "function": function})));
+        let name_param = format!("tools[{i}].function.name");
+        defs.push(ToolDef { name: f.name, description: f.description, parameters: f.parameters, name_param });
     }
-    let mode = match &choice {
-        None => None,
+    let choice = match choice {
+        None => Choice::Unset,
         Some(ToolChoice::Mode(mode)) => match mode.as_str() {
-            "none" | "auto" | "required" => Some(mode.as_str()),
+            "none" => Choice::None,
+            "auto" => Choice::Auto,
+            "required" => Choice::Required,
             other => {
                 return Err(ApiError::invalid(
                     "tool_choice",
@@ -143,44 +117,12 @@ fn offered_tools(tools: Option<Vec<ChatTool>>, choice: Option<ToolChoice>) -> Re
                 ))
             }
         },
-        Some(ToolChoice::Named(named)) => {
-            if named.kind != "function" {
-                return Err(ApiError::invalid("tool_choice", "a named tool_choice must have type \"function\""));
-            }
-            if !defs.iter().any(|(name, _)| *name == named.function.name) {
-                return Err(ApiError::invalid(
-                    "tool_choice",
-                    format!("tool_choice names {:?}, which is not in tools", named.function.name),
-                ));
-            }
-            Some("named")
+        Some(ToolChoice::Named(named)) if named.kind != "function" => {
+            return Err(ApiError::invalid("tool_choice", "a named tool_choice must have type \"function\""))
         }
+        Some(ToolChoice::Named(named)) => Choice::Named { name: named.function.name, param: "tool_choice" },
     };
-    if defs.is_empty() {
-        return match mode {
-            None | Some("none") => Ok(Offer::default()),
-            Some(_) => Err(ApiError::invalid("tool_choice", "tool_choice needs a non-empty tools list")),
-        };
-    }
-    let defs = match (&choice, mode) {
-        (_, Some("none")) => return Ok(Offer::default()),
-        (Some(ToolChoice::Named(named)), _) => defs.into_iter().filter(|(n, _)| *n == named.function.name).collect(),
-        _ => defs,
-    };
-    let names = defs.iter().map(|(n, _)| n.clone()).collect();
-    Ok(Offer { tools: Some(defs.into_iter().map(|(_, d)| d).collect()), names: Some(names) })
-}
-
-/// OpenAI's rule for function names: 1-64 chars of `[A-Za-z0-9_-]`.
-pub(crate) fn check_tool_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("invalid function name {name:?}: 1-64 chars of A-Z a-z 0-9 _ -"))
-    }
+    tool_offer::offer(defs, choice)
 }
 
 /// Wire messages to template messages.

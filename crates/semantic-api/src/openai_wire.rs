@@ -94,6 +94,11 @@ pub struct StreamOptions {
     pub include_usage: Option<bool>,
 }
 
+/// `stream` and `stream_options.include_usage` of an OpenAI request, both off when absent.
+pub(crate) fn stream_flags(stream: Option<bool>, options: Option<&StreamOptions>) -> (bool, bool) {
+    (stream.unwrap_or(false), options.and_then(|o| o.include_usage).unwrap_or(false))
+}
+
 /// A tool the model may call.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatTool {

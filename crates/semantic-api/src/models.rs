@@ -140,10 +140,7 @@ impl ModelSlot {
     pub async fn shutdown(&self, grace: Duration) -> Option<(DrainReport, usize)> {
         let _swap = self.swap_lock.lock().await;
         let (_, scheduler) = self.take_current()?;
-        let report = scheduler.drain(grace).await;
-        let flushed = scheduler.flush_agents().await;
-        scheduler.stop().await;
-        Some((report, flushed.still_dirty))
+        Some(retire(scheduler, grace).await)
     }
 
     fn registry(&self) -> Option<ModelRegistry> {
@@ -284,30 +281,7 @@ pub(crate) async fn swap(
     if matches!(slot.phase(), Phase::Loading) {
         return Err(ApiError::new(ErrorKind::Conflict, "the first model is still loading").with_code("loading"));
     }
-    let registry = blocking({
-        let host = Arc::clone(&host);
-        move || host.registry()
-    })
-    .await?;
-    let Some(entry) = registry.find(&body.model_id).cloned() else {
-        let ids: Vec<&str> = registry.entries.iter().map(|e| e.id.as_str()).collect();
-        return Err(ApiError::new(
-            ErrorKind::NotFound,
-            format!("no model `{}` in {} (available: {})", body.model_id, registry.dir.display(), ids.join(", ")),
-        )
-        .with_param("model_id")
-        .with_code("model_not_found"));
-    };
-    if let Err(reason) = &entry.info {
-        slot.ops.metrics.swapped(SwapResult::Rejected);
-        tracing::warn!(model = %entry.id, %reason, "swap refused: the file is not a servable GGUF");
-        return Err(ApiError::new(
-            ErrorKind::InvalidRequest,
-            format!("model `{}` cannot be served: {reason}", entry.id),
-        )
-        .with_param("model_id")
-        .with_code("invalid_model"));
-    }
+    let entry = servable_entry(&slot, &host, &body.model_id).await?;
     let from = slot.current_id();
     if from.as_deref() == Some(entry.id.as_str()) {
         return Ok(Json(json!({"status": "unchanged", "model_id": entry.id})));
@@ -315,21 +289,7 @@ pub(crate) async fn swap(
     let started = Instant::now();
     tracing::info!(from = ?from, to = %entry.id, "model swap: draining");
     slot.set_phase(Phase::Swapping);
-    let drained = match slot.take_current() {
-        Some((_, old)) => {
-            let report = old.drain(Duration::from_secs_f64(drain)).await;
-            let flushed = old.flush_agents().await;
-            old.stop().await;
-            tracing::info!(
-                completed = report.completed,
-                cut = report.cut,
-                still_dirty = flushed.still_dirty,
-                "model swap: unloaded"
-            );
-            report
-        }
-        None => DrainReport::default(),
-    };
+    let drained = unload_current(&slot, drain).await;
     let drained = json!({"completed": drained.completed, "cut": drained.cut});
     let to = entry.id.clone();
     let loaded = blocking({
@@ -352,6 +312,54 @@ pub(crate) async fn swap(
             rollback(&slot, host, from, &entry.id, &reason).await
         }
     }
+}
+
+/// The registry entry `model_id` names, if its file is servable: 404 `model_not_found` for an unknown
+/// id, 400 `invalid_model` (counted as a rejected swap) for a file that is not a servable GGUF.
+async fn servable_entry(slot: &ModelSlot, host: &Arc<dyn ModelHost>, model_id: &str) -> Result<ModelEntry, ApiError> {
+    let registry = blocking({
+        let host = Arc::clone(host);
+        move || host.registry()
+    })
+    .await?;
+    let Some(entry) = registry.find(model_id).cloned() else {
+        let ids: Vec<&str> = registry.entries.iter().map(|e| e.id.as_str()).collect();
+        return Err(ApiError::new(
+            ErrorKind::NotFound,
+            format!("no model `{}` in {} (available: {})", model_id, registry.dir.display(), ids.join(", ")),
+        )
+        .with_param("model_id")
+        .with_code("model_not_found"));
+    };
+    if let Err(reason) = &entry.info {
+        slot.ops.metrics.swapped(SwapResult::Rejected);
+        tracing::warn!(model = %entry.id, %reason, "swap refused: the file is not a servable GGUF");
+        return Err(ApiError::new(
+            ErrorKind::InvalidRequest,
+            format!("model `{}` cannot be served: {reason}", entry.id),
+        )
+        .with_param("model_id")
+        .with_code("invalid_model"));
+    }
+    Ok(entry)
+}
+
+/// Drains `scheduler` for at most `grace` (in-flight requests finish or are cut), persists its
+/// dirty agents and ends its step thread, freeing the engine. Returns the drain report and how many
+/// agents could not be persisted.
+async fn retire(scheduler: Scheduler, grace: Duration) -> (DrainReport, usize) {
+    let report = scheduler.drain(grace).await;
+    let flushed = scheduler.flush_agents().await;
+    scheduler.stop().await;
+    (report, flushed.still_dirty)
+}
+
+/// Retires the serving model, if any, for a swap (drain bounded by `drain` seconds).
+async fn unload_current(slot: &ModelSlot, drain: f64) -> DrainReport {
+    let Some((_, old)) = slot.take_current() else { return DrainReport::default() };
+    let (report, still_dirty) = retire(old, Duration::from_secs_f64(drain)).await;
+    tracing::info!(completed = report.completed, cut = report.cut, still_dirty, "model swap: unloaded");
+    report
 }
 
 /// After a failed load: reloads `from` (if there was a model) and reports the failure.
@@ -407,10 +415,8 @@ pub(crate) async fn offload(State(s): State<ModelsState>, _admin: Admin) -> Resu
         return Err(ApiError::new(ErrorKind::Conflict, "no model is loaded").with_code("no_model_loaded"));
     };
     slot.set_phase(Phase::Offloaded);
-    let report = scheduler.drain(Duration::from_secs_f64(DEFAULT_SWAP_DRAIN_SECS)).await;
-    scheduler.flush_agents().await;
-    scheduler.stop().await;
-    tracing::info!(model = %id, "model offloaded");
+    let (report, still_dirty) = retire(scheduler, Duration::from_secs_f64(DEFAULT_SWAP_DRAIN_SECS)).await;
+    tracing::info!(model = %id, still_dirty, "model offloaded");
     Ok(Json(
         json!({"status": "offloaded", "model_id": id, "drained": {"completed": report.completed, "cut": report.cut}}),
     ))

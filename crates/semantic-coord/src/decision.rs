@@ -287,37 +287,46 @@ pub fn decide(
             let ballots: Vec<Vec<&str>> = latest.values().map(|v| v.preferences()).collect();
             runoff(&mut d, &ballots, &candidates, &order);
         }
-        DecisionMode::CoordinatorDecides => match coordinator {
-            None => {
-                d.explanation = "There is no coordinator in this session (no coordinator, moderator or judge \
-                                 role), so nothing is decided."
-                    .into();
-            }
-            Some(id) => match latest.get(id).and_then(|v| v.first_choice()) {
-                Some(choice) => {
-                    d.status = DecisionStatus::Decided;
-                    d.outcome = Some(choice.to_string());
-                    d.explanation = format!("The coordinator {id} chose {choice} ({turnout}).");
-                }
-                None => d.explanation = format!("The coordinator {id} has not voted yet ({turnout})."),
-            },
-        },
-        DecisionMode::Consensus => {
-            let voted: Vec<&(String, usize)> = d.tally.iter().filter(|(_, c)| *c > 0).collect();
-            match voted.as_slice() {
-                [(choice, _)] if votes_cast >= electorate => {
-                    d.status = DecisionStatus::Decided;
-                    d.outcome = Some(choice.clone());
-                    d.explanation = format!("Consensus: all {votes_cast} voters chose {choice}.");
-                }
-                [(choice, _)] => {
-                    d.explanation = format!("No consensus yet: every vote cast chose {choice}, but only {turnout}.");
-                }
-                _ => d.explanation = format!("No consensus: {} ({turnout}).", spread(&d.tally)),
-            }
+        DecisionMode::CoordinatorDecides => {
+            let choice = |id: &str| latest.get(id).and_then(|v| v.first_choice());
+            coordinator_decides(&mut d, coordinator.map(|id| (id, choice(id))), &turnout);
         }
+        DecisionMode::Consensus => consensus(&mut d, &turnout),
     }
     d
+}
+
+/// The coordinator's first choice decides; `coordinator` is its id and that choice, if any.
+fn coordinator_decides(d: &mut Decision, coordinator: Option<(&str, Option<&str>)>, turnout: &str) {
+    match coordinator {
+        None => {
+            d.explanation = "There is no coordinator in this session (no coordinator, moderator or judge \
+                             role), so nothing is decided."
+                .into();
+        }
+        Some((id, Some(choice))) => {
+            d.status = DecisionStatus::Decided;
+            d.outcome = Some(choice.to_string());
+            d.explanation = format!("The coordinator {id} chose {choice} ({turnout}).");
+        }
+        Some((id, None)) => d.explanation = format!("The coordinator {id} has not voted yet ({turnout})."),
+    }
+}
+
+/// Decided only when every voter voted and all chose the same option.
+fn consensus(d: &mut Decision, turnout: &str) {
+    let voted: Vec<&(String, usize)> = d.tally.iter().filter(|(_, c)| *c > 0).collect();
+    match voted.as_slice() {
+        [(choice, _)] if d.votes_cast >= d.electorate => {
+            d.status = DecisionStatus::Decided;
+            d.outcome = Some(choice.clone());
+            d.explanation = format!("Consensus: all {} voters chose {choice}.", d.votes_cast);
+        }
+        [(choice, _)] => {
+            d.explanation = format!("No consensus yet: every vote cast chose {choice}, but only {turnout}.");
+        }
+        _ => d.explanation = format!("No consensus: {} ({turnout}).", spread(&d.tally)),
+    }
 }
 
 /// Plurality of first choices; a tie at the top is reported.

@@ -231,61 +231,72 @@ impl Session {
             session.push(MessageKind::System, None, "System".into(), text, None, now);
         }
         for agent in session.spec.agents.clone() {
-            let memory_id = session.spec.memory_id(&session.id, &agent);
-            let stored = match agent.lifecycle {
-                crate::Lifecycle::Permanent => stored_history(&memory_id),
-                crate::Lifecycle::Ephemeral => None,
-            };
-            let continued = stored.as_ref().is_some_and(|h| !h.history.is_empty());
-            let crate::StoredHistory { history, last_prompt_tokens } = stored.unwrap_or_default();
-            if continued {
-                let others = session.other_names(&agent.agent_id);
-                let mut note = format!(
-                    "A new conversation begins. You are {}, now with {}.",
-                    agent.display_name,
-                    prompt::join_names(&others)
-                );
-                if !history.first().is_some_and(|m| m.content.contains(agent.system_prompt.trim())) {
-                    note.push_str(&format!(" Your instructions now: {}", agent.system_prompt.trim()));
-                }
-                session.push_private(&agent.agent_id, MessageKind::Private, note, now);
-            }
-            let prior: Vec<_> = session
-                .spec
-                .prior_agent_messages
-                .iter()
-                .filter(|(id, _)| *id == agent.agent_id)
-                .flat_map(|(_, list)| list.clone())
-                .collect();
-            for m in prior {
-                // A continued agent already holds what it took part in: only new lines are added.
-                let known = history.iter().any(|h| h.content.contains(m.content.trim()));
-                if !known && !m.content.trim().is_empty() {
-                    let to = vec![Recipient { agent_id: agent.agent_id.clone(), channel: Channel::Public }];
-                    session.push(MessageKind::Prior, m.sender_id, m.sender_name, m.content, Some(to), now);
-                }
-            }
-            let private: Vec<String> = session
-                .spec
-                .per_agent_prompts
-                .iter()
-                .filter(|(id, _)| *id == agent.agent_id)
-                .map(|(_, text)| text.clone())
-                .collect();
-            for text in private {
-                session.push_private(&agent.agent_id, MessageKind::Private, text, now);
-            }
-            session.views.push(AgentView {
-                agent_id: agent.agent_id.clone(),
-                memory_id,
-                history,
-                delivered: 0,
-                turns: 0,
-                last_prompt_tokens,
-                continued,
-            });
+            session.add_agent(agent, now, stored_history);
         }
         Ok(session)
+    }
+
+    /// Adds one agent's view: a permanent agent continues its stored history (with a note of who
+    /// it is with now), then gets its prior messages not already known and its private prompts.
+    fn add_agent(
+        &mut self,
+        agent: crate::AgentSpec,
+        now: u64,
+        stored_history: &dyn Fn(&str) -> Option<crate::StoredHistory>,
+    ) {
+        let memory_id = self.spec.memory_id(&self.id, &agent);
+        let stored = match agent.lifecycle {
+            crate::Lifecycle::Permanent => stored_history(&memory_id),
+            crate::Lifecycle::Ephemeral => None,
+        };
+        let continued = stored.as_ref().is_some_and(|h| !h.history.is_empty());
+        let crate::StoredHistory { history, last_prompt_tokens } = stored.unwrap_or_default();
+        if continued {
+            let others = self.other_names(&agent.agent_id);
+            let mut note = format!(
+                "A new conversation begins. You are {}, now with {}.",
+                agent.display_name,
+                prompt::join_names(&others)
+            );
+            if !history.first().is_some_and(|m| m.content.contains(agent.system_prompt.trim())) {
+                note.push_str(&format!(" Your instructions now: {}", agent.system_prompt.trim()));
+            }
+            self.push_private(&agent.agent_id, MessageKind::Private, note, now);
+        }
+        let prior: Vec<_> = self
+            .spec
+            .prior_agent_messages
+            .iter()
+            .filter(|(id, _)| *id == agent.agent_id)
+            .flat_map(|(_, list)| list.clone())
+            .collect();
+        for m in prior {
+            // A continued agent already holds what it took part in: only new lines are added.
+            let known = history.iter().any(|h| h.content.contains(m.content.trim()));
+            if !known && !m.content.trim().is_empty() {
+                let to = vec![Recipient { agent_id: agent.agent_id.clone(), channel: Channel::Public }];
+                self.push(MessageKind::Prior, m.sender_id, m.sender_name, m.content, Some(to), now);
+            }
+        }
+        let private: Vec<String> = self
+            .spec
+            .per_agent_prompts
+            .iter()
+            .filter(|(id, _)| *id == agent.agent_id)
+            .map(|(_, text)| text.clone())
+            .collect();
+        for text in private {
+            self.push_private(&agent.agent_id, MessageKind::Private, text, now);
+        }
+        self.views.push(AgentView {
+            agent_id: agent.agent_id.clone(),
+            memory_id,
+            history,
+            delivered: 0,
+            turns: 0,
+            last_prompt_tokens,
+            continued,
+        });
     }
 
     fn push(

@@ -152,6 +152,14 @@ impl SessionSpec {
 
     /// Checks every field; errors name the field path.
     pub fn validate(&self) -> Result<(), CoordError> {
+        self.validate_agents()?;
+        self.validate_prompts_and_edges()?;
+        self.validate_decision()?;
+        self.validate_settings()
+    }
+
+    /// The agent list: ids, names, prompts, roles, no duplicates, at least one speaker.
+    fn validate_agents(&self) -> Result<(), CoordError> {
         if self.agents.is_empty() || self.agents.len() > MAX_AGENTS {
             return Err(CoordError::invalid("agents", format!("1 to {MAX_AGENTS} agents, got {}", self.agents.len())));
         }
@@ -195,6 +203,11 @@ impl SessionSpec {
         if self.speakers().is_empty() {
             return Err(CoordError::invalid("agents", "every agent is an observer: nobody can take a turn"));
         }
+        Ok(())
+    }
+
+    /// The opening prompt, turn bound, cache prefix, and every field that names an agent.
+    fn validate_prompts_and_edges(&self) -> Result<(), CoordError> {
         if self.initial_prompt.chars().count() > MAX_INITIAL_PROMPT_CHARS {
             return Err(CoordError::invalid(
                 "initial_prompt",
@@ -230,6 +243,11 @@ impl SessionSpec {
                 return Err(CoordError::invalid(format!("interactions[{i}]"), "an agent cannot interact with itself"));
             }
         }
+        Ok(())
+    }
+
+    /// The decision mode's coordinator and the options voted on.
+    fn validate_decision(&self) -> Result<(), CoordError> {
         if self.decision_mode == DecisionMode::CoordinatorDecides && self.coordinator().is_none() {
             return Err(CoordError::invalid(
                 "decision_mode",
@@ -244,6 +262,11 @@ impl SessionSpec {
                 return Err(CoordError::invalid(format!("options[{i}]"), format!("duplicate option {option:?}")));
             }
         }
+        Ok(())
+    }
+
+    /// The generation settings every turn uses.
+    fn validate_settings(&self) -> Result<(), CoordError> {
         let s = &self.settings;
         if !(0.0..=2.0).contains(&s.temperature) {
             return Err(CoordError::invalid("temperature", "0 to 2"));

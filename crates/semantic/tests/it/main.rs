@@ -15,6 +15,7 @@ mod models;
 mod offline;
 mod openai;
 mod ops;
+mod python;
 mod readme;
 mod responses_sdk;
 mod sdk;

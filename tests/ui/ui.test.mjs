@@ -150,7 +150,10 @@ async function memory(page) {
   await until(async () => (await page.locator('tr[data-agent]').count()) >= 1 && !(await page.locator('tr[data-agent="bob"]').count()), 5_000, 'the filter');
   await page.getByLabel('Filter').fill('');
   await page.waitForSelector('tr[data-agent="bob"]');
-  log('memory: alice and bob listed');
+  const totals = await page.locator('section[data-page="memory"] .totals').innerText();
+  expect(/Warm \(RAM\)[\s\S]* of [0-9.]+ [KMG]i?B/.test(totals), `the warm total is shown against its budget (${totals})`);
+  expect((await page.locator('section[data-page="memory"] .totals .bar').count()) >= 3, 'the tiers have usage bars');
+  log('memory: alice and bob listed, totals against budgets');
 }
 
 async function scenarios(page) {
@@ -158,15 +161,20 @@ async function scenarios(page) {
   await until(async () => (await page.getByLabel('Scenario (YAML)').inputValue()).includes('id: tiny'), 10_000, 'the tiny scenario to load');
   await page.getByLabel('Rounds per phase').fill('1');
   await page.getByLabel('Max tokens per turn').fill('32');
-  await page.getByRole('button', {name: 'Run all phases'}).click();
-  const done = page.locator('[data-run-status]');
+  // Phase by phase: the tiny scenario has two phases, so the run pauses once.
+  await page.getByRole('button', {name: 'Run next phase'}).click();
+  await page.locator('[data-run-status="paused"]').waitFor({timeout: RUN_MS});
+  const first = await page.locator('section[data-page="scenarios"] li.msg.turn[aria-busy="false"]').count();
+  expect(first >= 2, `the first phase's two turns are shown (${first})`);
+  await page.getByRole('button', {name: 'Run next phase'}).click();
+  const done = page.locator('[data-run-status]:not([data-run-status="paused"])');
   await done.waitFor({timeout: RUN_MS});
   const status = await done.getAttribute('data-run-status');
   expect(status === 'completed', `the run completed (${status})`);
   const turns = await page.locator('section[data-page="scenarios"] li.msg.turn[aria-busy="false"]').count();
   expect(turns >= 4, `four turns shown (${turns})`);
   expect(await page.locator('svg.graph line.edge').count() >= 2, 'the interaction graph has edges');
-  log(`scenarios: tiny ran, ${turns} turns`);
+  log(`scenarios: tiny ran phase by phase, ${turns} turns`);
 }
 
 async function sessions(page) {
@@ -221,8 +229,16 @@ async function locked(context, url, key, adminKey) {
   await page.waitForSelector('section[data-page="server"] dd >> text=/^[0-9a-f]{16,}$/');
   await page.getByRole('button', {name: 'Flush agent memory to disk'}).click();
   await page.waitForSelector('section[data-page="server"] .ok >> text=/flushed/');
+  // The model swap lists the models directory with the serving model chosen; swapping to it is
+  // answered by the server as unchanged (a real swap is tested against the API).
+  const models = page.getByLabel('Model to serve');
+  await until(async () => (await models.locator('option').count()) >= 1, 10_000, 'the models to be listed');
+  const serving = await models.locator('option:checked').innerText();
+  expect(/\(serving\)/.test(serving), `the serving model is preselected (${serving})`);
+  await page.getByRole('button', {name: 'Swap model'}).click();
+  await page.waitForSelector('section[data-page="server"] .ok >> text=/swap: unchanged/');
   await page.close();
-  log('locked server: key asked for, then memory and the admin actions work');
+  log('locked server: key asked for, then memory, flush and model swap work');
 }
 
 async function main() {

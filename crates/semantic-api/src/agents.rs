@@ -49,12 +49,20 @@ fn op_error(err: AgentOpError) -> ApiError {
     }
 }
 
-/// `GET /v1/agents`
+/// `GET /v1/agents`: the caller's agents, newest first, and the server's memory budgets (the same for
+/// every caller: they size the tiers the agents share).
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> {
     let mut agents = state.scheduler.list_agents(caller.namespace).await;
     agents.sort_by_key(|a| std::cmp::Reverse(a.last_used_ms));
     let kv = kv_type(&state);
-    Json(json!({"object": "list", "data": agents.iter().map(|a| agent_json(a, &kv)).collect::<Vec<_>>()}))
+    let (warm_bytes, disk_bytes) = state.scheduler.memory_budgets();
+    let budgets = json!({
+        "hot_agents": state.scheduler.context().n_seq_max,
+        "warm_bytes": warm_bytes,
+        "disk_bytes": disk_bytes,
+    });
+    let data: Vec<Value> = agents.iter().map(|a| agent_json(a, &kv)).collect();
+    Json(json!({"object": "list", "data": data, "budgets": budgets}))
 }
 
 /// `GET /v1/agents/{id}`

@@ -42,6 +42,7 @@ mod scenario_runs;
 mod startup;
 mod state;
 mod token_cache;
+mod tool_offer;
 mod ui;
 
 use axum::http::Method;
@@ -107,6 +108,7 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::GET, "/v1/scenarios/runs/{id}", get(scenario_routes::status)),
         (Method::DELETE, "/v1/scenarios/runs/{id}", delete(scenario_routes::cancel)),
         (Method::GET, "/v1/scenarios/runs/{id}/events", get(scenario_routes::events)),
+        (Method::POST, "/v1/scenarios/runs/{id}/next", post(scenario_routes::next)),
         (Method::GET, "/v1/scenarios/runs/{id}/transcript", get(scenario_routes::transcript)),
         (Method::GET, "/openapi.json", get(openapi::openapi_json)),
     ]

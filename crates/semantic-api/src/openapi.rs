@@ -57,6 +57,7 @@ use crate::{
         scenario_routes::start,
         scenario_routes::status,
         scenario_routes::cancel,
+        scenario_routes::next,
         scenario_routes::events,
         scenario_routes::transcript,
         models::current,

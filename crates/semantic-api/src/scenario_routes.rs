@@ -48,7 +48,7 @@ pub async fn validate(ApiJson(req): ApiJson<ValidateRequest>) -> Json<Value> {
     }
 }
 
-/// `POST /v1/scenarios/runs`: starts running every phase in order.
+/// `POST /v1/scenarios/runs`: starts running every phase in order (or, with `step`, the first).
 #[utoipa::path(post, path = "/v1/scenarios/runs", tag = "scenarios", request_body = StartRunRequest,
     responses((status = 201, description = "the run, running"),
         (status = 400, description = "the scenario is invalid (every issue with its line)", body = OpenAiErrorBody),
@@ -64,7 +64,7 @@ pub async fn start(
 
 /// `GET /v1/scenarios/runs/{id}`.
 #[utoipa::path(get, path = "/v1/scenarios/runs/{id}", tag = "scenarios", params(("id" = String, Path, description = "run id")),
-    responses((status = 200, description = "status: running, completed, failed or cancelled; phases and turns so far"),
+    responses((status = 200, description = "status: running, paused, completed, failed or cancelled; phases and turns so far"),
         (status = 404, description = "no such run", body = OpenAiErrorBody)))]
 pub async fn status(
     State(state): State<AppState>,
@@ -75,7 +75,7 @@ pub async fn status(
     Ok(Json(runs::with(&record, runs::status_json)))
 }
 
-/// `DELETE /v1/scenarios/runs/{id}`: cancels a running run.
+/// `DELETE /v1/scenarios/runs/{id}`: cancels a running or paused run.
 #[utoipa::path(delete, path = "/v1/scenarios/runs/{id}", tag = "scenarios", params(("id" = String, Path, description = "run id")),
     responses((status = 200, description = "the run, cancelled (or as it ended)"),
         (status = 404, description = "no such run", body = OpenAiErrorBody)))]
@@ -86,6 +86,21 @@ pub async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     let record = state.runs.get(&caller.namespace, &id)?;
     Ok(Json(runs::cancel(&record)))
+}
+
+/// `POST /v1/scenarios/runs/{id}/next`: runs the next phase of a paused step run.
+#[utoipa::path(post, path = "/v1/scenarios/runs/{id}/next", tag = "scenarios", params(("id" = String, Path, description = "run id")),
+    responses((status = 200, description = "the run, running its next phase"),
+        (status = 404, description = "no such run", body = OpenAiErrorBody),
+        (status = 409, description = "the run is not paused (`run_not_paused`)", body = OpenAiErrorBody),
+        (status = 429, description = "too many runs running (Retry-After)", body = OpenAiErrorBody)))]
+pub async fn next(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state.runs.get(&caller.namespace, &id)?;
+    Ok(Json(runs::next(&state, &caller.namespace, &record)?))
 }
 
 /// `GET /v1/scenarios/runs/{id}/transcript[?format=markdown]`.
@@ -112,8 +127,9 @@ pub async fn transcript(
 }
 
 /// `GET /v1/scenarios/runs/{id}/events`: SSE `phase_start`, `turn_start`, `turn_complete`,
-/// `decision`, `phase_complete`, then `run_complete` or `error`; a late subscriber gets the log
-/// so far first.
+/// `decision`, `phase_complete`, then `run_complete`, `run_paused` (a step run between phases;
+/// `run_resumed` follows `…/next`) or `error`; a late subscriber gets the log so far first, and
+/// the stream ends with the run or its pause.
 #[utoipa::path(get, path = "/v1/scenarios/runs/{id}/events", tag = "scenarios", params(("id" = String, Path, description = "run id")),
     responses((status = 200, description = "SSE events", content_type = "text/event-stream"),
         (status = 404, description = "no such run", body = OpenAiErrorBody)))]
@@ -132,8 +148,8 @@ fn sse(
     live: broadcast::Receiver<RunEvent>,
     ended: bool,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let is_end = |name: &str| name == "run_complete" || name == "error";
-    let finished = ended || past.iter().any(|(n, _)| is_end(n));
+    let is_end = |name: &str| matches!(name, "run_complete" | "run_paused" | "error");
+    let finished = ended || past.last().is_some_and(|(n, _)| is_end(n));
     let live = stream::unfold((live, finished), move |(mut rx, done)| async move {
         if done {
             return None;

@@ -30,7 +30,7 @@ const KEPT_RUNS: usize = 64;
 const RUNNING_LIMIT: usize = 4;
 
 /// `POST /v1/scenarios/runs`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct StartRunRequest {
     /// The scenario file's text (YAML).
     pub yaml: String,
@@ -42,6 +42,9 @@ pub struct StartRunRequest {
     pub temperature: Option<f32>,
     /// Seed: the run replays exactly.
     pub seed: Option<u64>,
+    /// Run one phase at a time: after every phase but the last the run is `paused` until
+    /// `POST /v1/scenarios/runs/{id}/next` runs the next one (default false: every phase in a row).
+    pub step: Option<bool>,
 }
 
 /// A run's state.
@@ -50,6 +53,8 @@ pub struct StartRunRequest {
 pub enum RunStatus {
     /// Phases are running.
     Running,
+    /// A step run finished a phase and waits for `POST …/next`.
+    Paused,
     /// Every phase ran.
     Completed,
     /// A phase failed; `error` says why.
@@ -66,6 +71,8 @@ pub(crate) struct RunRecord {
     id: String,
     namespace: String,
     scenario: Scenario,
+    /// The settings the run was started with (every phase uses them).
+    request: StartRunRequest,
     status: RunStatus,
     error: Option<Value>,
     created_at: u64,
@@ -101,8 +108,12 @@ impl ScenarioRuns {
             })
     }
 
-    fn add(&self, record: RunRecord) -> Result<Arc<Mutex<RunRecord>>, ApiError> {
-        let mut runs = lock(&self.runs);
+    /// 429 `too_many_runs` (Retry-After) when [`RUNNING_LIMIT`] runs are running.
+    fn check_capacity(&self) -> Result<(), ApiError> {
+        Self::capacity(&lock(&self.runs))
+    }
+
+    fn capacity(runs: &[Arc<Mutex<RunRecord>>]) -> Result<(), ApiError> {
         let running = runs.iter().filter(|r| lock(r).status == RunStatus::Running).count();
         if running >= RUNNING_LIMIT {
             return Err(ApiError {
@@ -111,8 +122,15 @@ impl ScenarioRuns {
                     .with_code("too_many_runs")
             });
         }
+        Ok(())
+    }
+
+    fn add(&self, record: RunRecord) -> Result<Arc<Mutex<RunRecord>>, ApiError> {
+        let mut runs = lock(&self.runs);
+        Self::capacity(&runs)?;
         while runs.len() >= KEPT_RUNS {
-            match runs.iter().position(|r| lock(r).status != RunStatus::Running) {
+            let ended = runs.iter().position(|r| !matches!(lock(r).status, RunStatus::Running | RunStatus::Paused));
+            match ended.or_else(|| runs.iter().position(|r| lock(r).status == RunStatus::Paused)) {
                 Some(i) => {
                     runs.remove(i);
                 }
@@ -126,7 +144,12 @@ impl ScenarioRuns {
 }
 
 fn log(record: &Mutex<RunRecord>, name: &str, data: Value) {
-    let mut r = lock(record);
+    push(&mut lock(record), name, data);
+}
+
+/// Logs an event and sends it live, under the caller's lock (so a status change and the event
+/// that announces it are seen together).
+fn push(r: &mut RunRecord, name: &str, data: Value) {
     r.events.push((name.to_owned(), data.clone()));
     let _ = r.live.send((name.to_owned(), data));
 }
@@ -147,6 +170,7 @@ pub(crate) fn start(state: &AppState, ns: &Namespace, req: StartRunRequest) -> R
         id: id.clone(),
         namespace: ns.as_str().to_owned(),
         scenario: scenario.clone(),
+        request: req,
         status: RunStatus::Running,
         error: None,
         created_at: now_secs(),
@@ -157,130 +181,188 @@ pub(crate) fn start(state: &AppState, ns: &Namespace, req: StartRunRequest) -> R
         abort: None,
     })?;
     let body = status_json(&lock(&record));
+    spawn_phases(state, ns, &record);
+    Ok(body)
+}
+
+/// Runs the next phase of a paused step run (409 `run_not_paused` otherwise).
+pub(crate) fn next(state: &AppState, ns: &Namespace, record: &Arc<Mutex<RunRecord>>) -> Result<Value, ApiError> {
+    state.runs.check_capacity()?;
+    let body = {
+        let mut r = lock(record);
+        if r.status != RunStatus::Paused {
+            let status = serde_json::to_value(r.status).unwrap_or_default();
+            return Err(ApiError::new(ErrorKind::Conflict, format!("the run is {status}, not paused"))
+                .with_code("run_not_paused"));
+        }
+        r.status = RunStatus::Running;
+        let body = status_json(&r);
+        push(&mut r, "run_resumed", body.clone());
+        body
+    };
+    spawn_phases(state, ns, record);
+    Ok(body)
+}
+
+/// Runs the record's remaining phases (one, for a step run) in a task; its end is logged with the
+/// status change: `run_complete`, `run_paused` or `error`.
+fn spawn_phases(state: &AppState, ns: &Namespace, record: &Arc<Mutex<RunRecord>>) {
     let task_state = state.clone();
     let task_ns = ns.clone();
-    let task_record = Arc::clone(&record);
+    let task_record = Arc::clone(record);
     let task = tokio::spawn(async move {
-        let outcome = run_phases(&task_state, &task_ns, &task_record, &req).await;
-        let (name, data) = {
-            let mut r = lock(&task_record);
-            match outcome {
-                Ok(()) => {
-                    r.status = RunStatus::Completed;
-                    ("run_complete", status_json(&r))
-                }
-                Err(error) => {
-                    r.status = RunStatus::Failed;
-                    r.error = Some(error.body());
-                    ("error", error.body())
-                }
+        let outcome = run_phases(&task_state, &task_ns, &task_record).await;
+        let mut r = lock(&task_record);
+        let (name, data) = match outcome {
+            Ok(true) => {
+                r.status = RunStatus::Paused;
+                ("run_paused", status_json(&r))
+            }
+            Ok(false) => {
+                r.status = RunStatus::Completed;
+                ("run_complete", status_json(&r))
+            }
+            Err(error) => {
+                r.status = RunStatus::Failed;
+                r.error = Some(error.body());
+                ("error", error.body())
             }
         };
-        log(&task_record, name, data);
+        push(&mut r, name, data);
     });
-    lock(&record).abort = Some(task.abort_handle());
-    Ok(body)
+    lock(record).abort = Some(task.abort_handle());
 }
 
 /// Cancels a running run (the turn in progress is dropped, not recorded).
 pub(crate) fn cancel(record: &Mutex<RunRecord>) -> Value {
     let mut r = lock(record);
-    if r.status == RunStatus::Running {
+    if matches!(r.status, RunStatus::Running | RunStatus::Paused) {
         if let Some(abort) = r.abort.take() {
             abort.abort();
         }
         r.status = RunStatus::Cancelled;
         let data = status_json(&r);
-        r.events.push(("error".into(), json!({"error": {"message": "the run was cancelled", "code": "cancelled"}})));
-        let _ =
-            r.live.send(("error".into(), json!({"error": {"message": "the run was cancelled", "code": "cancelled"}})));
+        push(&mut r, "error", json!({"error": {"message": "the run was cancelled", "code": "cancelled"}}));
         return data;
     }
     status_json(&r)
 }
 
-async fn run_phases(
+/// Runs the phases not run yet, in order; a step run stops after one. Returns whether phases are
+/// left (the run pauses).
+async fn run_phases(state: &AppState, ns: &Namespace, record: &Arc<Mutex<RunRecord>>) -> Result<bool, ApiError> {
+    let (scenario, req, done) = {
+        let r = lock(record);
+        (r.scenario.clone(), r.request.clone(), r.phases.len())
+    };
+    for (i, phase) in scenario.phases.iter().enumerate().skip(done) {
+        run_phase(state, ns, record, &req, &scenario, phase).await?;
+        let left = i + 1 < scenario.phases.len();
+        if left && req.step == Some(true) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// One phase: its session is created and recorded, its rounds run (events forwarded to the run's
+/// log), the scenario's outcome decided if it has one, and its ephemeral agents cleared.
+async fn run_phase(
     state: &AppState,
     ns: &Namespace,
     record: &Arc<Mutex<RunRecord>>,
     req: &StartRunRequest,
+    scenario: &Scenario,
+    phase: &Phase,
 ) -> Result<(), ApiError> {
-    let scenario = lock(record).scenario.clone();
-    for phase in &scenario.phases {
-        let create = session_request(&scenario, phase, record, req)?;
-        let spec = create.into_spec().map_err(coord_error)?;
-        let ns_str = ns.as_str().to_owned();
-        let coord = &state.coord;
-        let lookup = |memory_id: &str| coord.history(&ns_str, memory_id);
-        let session =
-            Session::new(random_id("sess_"), ns_str.clone(), spec, now_secs(), &lookup).map_err(coord_error)?;
-        let session_id = session.id.clone();
-        let slot = state.coord.insert(session)?;
-        {
-            let mut r = lock(record);
-            r.sessions.insert(phase.name.clone(), Arc::clone(&slot));
-            r.phases.push((phase.name.clone(), session_id.clone(), None));
+    let create = session_request(scenario, phase, record, req)?;
+    let spec = create.into_spec().map_err(coord_error)?;
+    let ns_str = ns.as_str().to_owned();
+    let coord = &state.coord;
+    let lookup = |memory_id: &str| coord.history(&ns_str, memory_id);
+    let session = Session::new(random_id("sess_"), ns_str.clone(), spec, now_secs(), &lookup).map_err(coord_error)?;
+    let session_id = session.id.clone();
+    let slot = state.coord.insert(session)?;
+    {
+        let mut r = lock(record);
+        r.sessions.insert(phase.name.clone(), Arc::clone(&slot));
+        r.phases.push((phase.name.clone(), session_id.clone(), None));
+    }
+    log(
+        record,
+        "phase_start",
+        json!({"phase": phase.name, "label": phase.label, "session_id": session_id, "agents": phase.agents}),
+    );
+    let turns = slot.lock().speakers().len() * req.rounds.unwrap_or(phase.auto_rounds) as usize;
+    run_rounds(state, ns, record, &slot, &phase.name, turns).await?;
+    let decision = match (&scenario.outcome, phase.decision_mode) {
+        (_, semantic_coord::DecisionMode::None) => None,
+        (Some(outcome), _) if outcome.choices.len() >= 2 => {
+            Some(decide(state, &slot, ns, Some(outcome.choices.clone()), None).await?)
         }
-        log(
-            record,
-            "phase_start",
-            json!({"phase": phase.name, "label": phase.label, "session_id": session_id, "agents": phase.agents}),
-        );
-        let speakers = slot.lock().speakers().len();
-        let rounds = req.rounds.unwrap_or(phase.auto_rounds) as usize;
-        let turns = speakers * rounds;
-        let (tx, mut rx) = mpsc::channel::<Event>(64);
-        let forward = async {
-            while let Some((name, data)) = rx.recv().await {
-                if name != "token" {
-                    let mut data = data;
-                    data["phase"] = json!(phase.name);
-                    log(record, name, data);
-                }
-            }
-        };
-        let running = async {
-            let result = if slot.lock().status() == SessionStatus::Finished {
-                Ok(Vec::new())
-            } else {
-                run(state, &slot, ns, Run::Round(Some(turns)), Some(&tx)).await
-            };
-            drop(tx);
-            result
-        };
-        let (result, ()) = tokio::join!(running, forward);
-        result?;
-        let decision = match (&scenario.outcome, phase.decision_mode) {
-            (_, semantic_coord::DecisionMode::None) => None,
-            (Some(outcome), _) if outcome.choices.len() >= 2 => {
-                Some(decide(state, &slot, ns, Some(outcome.choices.clone()), None).await?)
-            }
-            _ => None,
-        };
-        if let Some(d) = &decision {
-            log(record, "decision", json!({"phase": phase.name, "decision": d["decision"]}));
+        _ => None,
+    };
+    if let Some(d) = &decision {
+        log(record, "decision", json!({"phase": phase.name, "decision": d["decision"]}));
+    }
+    clear_ephemeral(state, ns, &slot).await?;
+    {
+        let mut r = lock(record);
+        if let Some(p) = r.phases.iter_mut().find(|p| p.0 == phase.name) {
+            p.2 = decision.map(|d| d["decision"].clone());
         }
-        // Ephemeral agents are cleared between phases.
-        let ephemeral: Vec<String> = {
-            let s = slot.lock();
-            s.spec
-                .agents
-                .iter()
-                .zip(&s.views)
-                .filter(|(a, _)| a.lifecycle == Lifecycle::Ephemeral)
-                .map(|(_, v)| v.memory_id.clone())
-                .collect()
-        };
-        for memory_id in ephemeral {
-            crate::coord_routes::delete_memory(state, ns, &memory_id).await?;
-        }
-        {
-            let mut r = lock(record);
-            if let Some(p) = r.phases.iter_mut().find(|p| p.0 == phase.name) {
-                p.2 = decision.map(|d| d["decision"].clone());
+    }
+    log(record, "phase_complete", json!({"phase": phase.name, "session_id": session_id}));
+    Ok(())
+}
+
+/// Runs `turns` turns of a phase's session (none if it already finished), forwarding every event
+/// but tokens to the run's log, tagged with the phase.
+async fn run_rounds(
+    state: &AppState,
+    ns: &Namespace,
+    record: &Arc<Mutex<RunRecord>>,
+    slot: &Arc<Slot>,
+    phase: &str,
+    turns: usize,
+) -> Result<(), ApiError> {
+    let (tx, mut rx) = mpsc::channel::<Event>(64);
+    let forward = async {
+        while let Some((name, data)) = rx.recv().await {
+            if name != "token" {
+                let mut data = data;
+                data["phase"] = json!(phase);
+                log(record, name, data);
             }
         }
-        log(record, "phase_complete", json!({"phase": phase.name, "session_id": session_id}));
+    };
+    let running = async {
+        let result = if slot.lock().status() == SessionStatus::Finished {
+            Ok(Vec::new())
+        } else {
+            run(state, slot, ns, Run::Round(Some(turns)), Some(&tx)).await
+        };
+        drop(tx);
+        result
+    };
+    let (result, ()) = tokio::join!(running, forward);
+    result.map(drop)
+}
+
+/// Ephemeral agents are cleared between phases: their memory is deleted.
+async fn clear_ephemeral(state: &AppState, ns: &Namespace, slot: &Arc<Slot>) -> Result<(), ApiError> {
+    let ephemeral: Vec<String> = {
+        let s = slot.lock();
+        s.spec
+            .agents
+            .iter()
+            .zip(&s.views)
+            .filter(|(a, _)| a.lifecycle == Lifecycle::Ephemeral)
+            .map(|(_, v)| v.memory_id.clone())
+            .collect()
+    };
+    for memory_id in ephemeral {
+        crate::coord_routes::delete_memory(state, ns, &memory_id).await?;
     }
     Ok(())
 }
@@ -447,6 +529,7 @@ pub(crate) fn transcript_json(r: &RunRecord) -> Value {
         "status": r.status,
         "scenario": {"id": r.scenario.id, "title": r.scenario.title, "description": r.scenario.description},
         "phases": phases,
+        "phases_total": r.scenario.phases.len(),
         "outcome": outcome,
         "payoff": r.scenario.payoff,
         "memory": {"agents": memory, "naive_prefill_tokens": prompt, "cached_tokens": cached, "prefilled_tokens": prompt - cached.min(prompt)},

@@ -131,6 +131,11 @@ impl Scheduler {
         &self.inner.facts
     }
 
+    /// The agent memory budgets this scheduler keeps: warm RAM and disk bytes.
+    pub fn memory_budgets(&self) -> (u64, u64) {
+        (self.inner.config.memory.warm_bytes, self.inner.config.memory.disk_bytes)
+    }
+
     /// Context parameters.
     pub fn context(&self) -> ContextInfo {
         self.inner.context

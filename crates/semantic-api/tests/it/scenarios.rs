@@ -77,3 +77,41 @@ async fn invalid_yaml_lists_every_issue_with_its_line() {
     assert_eq!(checked["issues"].as_array().unwrap().len(), 2, "{checked}");
     assert_eq!(app.call("GET", "/v1/scenarios/runs/run_nope", &[], Body::empty()).await.status, 404);
 }
+
+#[tokio::test]
+async fn a_step_run_pauses_after_each_phase_until_next() {
+    let app = App::replying("I like plums.");
+    let body = json!({"yaml": shipped("tiny.yaml"), "max_tokens": 16, "temperature": 0, "step": true});
+    let started = app.post("/v1/scenarios/runs", &body).await;
+    assert_eq!(started.status, 201, "{}", started.text());
+    let id = started.json()["run_id"].as_str().unwrap().to_owned();
+    let events_of = |app: &App, id: String| {
+        let app = app.clone();
+        async move {
+            let reply = app.call("GET", &format!("/v1/scenarios/runs/{id}/events"), &[], Body::empty()).await;
+            reply.sse().into_iter().map(|(n, _)| n.unwrap_or_default()).collect::<Vec<_>>()
+        }
+    };
+    // The stream ends at the pause, after the first phase only.
+    let first = events_of(&app, id.clone()).await;
+    assert_eq!(first.last().map(String::as_str), Some("run_paused"), "{first:?}");
+    assert_eq!(first.iter().filter(|n| *n == "phase_start").count(), 1, "{first:?}");
+    let status = app.call("GET", &format!("/v1/scenarios/runs/{id}"), &[], Body::empty()).await.json();
+    assert_eq!(status["status"], "paused", "{status}");
+    assert_eq!(status["phases"].as_array().unwrap().len(), 1, "{status}");
+    // `next` runs the second (last) phase; the run then completes and cannot be continued.
+    let next = app.post(&format!("/v1/scenarios/runs/{id}/next"), &json!({})).await;
+    assert_eq!(next.status, 200, "{}", next.text());
+    assert_eq!(next.json()["status"], "running");
+    let all = events_of(&app, id.clone()).await;
+    assert_eq!(all.last().map(String::as_str), Some("run_complete"), "{all:?}");
+    assert_eq!(all.iter().filter(|n| *n == "phase_start").count(), 2, "{all:?}");
+    assert!(all.contains(&"run_resumed".to_owned()), "{all:?}");
+    let t = app.call("GET", &format!("/v1/scenarios/runs/{id}/transcript"), &[], Body::empty()).await.json();
+    assert_eq!(t["status"], "completed");
+    let recall = &t["phases"][1]["messages"][0]["content"];
+    assert!(recall.as_str().unwrap().contains("Ann: I like plums."), "the second phase saw the first: {recall}");
+    let again = app.post(&format!("/v1/scenarios/runs/{id}/next"), &json!({})).await;
+    assert_eq!(again.status, 409, "{}", again.text());
+    assert_eq!(again.json()["error"]["code"], "run_not_paused");
+}

@@ -1,7 +1,8 @@
 // Memory: the agents of this key's namespace (GET /v1/agents) as a table with a filter, tier
 // choice and sortable columns, refreshed live; pin/unpin, evict to disk and delete per agent; a
-// totals bar from the list and from /metrics (KV usage). Export has no HTTP route: the offline
-// CLI does it (`semantic agents export ID FILE`), which the page says.
+// totals bar from the list (used against the server's budgets) and from /metrics (KV usage).
+// Export has no HTTP route: the offline CLI does it (`semantic agents export ID FILE`), which the
+// page says.
 
 import {api, text} from './api.js';
 import {h, fill, field, select, fmtInt, fmtBytes, fmtAgo, errorBox} from './dom.js';
@@ -97,11 +98,19 @@ export function mount(root) {
       }
       const by = (t) => agents.filter((a) => a.tier === t);
       const sum = (list, k) => list.reduce((s, a) => s + (a[k] || 0), 0);
+      const b = list.budgets || {};
+      const of = (v) => (v ? ` of ${v}` : '');
+      const share = (used, budget) => (budget ? used / budget : undefined);
+      const warmBytes = sum(by('warm'), 'bytes');
+      const fileBytes = sum(agents, 'file_bytes');
       fill(totals,
         stat('Agents', fmtInt(agents.length)),
-        stat('Hot (engine)', `${by('hot').length} · ${fmtInt(sum(by('hot'), 'tokens'))} cells`),
-        stat('Warm (RAM)', `${by('warm').length} · ${fmtBytes(sum(by('warm'), 'bytes'))}`),
-        stat('Cold (disk)', `${agents.filter((a) => a.file_bytes).length} files · ${fmtBytes(sum(agents, 'file_bytes'))}`),
+        stat('Hot (engine)', `${by('hot').length}${of(b.hot_agents)} · ${fmtInt(sum(by('hot'), 'tokens'))} cells`,
+          share(by('hot').length, b.hot_agents)),
+        stat('Warm (RAM)', `${by('warm').length} · ${fmtBytes(warmBytes)}${of(b.warm_bytes && fmtBytes(b.warm_bytes))}`,
+          share(warmBytes, b.warm_bytes)),
+        stat('Cold (disk)', `${agents.filter((a) => a.file_bytes).length} files · ${fmtBytes(fileBytes)}${of(b.disk_bytes && fmtBytes(b.disk_bytes))}`,
+          share(fileBytes, b.disk_bytes)),
         kv === null ? null : stat('KV in use', `${(kv * 100).toFixed(1)} %`, kv));
       if (status.querySelector('.error')) status.replaceChildren();
     } catch (e) {

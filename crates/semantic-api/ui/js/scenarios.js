@@ -1,6 +1,7 @@
 // Scenarios: pick a shipped scenario (compiled into the binary, /ui/assets/scenarios/) or upload a
 // YAML file, edit it, validate it (/v1/scenarios/validate, issues with their lines), run it
-// (/v1/scenarios/runs) and follow its events (SSE) as a live transcript; when it ends, the parsed
+// (/v1/scenarios/runs), all phases in a row or one phase at a time (a step run paused between
+// phases, continued with …/next), and follow its events (SSE) as a live transcript; when it ends, the parsed
 // outcome, the payoff matrix with the cell reached, what memory saved, and an interaction graph
 // (inline SVG) of who spoke to whom.
 
@@ -17,6 +18,7 @@ export function mount(root) {
   const maxTokens = h('input', {type: 'number', min: 1, max: 2048, value: '48'});
   const validate = h('button', {type: 'button'}, 'Validate');
   const run = h('button', {type: 'button', class: 'primary'}, 'Run all phases');
+  const step = h('button', {type: 'button'}, 'Run next phase');
   const status = h('div', {class: 'status-line', role: 'status'});
   const issues = h('div');
   const live = h('ol', {class: 'timeline', 'aria-live': 'polite', 'aria-label': 'Run transcript'});
@@ -24,7 +26,7 @@ export function mount(root) {
   root.append(
     h('div', {class: 'toolbar'}, field('Shipped scenario', pick)[0], field('Or upload a YAML file', upload)[0]),
     h('div', {class: 'field'}, h('label', {for: (yaml.id = 'scenario-yaml')}, 'Scenario (YAML)'), yaml),
-    h('div', {class: 'toolbar'}, field('Rounds per phase', rounds)[0], field('Max tokens per turn', maxTokens)[0], validate, run),
+    h('div', {class: 'toolbar'}, field('Rounds per phase', rounds)[0], field('Max tokens per turn', maxTokens)[0], validate, run, step),
     status, issues,
     h('div', {class: 'split'}, h('section', {'aria-label': 'Transcript'}, h('h2', {}, 'Transcript'), live),
       h('section', {'aria-label': 'Result'}, h('h2', {}, 'Outcome'), result)));
@@ -55,44 +57,81 @@ export function mount(root) {
   }
   validate.addEventListener('click', () => check().catch((e) => status.replaceChildren(errorBox(e))));
 
-  run.addEventListener('click', async () => {
-    run.disabled = true;
+  // A step run (`step: true`) pauses after each phase; `paused` is its id until it completes.
+  let paused = null;
+  const turns = new Map();
+
+  function onEvent(name, d) {
+    if (name === 'phase_start') live.append(h('li', {class: 'phase'}, h('h3', {}, `Phase ${d.label || d.phase}`)));
+    else if (name === 'turn_start') {
+      const item = h('li', {class: 'msg turn', 'aria-busy': 'true'}, h('div', {class: 'who'}, `${d.agent_name} · turn ${d.turn}`), h('div', {class: 'content muted'}, '…'));
+      turns.set(`${d.phase}/${d.turn}`, item);
+      live.append(item);
+    } else if (name === 'turn_complete') {
+      const item = turns.get(`${d.phase}/${d.turn}`);
+      if (item) {
+        item.querySelector('.content').textContent = d.content;
+        item.querySelector('.content').classList.remove('muted');
+        item.setAttribute('aria-busy', 'false');
+        const u = d.usage || {};
+        item.append(h('div', {class: 'muted small'}, `${fmtInt(u.prompt_tokens_details?.cached_tokens)} of ${fmtInt(u.prompt_tokens)} prompt tokens from memory`));
+      }
+    } else if (name === 'decision') live.append(h('li', {class: 'decision'}, `Decision in ${d.phase}: ${d.decision?.outcome || d.decision?.status || '–'}`));
+  }
+
+  // Follows a run's events until it ends or pauses (the stream replays what this page already
+  // showed, so only events after `seen` are drawn), then shows its transcript and status.
+  async function follow(runId, seen) {
+    let failure = null;
+    let n = 0;
+    await sse(`/v1/scenarios/runs/${encodeURIComponent(runId)}/events`, {}, (name, d) => {
+      n += 1;
+      if (n <= seen) return;
+      if (name === 'error') failure = d.error?.message || 'the run failed';
+      else onEvent(name, d);
+    });
+    const t = await api(`/v1/scenarios/runs/${encodeURIComponent(runId)}/transcript`);
+    renderResult(result, t);
+    paused = t.status === 'paused' ? {id: runId, seen: n} : null;
+    const done = (t.phases || []).length;
+    const total = t.phases_total ?? done;
+    const words = t.status === 'paused' ? `paused after phase ${done} of ${total}; “Run next phase” continues` : t.status;
+    status.replaceChildren(failure ? errorBox(failure) : h('span', {class: 'ok', 'data-run-status': t.status}, `Run ${runId}: ${words}.`));
+  }
+
+  async function start(stepwise) {
     live.replaceChildren();
     result.replaceChildren();
+    turns.clear();
+    const v = await check();
+    if (!v.valid) return;
+    const body = {yaml: yaml.value, rounds: Number(rounds.value), max_tokens: Number(maxTokens.value), step: stepwise};
+    const r = await api('/v1/scenarios/runs', {body});
+    status.replaceChildren(h('span', {class: 'muted'}, `Running ${r.run_id}…`));
+    await follow(r.run_id, 0);
+  }
+
+  async function busy(f) {
+    run.disabled = true;
+    step.disabled = true;
     try {
-      const v = await check();
-      if (!v.valid) return;
-      const r = await api('/v1/scenarios/runs', {body: {yaml: yaml.value, rounds: Number(rounds.value), max_tokens: Number(maxTokens.value)}});
-      status.replaceChildren(h('span', {class: 'muted'}, `Running ${r.run_id}…`));
-      const turns = new Map();
-      let failure = null;
-      await sse(`/v1/scenarios/runs/${encodeURIComponent(r.run_id)}/events`, {}, (name, d) => {
-        if (name === 'phase_start') live.append(h('li', {class: 'phase'}, h('h3', {}, `Phase ${d.label || d.phase}`)));
-        else if (name === 'turn_start') {
-          const item = h('li', {class: 'msg turn', 'aria-busy': 'true'}, h('div', {class: 'who'}, `${d.agent_name} · turn ${d.turn}`), h('div', {class: 'content muted'}, '…'));
-          turns.set(`${d.phase}/${d.turn}`, item);
-          live.append(item);
-        } else if (name === 'turn_complete') {
-          const item = turns.get(`${d.phase}/${d.turn}`);
-          if (item) {
-            item.querySelector('.content').textContent = d.content;
-            item.querySelector('.content').classList.remove('muted');
-            item.setAttribute('aria-busy', 'false');
-            const u = d.usage || {};
-            item.append(h('div', {class: 'muted small'}, `${fmtInt(u.prompt_tokens_details?.cached_tokens)} of ${fmtInt(u.prompt_tokens)} prompt tokens from memory`));
-          }
-        } else if (name === 'decision') live.append(h('li', {class: 'decision'}, `Decision in ${d.phase}: ${d.decision?.outcome || d.decision?.status || '–'}`));
-        else if (name === 'error') failure = d.error?.message || 'the run failed';
-      });
-      const t = await api(`/v1/scenarios/runs/${encodeURIComponent(r.run_id)}/transcript`);
-      renderResult(result, t);
-      status.replaceChildren(failure ? errorBox(failure) : h('span', {class: 'ok', 'data-run-status': t.status}, `Run ${r.run_id}: ${t.status}.`));
+      await f();
     } catch (e) {
       status.replaceChildren(errorBox(e));
     } finally {
       run.disabled = false;
+      step.disabled = false;
     }
-  });
+  }
+
+  run.addEventListener('click', () => busy(() => start(false)));
+  step.addEventListener('click', () => busy(async () => {
+    if (!paused) return start(true);
+    const {id, seen} = paused;
+    await api(`/v1/scenarios/runs/${encodeURIComponent(id)}/next`, {method: 'POST', body: {}});
+    status.replaceChildren(h('span', {class: 'muted'}, `Running the next phase of ${id}…`));
+    await follow(id, seen);
+  }));
 
   let started = false;
   return {

@@ -2,7 +2,7 @@
 // /admin/status with the admin key), queue
 // and running counts, and live charts computed here from /metrics every 2 s (TTFT per interval
 // from the histogram's sum and count, generated tokens/s, reused prompt tokens by source). With
-// the admin key: flush agent memory to disk, delete every agent.
+// the admin key: flush agent memory to disk, delete every agent, swap the model.
 
 import {api, text, keys} from './api.js';
 import {h, fill, fmtInt, fmtBytes, errorBox} from './dom.js';
@@ -118,7 +118,39 @@ export function mount(root) {
       h('p', {class: 'muted'}, keys.admin ? 'Operator actions for every namespace.' : 'Enter the admin key under “Keys” to enable these.'),
       h('div', {class: 'toolbar'}, act('Flush agent memory to disk', '/admin/flush', 'POST'),
         act('Delete every agent', '/admin/caches', 'DELETE', 'Delete every agent of every namespace?')),
+      modelSwap(out),
       out);
+  }
+
+  // The models directory's servable GGUFs; swapping drains in-flight requests, persists every
+  // agent and loads the chosen model (the previous one is reloaded if that fails).
+  function modelSwap(out) {
+    const select = h('select', {'aria-label': 'Model to serve', disabled: !keys.admin});
+    const swap = h('button', {type: 'button', disabled: !keys.admin, onclick: async () => {
+      const id = select.value;
+      if (!id) return;
+      swap.disabled = true;
+      out.replaceChildren(h('span', {class: 'muted'}, `swapping to ${id}: draining, then loading…`));
+      try {
+        const r = await api('/admin/models/swap', {body: {model_id: id}, admin: true});
+        const took = r.seconds === undefined ? '' : ` in ${r.seconds.toFixed(1)} s`;
+        out.replaceChildren(h('span', {class: 'ok'}, `swap: ${r.status} (${r.model_id})${took}`));
+        model();
+      } catch (e) {
+        out.replaceChildren(errorBox(e));
+      } finally {
+        swap.disabled = false;
+      }
+    }}, 'Swap model');
+    if (keys.admin) {
+      api('/admin/models/available', {admin: true}).then((r) => {
+        const servable = (r.models || []).filter((m) => m.servable);
+        select.replaceChildren(...servable.map((m) => h('option', {value: m.id, selected: m.loaded},
+          `${m.id}${m.loaded ? ' (serving)' : ''} · ${m.architecture || '?'} · ${fmtBytes(m.size_bytes)}`)));
+      }).catch((e) => out.replaceChildren(errorBox(e)));
+    }
+    return h('div', {class: 'toolbar'}, select, swap,
+      h('span', {class: 'muted small'}, 'Requests get 503 + Retry-After while a swap runs.'));
   }
 
   // The charts keep sampling once the page was opened, so coming back shows what happened

@@ -54,7 +54,7 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     let mut rows = Vec::new();
     for name in &args.kv_types {
         let kv: KvType = name.parse().map_err(anyhow::Error::msg)?;
-        config.kv_type = kv.to_string();
+        config.kv_type = kv;
         let mut engine = crate::cli::load_engine(&config)?;
         let started = Instant::now();
         let mut tokens = engine.tokenizer().tokenize(&text, TokenizeOptions::PROMPT)?;

@@ -1,10 +1,13 @@
-//! `Config`: the validated, immutable configuration every other crate reads.
+//! `Config`: the validated, immutable configuration every other crate reads; `resolve` fills the
+//! defaults and runs the checks of `validate.rs`, `to_toml` prints it back as a `RawConfig`.
 
-use std::fmt::Write as _;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use crate::{ConfigError, RawConfig};
+use crate::validate::{
+    admin_key, api_keys, cors_origins, invalid, model_aliases, rate_limit, read_keys, within, within_because,
+};
+use crate::{ConfigError, FlashAttention, KvType, RawConfig};
 
 /// What secrets print as (only ever inside a TOML comment, so printed output fed back as a file
 /// sets no key; a key made only of `*` is refused anyway).
@@ -12,9 +15,6 @@ pub const MASK: &str = "********";
 
 /// The shortest API or admin key accepted.
 pub const MIN_KEY_LEN: usize = 8;
-
-/// KV cache element types the engine knows (each half of `kv_type`).
-pub const KV_ELEMENTS: [&str; 7] = ["f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl"];
 
 /// Where the HTTP server listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,11 +43,10 @@ pub struct Config {
     pub agent_ctx: u32,
     /// Decode threads (0 = all CPUs).
     pub threads: u32,
-    /// K and V element types, one name (`q8_0`) or `k/v` (`q5_1/q4_0`), validated against
-    /// [`KV_ELEMENTS`].
-    pub kv_type: String,
-    /// Flash attention (validated: auto, on or off; off only with f16).
-    pub flash_attn: String,
+    /// K and V element types.
+    pub kv_type: KvType,
+    /// Flash attention (off only with an f16 KV cache).
+    pub flash_attn: FlashAttention,
     /// Agents resident in the engine at once (running + hot), one KV stream each.
     pub resident_agents: u32,
     /// Model layers offloaded to the GPU (None = all with a GPU backend compiled in, else 0).
@@ -109,94 +108,6 @@ pub struct Config {
     pub cors_origins: Vec<String>,
 }
 
-fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field, reason: reason.into() }
-}
-
-/// The keys in a key file: one per line, blank lines and `#` comments skipped.
-fn read_keys(field: &'static str, path: &Path) -> Result<Vec<String>, ConfigError> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| invalid(field, format!("cannot read {}: {e}", path.display())))?;
-    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect())
-}
-
-/// A key is at least [`MIN_KEY_LEN`] characters and is not the mask `semantic config` prints.
-fn check_key(field: &'static str, key: &str) -> Result<(), ConfigError> {
-    if key.chars().all(|c| c == '*') {
-        return Err(invalid(
-            field,
-            format!(
-                "{key:?} is the mask `semantic config` prints in place of a key, not a key; \
-                 give the real key (or a key file) instead"
-            ),
-        ));
-    }
-    if key.chars().count() < MIN_KEY_LEN {
-        return Err(invalid(
-            field,
-            format!("a key of {} characters is too short (keys need at least {MIN_KEY_LEN})", key.chars().count()),
-        ));
-    }
-    Ok(())
-}
-
-/// Names clients may send as `model`: 1-256 visible ASCII characters each.
-fn model_aliases(aliases: Vec<String>) -> Result<Vec<String>, ConfigError> {
-    let mut out: Vec<String> = Vec::new();
-    for alias in aliases.into_iter().map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()) {
-        if alias.len() > 256 || !alias.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(invalid("model_alias", format!("{alias:?} (expected 1-256 visible ASCII characters)")));
-        }
-        if !out.contains(&alias) {
-            out.push(alias);
-        }
-    }
-    Ok(out)
-}
-
-/// A rate (0 = unlimited) and its bucket size; the burst defaults to the rate rounded up.
-fn rate_limit(
-    (rps_field, rps): (&'static str, Option<f64>),
-    (burst_field, burst): (&'static str, Option<u32>),
-) -> Result<(f64, u32), ConfigError> {
-    let rps = rps.unwrap_or(0.0);
-    if !(0.0..=1e6).contains(&rps) {
-        return Err(invalid(rps_field, format!("{rps} (expected 0..=1000000; 0 = unlimited)")));
-    }
-    let burst = match burst {
-        Some(b) if b > 1_000_000 => return Err(invalid(burst_field, format!("{b} (expected at most 1000000)"))),
-        Some(0) if rps > 0.0 => {
-            return Err(invalid(burst_field, format!("must be at least 1 when {rps_field} is set")))
-        }
-        Some(b) => b,
-        None if rps > 0.0 => rps.ceil().max(1.0) as u32,
-        None => 0,
-    };
-    Ok((rps, burst))
-}
-
-/// `*` alone, or origins as browsers send them: `http(s)://host[:port]`, no path, no trailing slash.
-fn cors_origins(origins: Vec<String>) -> Result<Vec<String>, ConfigError> {
-    let origins: Vec<String> = origins.into_iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
-    if origins.iter().any(|o| o == "*") {
-        if origins.len() > 1 {
-            return Err(invalid("cors_origin", "\"*\" allows every origin and must be the only entry"));
-        }
-        return Ok(origins);
-    }
-    for origin in &origins {
-        let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
-        let ok = host.is_some_and(|h| !h.is_empty() && !h.contains('/') && h.bytes().all(|b| b.is_ascii_graphic()));
-        if !ok {
-            return Err(invalid(
-                "cors_origin",
-                format!("{origin:?} is not an origin (expected \"*\" or scheme://host[:port], e.g. https://app.example.com)"),
-            ));
-        }
-    }
-    Ok(origins)
-}
-
 impl Config {
     /// Default model location, relative to the working directory (where `scripts/setup` puts it).
     pub const DEFAULT_MODEL: &'static str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -205,133 +116,42 @@ impl Config {
 
     /// Fills defaults and validates.
     pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
-        let host_text = raw.host.unwrap_or_else(|| "127.0.0.1".into());
-        let host: IpAddr =
-            host_text.parse().map_err(|_| invalid("host", format!("{host_text:?} is not an IP address")))?;
-        if !host.is_loopback() && raw.allow_remote != Some(true) {
-            return Err(invalid(
-                "host",
-                format!("{host} is not a loopback address; pass --allow-remote (SEMANTIC_ALLOW_REMOTE=1) to expose the server"),
-            ));
-        }
-        let kv_type = raw.kv_type.unwrap_or_else(|| "f16".into()).to_ascii_lowercase();
-        let halves: Vec<&str> = kv_type.split('/').collect();
-        if halves.len() > 2 || !halves.iter().all(|h| KV_ELEMENTS.contains(h)) {
-            return Err(invalid(
-                "kv_type",
-                format!(
-                    "{kv_type:?} (expected one of {} for both K and V, or K/V such as q5_1/q4_0)",
-                    KV_ELEMENTS.join(", ")
-                ),
-            ));
-        }
-        let flash_attn = raw.flash_attn.unwrap_or_else(|| "auto".into()).to_ascii_lowercase();
-        if !["auto", "on", "off"].contains(&flash_attn.as_str()) {
-            return Err(invalid("flash_attn", format!("{flash_attn:?} (expected auto, on or off)")));
-        }
-        if flash_attn == "off" && kv_type != "f16" {
-            return Err(invalid("flash_attn", format!("off with kv_type {kv_type:?} (a quantized KV cache needs it)")));
-        }
-        let agent_ctx = raw.agent_ctx.unwrap_or(8_192);
-        if !(256..=1 << 20).contains(&agent_ctx) {
-            return Err(invalid("agent_ctx", format!("{agent_ctx} (expected 256..=1048576)")));
-        }
-        let resident_agents = raw.resident_agents.unwrap_or(8);
-        if !(1..=256).contains(&resident_agents) {
-            return Err(invalid("resident_agents", format!("{resident_agents} (expected 1..=256)")));
-        }
-        if u64::from(agent_ctx) * u64::from(resident_agents) > 1 << 22 {
-            return Err(invalid(
-                "resident_agents",
-                format!("{resident_agents} agents of {agent_ctx} tokens exceed 4194304 KV cells in all"),
-            ));
-        }
-        let max_running = raw.max_running.unwrap_or(8).min(resident_agents as usize);
-        if max_running == 0 || raw.max_running.is_some_and(|m| m > resident_agents as usize) {
-            let asked = raw.max_running.unwrap_or(0);
-            return Err(invalid("max_running", format!("{asked} (expected 1..=resident_agents={resident_agents})")));
-        }
-        let step_tokens = raw.step_tokens.unwrap_or(512);
-        if !(max_running..=8192).contains(&step_tokens) {
-            return Err(invalid("step_tokens", format!("{step_tokens} (expected max_running..=8192)")));
-        }
-        let queue_capacity = raw.queue_capacity.unwrap_or(64);
-        if queue_capacity == 0 {
-            return Err(invalid("queue_capacity", "must be at least 1"));
-        }
-        let default_max_tokens = raw.default_max_tokens.unwrap_or(512);
-        if default_max_tokens == 0 {
-            return Err(invalid("default_max_tokens", "must be at least 1"));
-        }
-        let memory_warm_mb = raw.memory_warm_mb.unwrap_or(1024);
-        if memory_warm_mb > 1 << 20 {
-            return Err(invalid("memory_warm_mb", format!("{memory_warm_mb} (expected at most 1048576)")));
-        }
-        let memory_disk_gb = raw.memory_disk_gb.unwrap_or(20.0);
-        if !(0.0..=1e6).contains(&memory_disk_gb) {
-            return Err(invalid("memory_disk_gb", format!("{memory_disk_gb} (expected 0..=1000000)")));
-        }
-        let mut api_keys = raw.api_key.unwrap_or_default();
-        if let Some(path) = &raw.api_key_file {
-            api_keys.extend(read_keys("api_key_file", path)?);
-        }
-        api_keys.retain(|k| !k.trim().is_empty());
-        for key in &api_keys {
-            check_key("api_key", key)?;
-        }
-        let admin_key = match (raw.admin_key, &raw.admin_key_file) {
-            (Some(_), Some(_)) => return Err(invalid("admin_key", "set admin_key or admin_key_file, not both")),
-            (Some(key), None) => Some(key),
-            (None, Some(path)) => match read_keys("admin_key_file", path)?.into_iter().next() {
-                Some(key) => Some(key),
-                None => return Err(invalid("admin_key_file", format!("{} holds no key", path.display()))),
-            },
-            (None, None) => None,
-        };
-        if let Some(key) = &admin_key {
-            check_key("admin_key", key)?;
-        }
+        let server = server(raw.host.as_deref(), raw.port, raw.allow_remote)?;
+        let (kv_type, flash_attn) = kv_cache(raw.kv_type, raw.flash_attn)?;
+        let Capacity { agent_ctx, resident_agents, max_running, step_tokens } = capacity(&raw)?;
+        let api_keys = api_keys(raw.api_key, raw.api_key_file.as_deref())?;
+        let admin_key = admin_key(raw.admin_key, raw.admin_key_file.as_deref())?;
         let (rate_limit_rps, rate_limit_burst) =
             rate_limit(("rate_limit_rps", raw.rate_limit_rps), ("rate_limit_burst", raw.rate_limit_burst))?;
         let (global_rate_limit_rps, global_rate_limit_burst) = rate_limit(
             ("global_rate_limit_rps", raw.global_rate_limit_rps),
             ("global_rate_limit_burst", raw.global_rate_limit_burst),
         )?;
-        let max_body_bytes = raw.max_body_bytes.unwrap_or(8 << 20);
-        if !(1024..=1 << 30).contains(&max_body_bytes) {
-            return Err(invalid("max_body_bytes", format!("{max_body_bytes} (expected 1024..=1073741824)")));
-        }
-        let request_timeout_secs = raw.request_timeout_secs.unwrap_or(600);
-        if request_timeout_secs == 0 {
-            return Err(invalid("request_timeout_secs", "must be at least 1"));
-        }
-        let stream_idle_timeout_secs = raw.stream_idle_timeout_secs.unwrap_or(120);
-        if stream_idle_timeout_secs == 0 {
-            return Err(invalid("stream_idle_timeout_secs", "must be at least 1"));
-        }
-        let header_timeout_secs = raw.header_timeout_secs.unwrap_or(20);
-        if header_timeout_secs == 0 {
-            return Err(invalid("header_timeout_secs", "must be at least 1"));
-        }
-        let body_timeout_secs = raw.body_timeout_secs.unwrap_or(60);
-        if body_timeout_secs == 0 {
-            return Err(invalid("body_timeout_secs", "must be at least 1"));
-        }
-        let max_connections = raw.max_connections.unwrap_or(1024);
-        if !(16..=1_000_000).contains(&max_connections) {
-            return Err(invalid("max_connections", format!("{max_connections} (expected 16..=1000000)")));
-        }
-        let persist_within_secs = raw.persist_within_secs.unwrap_or(5);
-        if !(1..=3600).contains(&persist_within_secs) {
-            return Err(invalid("persist_within_secs", format!("{persist_within_secs} (expected 1..=3600)")));
-        }
-        let responses_max = raw.responses_max.unwrap_or(Self::DEFAULT_RESPONSES_MAX);
-        if responses_max == 0 {
-            return Err(invalid("responses_max", "must be at least 1"));
-        }
-        let cors_origins = cors_origins(raw.cors_origin.unwrap_or_default())?;
+        let memory_warm_mb = within("memory_warm_mb", raw.memory_warm_mb.unwrap_or(1024), ..=1 << 20)?;
+        let memory_disk_gb = within("memory_disk_gb", raw.memory_disk_gb.unwrap_or(20.0), 0.0..=1e6)?;
         let model = raw.model.unwrap_or_else(|| PathBuf::from(Self::DEFAULT_MODEL));
         Ok(Self {
+            models_dir: raw.models_dir.unwrap_or_else(|| {
+                // The directory of the model (`models/` for the default), else `models/`.
+                let dir = model.parent().map(PathBuf::from).filter(|d| !d.as_os_str().is_empty());
+                dir.unwrap_or_else(|| PathBuf::from("models"))
+            }),
+            model,
+            model_aliases: model_aliases(raw.model_alias.unwrap_or_default())?,
+            cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
+            server,
+            agent_ctx,
+            threads: raw.threads.unwrap_or(0),
+            kv_type,
+            flash_attn,
+            resident_agents,
+            gpu_layers: raw.gpu_layers,
+            max_running,
+            step_tokens,
+            queue_capacity: within("queue_capacity", raw.queue_capacity.unwrap_or(64), 1..)?,
+            default_max_tokens: within("default_max_tokens", raw.default_max_tokens.unwrap_or(512), 1..)?,
+            memory_warm_bytes: memory_warm_mb << 20,
+            memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
             api_keys,
             api_key_file: raw.api_key_file,
             admin_key,
@@ -343,36 +163,19 @@ impl Config {
             rate_limit_burst,
             global_rate_limit_rps,
             global_rate_limit_burst,
-            max_body_bytes,
-            request_timeout_secs,
-            stream_idle_timeout_secs,
-            header_timeout_secs,
-            body_timeout_secs,
-            max_connections,
-            persist_within_secs,
-            responses_max,
-            cors_origins,
-            memory_warm_bytes: memory_warm_mb << 20,
-            memory_disk_bytes: (memory_disk_gb * (1u64 << 30) as f64) as u64,
-            models_dir: raw.models_dir.unwrap_or_else(|| {
-                // The directory of the model (`models/` for the default), else `models/`.
-                let dir = model.parent().map(PathBuf::from).filter(|d| !d.as_os_str().is_empty());
-                dir.unwrap_or_else(|| PathBuf::from("models"))
-            }),
-            model,
-            model_aliases: model_aliases(raw.model_alias.unwrap_or_default())?,
-            cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
-            server: ServerConfig { host, port: raw.port.unwrap_or(8000) },
-            agent_ctx,
-            threads: raw.threads.unwrap_or(0),
-            kv_type,
-            flash_attn,
-            resident_agents,
-            gpu_layers: raw.gpu_layers,
-            max_running,
-            step_tokens,
-            queue_capacity,
-            default_max_tokens,
+            max_body_bytes: within("max_body_bytes", raw.max_body_bytes.unwrap_or(8 << 20), 1024..=1 << 30)?,
+            request_timeout_secs: within("request_timeout_secs", raw.request_timeout_secs.unwrap_or(600), 1..)?,
+            stream_idle_timeout_secs: within(
+                "stream_idle_timeout_secs",
+                raw.stream_idle_timeout_secs.unwrap_or(120),
+                1..,
+            )?,
+            header_timeout_secs: within("header_timeout_secs", raw.header_timeout_secs.unwrap_or(20), 1..)?,
+            body_timeout_secs: within("body_timeout_secs", raw.body_timeout_secs.unwrap_or(60), 1..)?,
+            max_connections: within("max_connections", raw.max_connections.unwrap_or(1024), 16..=1_000_000)?,
+            persist_within_secs: within("persist_within_secs", raw.persist_within_secs.unwrap_or(5), 1..=3600)?,
+            responses_max: within("responses_max", raw.responses_max.unwrap_or(Self::DEFAULT_RESPONSES_MAX), 1..)?,
+            cors_origins: cors_origins(raw.cors_origin.unwrap_or_default())?,
         })
     }
 
@@ -392,38 +195,14 @@ impl Config {
         self
     }
 
-    /// The resolved configuration as TOML, secrets masked (what `semantic config` prints).
+    /// The resolved configuration as TOML, secrets masked (what `semantic config` prints): the
+    /// settings as a [`RawConfig`] through toml's serializer, then comments for what has no value.
     pub fn to_toml(&self) -> String {
-        let mut out = String::new();
-        let path = |p: &PathBuf| p.display().to_string().replace('\\', "\\\\").replace('"', "\\\"");
-        let _ = writeln!(out, "model = \"{}\"", path(&self.model));
-        let aliases: Vec<String> = self.model_aliases.iter().map(|a| format!("{a:?}")).collect();
-        let _ = writeln!(out, "model_alias = [{}]", aliases.join(", "));
-        let _ = writeln!(out, "cache_dir = \"{}\"", path(&self.cache_dir));
-        let _ = writeln!(out, "models_dir = \"{}\"", path(&self.models_dir));
-        let _ = writeln!(out, "host = \"{}\"", self.server.host);
-        let _ = writeln!(out, "port = {}", self.server.port);
-        let _ = writeln!(out, "allow_remote = {}", !self.server.host.is_loopback());
-        let _ = writeln!(out, "agent_ctx = {}", self.agent_ctx);
-        let _ = writeln!(out, "threads = {}", self.threads);
-        let _ = writeln!(out, "kv_type = \"{}\"", self.kv_type);
-        let _ = writeln!(out, "flash_attn = \"{}\"", self.flash_attn);
-        let _ = writeln!(out, "resident_agents = {}", self.resident_agents);
-        match self.gpu_layers {
-            Some(n) => _ = writeln!(out, "gpu_layers = {n}"),
-            None => _ = writeln!(out, "# gpu_layers: all with a GPU backend compiled in, else 0"),
-        }
-        let _ = writeln!(out, "max_running = {}", self.max_running);
-        let _ = writeln!(out, "step_tokens = {}", self.step_tokens);
-        let _ = writeln!(out, "queue_capacity = {}", self.queue_capacity);
-        let _ = writeln!(out, "default_max_tokens = {}", self.default_max_tokens);
-        let _ = writeln!(out, "memory_warm_mb = {}", self.memory_warm_bytes >> 20);
-        let _ = writeln!(out, "memory_disk_gb = {:?}", self.memory_disk_bytes as f64 / (1u64 << 30) as f64);
-        // Keys never print, not even masked as a value: fed back as a file, this text must not
-        // set a key (a key file's path prints instead, which round-trips).
-        if let Some(file) = &self.api_key_file {
-            let _ = writeln!(out, "api_key_file = \"{}\"", path(file));
-        }
+        // Invariant: every field is a string, a number, a bool or an array of strings, all of which
+        // TOML represents; a failure is a bug in this function.
+        let mut out = toml::to_string(&self.printed()).expect("a RawConfig always serializes to TOML");
+        // Keys never print, not even masked as a value: fed back as a file, this text must not set
+        // a key (a key file's path prints instead, which round-trips).
         let from_file = match &self.api_key_file {
             Some(file) => read_keys("api_key_file", file).map_or(0, |k| k.len()),
             None => 0,
@@ -431,35 +210,116 @@ impl Config {
         let inline = self.api_keys.len().saturating_sub(from_file);
         if inline > 0 {
             let masked = vec![format!("\"{MASK}\""); inline].join(", ");
-            let _ = writeln!(out, "# api_key = [{masked}]  ({inline} key(s) set, not printed)");
+            out.push_str(&format!("# api_key = [{masked}]  ({inline} key(s) set, not printed)\n"));
         }
-        match (&self.admin_key_file, &self.admin_key) {
-            (Some(file), _) => _ = writeln!(out, "admin_key_file = \"{}\"", path(file)),
-            (None, Some(_)) => _ = writeln!(out, "# admin_key = \"{MASK}\"  (set, not printed)"),
-            (None, None) => {}
+        if self.admin_key_file.is_none() && self.admin_key.is_some() {
+            out.push_str(&format!("# admin_key = \"{MASK}\"  (set, not printed)\n"));
         }
-        if let Some(file) = &self.encryption_key_file {
-            let _ = writeln!(out, "encryption_key_file = \"{}\"", path(file));
+        if self.gpu_layers.is_none() {
+            out.push_str("# gpu_layers: all with a GPU backend compiled in, else 0\n");
         }
-        let _ = writeln!(out, "metrics_private = {}", !self.metrics_public);
-        let _ = writeln!(out, "shutdown_grace_secs = {}", self.shutdown_grace_secs);
-        let _ = writeln!(out, "rate_limit_rps = {:?}", self.rate_limit_rps);
-        let _ = writeln!(out, "rate_limit_burst = {}", self.rate_limit_burst);
-        let _ = writeln!(out, "global_rate_limit_rps = {:?}", self.global_rate_limit_rps);
-        let _ = writeln!(out, "global_rate_limit_burst = {}", self.global_rate_limit_burst);
-        let _ = writeln!(out, "max_body_bytes = {}", self.max_body_bytes);
-        let _ = writeln!(out, "request_timeout_secs = {}", self.request_timeout_secs);
-        let _ = writeln!(out, "stream_idle_timeout_secs = {}", self.stream_idle_timeout_secs);
-        let _ = writeln!(out, "header_timeout_secs = {}", self.header_timeout_secs);
-        let _ = writeln!(out, "body_timeout_secs = {}", self.body_timeout_secs);
-        let _ = writeln!(out, "max_connections = {}", self.max_connections);
-        let _ = writeln!(out, "persist_within_secs = {}", self.persist_within_secs);
-        let _ = writeln!(out, "responses_max = {}", self.responses_max);
-        // Validated origins hold no quotes or backslashes, so they print as TOML strings as is.
-        let origins: Vec<String> = self.cors_origins.iter().map(|o| format!("\"{o}\"")).collect();
-        let _ = writeln!(out, "cors_origin = [{}]", origins.join(", "));
         out
     }
+
+    /// The settings as a layer that resolves back to `self` (keys left out).
+    fn printed(&self) -> RawConfig {
+        RawConfig {
+            model: Some(self.model.clone()),
+            model_alias: Some(self.model_aliases.clone()),
+            cache_dir: Some(self.cache_dir.clone()),
+            models_dir: Some(self.models_dir.clone()),
+            host: Some(self.server.host.to_string()),
+            port: Some(self.server.port),
+            allow_remote: Some(!self.server.host.is_loopback()),
+            agent_ctx: Some(self.agent_ctx),
+            threads: Some(self.threads),
+            kv_type: Some(self.kv_type),
+            flash_attn: Some(self.flash_attn),
+            resident_agents: Some(self.resident_agents),
+            gpu_layers: self.gpu_layers,
+            max_running: Some(self.max_running),
+            step_tokens: Some(self.step_tokens),
+            queue_capacity: Some(self.queue_capacity),
+            default_max_tokens: Some(self.default_max_tokens),
+            memory_warm_mb: Some(self.memory_warm_bytes >> 20),
+            memory_disk_gb: Some(self.memory_disk_bytes as f64 / (1u64 << 30) as f64),
+            api_key: None,
+            api_key_file: self.api_key_file.clone(),
+            admin_key: None,
+            admin_key_file: self.admin_key_file.clone(),
+            encryption_key_file: self.encryption_key_file.clone(),
+            metrics_private: Some(!self.metrics_public),
+            shutdown_grace_secs: Some(self.shutdown_grace_secs),
+            rate_limit_rps: Some(self.rate_limit_rps),
+            rate_limit_burst: Some(self.rate_limit_burst),
+            global_rate_limit_rps: Some(self.global_rate_limit_rps),
+            global_rate_limit_burst: Some(self.global_rate_limit_burst),
+            max_body_bytes: Some(self.max_body_bytes),
+            request_timeout_secs: Some(self.request_timeout_secs),
+            stream_idle_timeout_secs: Some(self.stream_idle_timeout_secs),
+            header_timeout_secs: Some(self.header_timeout_secs),
+            body_timeout_secs: Some(self.body_timeout_secs),
+            max_connections: Some(self.max_connections),
+            persist_within_secs: Some(self.persist_within_secs),
+            responses_max: Some(self.responses_max),
+            cors_origin: Some(self.cors_origins.clone()),
+        }
+    }
+}
+
+/// Bind address and port; a non-loopback address only with `allow_remote`.
+fn server(host: Option<&str>, port: Option<u16>, allow_remote: Option<bool>) -> Result<ServerConfig, ConfigError> {
+    let host_text = host.unwrap_or("127.0.0.1");
+    let host: IpAddr = host_text.parse().map_err(|_| invalid("host", format!("{host_text:?} is not an IP address")))?;
+    if !host.is_loopback() && allow_remote != Some(true) {
+        return Err(invalid(
+            "host",
+            format!(
+                "{host} is not a loopback address; pass --allow-remote (SEMANTIC_ALLOW_REMOTE=1) to expose the server"
+            ),
+        ));
+    }
+    Ok(ServerConfig { host, port: port.unwrap_or(8000) })
+}
+
+/// KV type and flash attention: flash attention off needs an f16 cache.
+fn kv_cache(
+    kv_type: Option<KvType>,
+    flash_attn: Option<FlashAttention>,
+) -> Result<(KvType, FlashAttention), ConfigError> {
+    let kv_type = kv_type.unwrap_or(KvType::F16);
+    let flash_attn = flash_attn.unwrap_or_default();
+    if flash_attn == FlashAttention::Off && kv_type.is_quantized() {
+        return Err(invalid("flash_attn", format!("off with kv_type \"{kv_type}\" (a quantized KV cache needs it)")));
+    }
+    Ok((kv_type, flash_attn))
+}
+
+/// The engine's shape: tokens per agent, agents resident, sequences at once, tokens per step.
+struct Capacity {
+    agent_ctx: u32,
+    resident_agents: u32,
+    max_running: usize,
+    step_tokens: usize,
+}
+
+fn capacity(raw: &RawConfig) -> Result<Capacity, ConfigError> {
+    let agent_ctx = within("agent_ctx", raw.agent_ctx.unwrap_or(8_192), 256..=1 << 20)?;
+    let resident_agents = within("resident_agents", raw.resident_agents.unwrap_or(8), 1..=256)?;
+    if u64::from(agent_ctx) * u64::from(resident_agents) > 1 << 22 {
+        return Err(invalid(
+            "resident_agents",
+            format!("{resident_agents} agents of {agent_ctx} tokens exceed 4194304 KV cells in all"),
+        ));
+    }
+    let resident = resident_agents as usize;
+    let max_running = match raw.max_running {
+        Some(asked) => within_because("max_running", asked, 1..=resident, ", at most resident_agents")?,
+        None => 8.min(resident),
+    };
+    let step_tokens =
+        within_because("step_tokens", raw.step_tokens.unwrap_or(512), max_running..=8192, ", at least max_running")?;
+    Ok(Capacity { agent_ctx, resident_agents, max_running, step_tokens })
 }
 
 #[cfg(test)]
@@ -480,16 +340,18 @@ mod tests {
         check(RawConfig { host: Some("0.0.0.0".into()), ..Default::default() }, Some("host"));
         check(RawConfig { host: Some("0.0.0.0".into()), allow_remote: Some(true), ..Default::default() }, None);
         check(RawConfig { host: Some("localhost!".into()), ..Default::default() }, Some("host"));
-        check(RawConfig { kv_type: Some("q5_1/q4_0".into()), ..Default::default() }, None);
-        for bad in ["q5_2", "q5_1/", "q8_0/q4_0/q4_0", "bf16"] {
-            check(RawConfig { kv_type: Some(bad.into()), ..Default::default() }, Some("kv_type"));
+        check(RawConfig { kv_type: Some("q5_1/q4_0".parse().unwrap()), ..Default::default() }, None);
+        for bad in ["kv_type = \"q5_2\"", "kv_type = \"q5_1/\"", "kv_type = \"q8_0/q4_0/q4_0\"", "kv_type = 4"] {
+            let err = RawConfig::from_toml_str(bad).unwrap_err();
+            assert!(err.contains("kv_type") && err.contains("expected"), "{bad}: {err}");
         }
-        check(RawConfig { flash_attn: Some("sometimes".into()), ..Default::default() }, Some("flash_attn"));
+        let err = RawConfig::from_toml_str("flash_attn = \"sometimes\"").unwrap_err();
+        assert!(err.contains("flash_attn") && err.contains("expected auto, on or off"), "{err}");
         check(
-            RawConfig { flash_attn: Some("off".into()), kv_type: Some("q8_0".into()), ..Default::default() },
+            RawConfig { flash_attn: Some(FlashAttention::Off), kv_type: Some(KvType::Q8_0), ..Default::default() },
             Some("flash_attn"),
         );
-        check(RawConfig { flash_attn: Some("OFF".into()), ..Default::default() }, None);
+        check(RawConfig::from_toml_str("flash_attn = \"OFF\"").unwrap().raw, None);
         check(RawConfig { agent_ctx: Some(10), ..Default::default() }, Some("agent_ctx"));
         check(
             RawConfig { agent_ctx: Some(1 << 20), resident_agents: Some(256), ..Default::default() },
@@ -561,7 +423,7 @@ mod tests {
         let file = RawConfig::from_toml_str("port = 1234\nkv_type = \"q8_0\"").unwrap().raw;
         let config = Config::resolve(flags.merge(file)).unwrap();
         assert_eq!(config.server.port, 9000);
-        assert_eq!(config.kv_type, "q8_0");
+        assert_eq!(config.kv_type, KvType::Q8_0);
         assert!(RawConfig::from_toml_str("prot = 1").is_err(), "unknown keys are errors");
     }
 
@@ -689,6 +551,26 @@ mod tests {
         let default = Config::resolve(RawConfig::default()).unwrap().anchored(Path::new("/w"));
         assert_eq!(default.model, Path::new("/w/models/SmolLM2-135M-Instruct.Q4_1.gguf"));
         assert_eq!(default.cache_dir, Path::new("/w/.semantic"));
+    }
+
+    /// Regression: `to_toml` escaped only `\\` and `"` in paths and printed aliases with Rust's
+    /// `{:?}`; any string now goes through toml's serializer and reads back the same.
+    #[test]
+    fn printed_strings_of_any_characters_read_back_the_same() {
+        let odd = "dir \"quoted\" back\\slash\nnew line\ttab é ✓ 🦀 '\u{7f}";
+        let config = Config::resolve(RawConfig {
+            model: Some(PathBuf::from(format!("/m/{odd}.gguf"))),
+            cache_dir: Some(PathBuf::from(odd)),
+            models_dir: Some(PathBuf::from("C:\\models\\")),
+            encryption_key_file: Some(PathBuf::from(format!("/keys/{odd}"))),
+            model_alias: Some(vec!["a\"b\\c'd".into()]),
+            ..Default::default()
+        })
+        .unwrap();
+        let text = config.to_toml();
+        let layer = RawConfig::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}:\n{text}"));
+        assert_eq!(layer.raw.cache_dir.as_deref(), Some(Path::new(odd)), "{text}");
+        assert_eq!(Config::resolve(layer.raw).unwrap(), config, "{text}");
     }
 
     #[test]

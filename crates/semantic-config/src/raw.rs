@@ -1,96 +1,171 @@
-//! `RawConfig`: one layer of configuration, every field optional; reading a TOML layer (renamed
-//! keys accepted with a deprecation note, unknown keys refused with the nearest valid one).
+//! `RawConfig`: one layer of configuration, every field optional, each setting declared once (its
+//! flag, env var, TOML key and help); reading a TOML layer (renamed keys accepted with a deprecation
+//! note, unknown keys refused with the nearest valid one). Does not parse argv or env: the binary
+//! does, with the clap declarations made here.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use clap::builder::BoolishValueParser;
+use clap::Args;
+use serde::{Deserialize, Serialize};
 
-use crate::ConfigError;
+use crate::{ConfigError, FlashAttention, KvType};
 
-/// One layer (flags+env, or a TOML file). `merge` puts a higher layer over a lower one. TOML keys
-/// are the field names, which are the flag names with `_` for `-`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    /// GGUF model file.
-    pub model: Option<PathBuf>,
-    /// More names clients may use for the loaded model (for example `gpt-4o-mini`).
-    pub model_alias: Option<Vec<String>>,
-    /// Directory for agent memory and caches.
-    pub cache_dir: Option<PathBuf>,
-    /// Directory of GGUF files an admin may swap to (default: the model's directory).
-    pub models_dir: Option<PathBuf>,
-    /// Address to bind.
-    pub host: Option<String>,
-    /// Port to bind (0 = any free port).
-    pub port: Option<u16>,
-    /// Allow binding to a non-loopback address.
-    pub allow_remote: Option<bool>,
-    /// Most tokens one agent may hold (prompt + reply): the cells of its own KV stream.
-    pub agent_ctx: Option<u32>,
-    /// Decode threads (0 = all CPUs).
-    pub threads: Option<u32>,
-    /// KV cache type: f16, q8_0 or q4_0.
-    pub kv_type: Option<String>,
-    /// Flash attention: auto, on or off.
-    pub flash_attn: Option<String>,
-    /// Agents resident in the engine at once (running + hot), one KV stream each.
-    pub resident_agents: Option<u32>,
-    /// Model layers offloaded to the GPU (default: all with a GPU backend compiled in, else 0).
-    pub gpu_layers: Option<u32>,
-    /// Most sequences decoding at once.
-    pub max_running: Option<usize>,
-    /// Tokens per engine step.
-    pub step_tokens: Option<usize>,
-    /// Admission queue bound.
-    pub queue_capacity: Option<usize>,
-    /// Default completion length when a request names none.
-    pub default_max_tokens: Option<usize>,
-    /// RAM budget for warm agents (exported KV states), in MiB.
-    pub memory_warm_mb: Option<u64>,
-    /// Disk budget for cold agent files, in GiB.
-    pub memory_disk_gb: Option<f64>,
-    /// API keys; each key is its own agent namespace. None/empty = no auth.
-    pub api_key: Option<Vec<String>>,
-    /// File with one API key per line (blank lines and `#` comments ignored).
-    pub api_key_file: Option<PathBuf>,
-    /// Key for `/admin/*` (admin API disabled without one).
-    pub admin_key: Option<String>,
-    /// File holding the admin key (its first line that is neither blank nor a `#` comment).
-    pub admin_key_file: Option<PathBuf>,
-    /// File holding the 256-bit master key for encrypting agent files at rest (32 raw bytes or 64
-    /// hex digits). None = agent files are written in plaintext.
-    pub encryption_key_file: Option<PathBuf>,
-    /// Require an API key for `/metrics`.
-    pub metrics_private: Option<bool>,
-    /// Grace period for in-flight requests at shutdown, seconds.
-    pub shutdown_grace_secs: Option<u64>,
-    /// Requests per second per caller (API key; unauthenticated callers share one bucket); 0 = unlimited.
-    pub rate_limit_rps: Option<f64>,
-    /// Requests a caller may make at once above its rate (bucket size).
-    pub rate_limit_burst: Option<u32>,
-    /// Requests per second for the whole server; 0 = unlimited.
-    pub global_rate_limit_rps: Option<f64>,
-    /// Bucket size of the server-wide limit.
-    pub global_rate_limit_burst: Option<u32>,
-    /// Largest request body, bytes.
-    pub max_body_bytes: Option<u64>,
-    /// Longest a non-streaming generation may take, seconds.
-    pub request_timeout_secs: Option<u64>,
-    /// Longest a stream may go without a token, seconds.
-    pub stream_idle_timeout_secs: Option<u64>,
-    /// Longest a client may take to send a request's headers (also: an idle keep-alive connection), seconds.
-    pub header_timeout_secs: Option<u64>,
-    /// Longest a client may take to send a request's body, seconds.
-    pub body_timeout_secs: Option<u64>,
-    /// Most open client connections; past it a new one gets a 503 and is closed.
-    pub max_connections: Option<u32>,
-    /// Longest a finished turn waits for disk while the server is never idle, seconds.
-    pub persist_within_secs: Option<u64>,
-    /// Most stored Responses (`/v1/responses` with `store`) kept; the oldest go first.
-    pub responses_max: Option<usize>,
-    /// Origins allowed to call from a browser (CORS); `*` for any. None/empty = no CORS headers.
-    pub cors_origin: Option<Vec<String>>,
+/// Declares the layer struct and its `merge` from one list of fields, so a setting is written
+/// once: its doc comment is the flag's help, its clap attribute names the flag and its env var,
+/// its name is the TOML key (serde), and `merge` follows. By hand (a `macro_rules!`) because
+/// no well-kept crate derives a field-by-field `Option::or` merge.
+macro_rules! layer {
+    ($(#[$meta:meta])* pub struct $name:ident { $($(#[$field_meta:meta])* pub $field:ident: $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub struct $name {
+            $($(#[$field_meta])* pub $field: $ty,)*
+        }
+
+        impl $name {
+            /// `self` over `lower`: each field from `self` if set, else from `lower`.
+            pub fn merge(self, lower: $name) -> $name {
+                $name { $($field: self.$field.or(lower.$field),)* }
+            }
+        }
+    };
+}
+
+layer! {
+    /// One layer: flags + `SEMANTIC_*` env (clap), or a TOML file (serde). Every field is optional
+    /// so that an unset one falls through to the layer below; `merge` puts a higher layer over a
+    /// lower one. TOML keys are the field names, which are the flag names with `_` for `-`. The
+    /// doc comments are the flags' `--help`.
+    #[derive(Debug, Clone, Default, PartialEq, Args, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct RawConfig {
+        /// GGUF model file [default: models/SmolLM2-135M-Instruct.Q4_1.gguf].
+        #[arg(long, env = "SEMANTIC_MODEL")]
+        pub model: Option<PathBuf>,
+        /// Another name clients may send as `model` for the loaded model, e.g. gpt-4o-mini (repeatable; env:
+        /// comma-separated).
+        #[arg(long, env = "SEMANTIC_MODEL_ALIAS", value_delimiter = ',')]
+        pub model_alias: Option<Vec<String>>,
+        /// Directory for agent memory and caches [default: .semantic].
+        #[arg(long, env = "SEMANTIC_CACHE_DIR")]
+        pub cache_dir: Option<PathBuf>,
+        /// Directory of GGUF files the registry lists and an admin may swap to [default: the model's directory].
+        #[arg(long, env = "SEMANTIC_MODELS_DIR")]
+        pub models_dir: Option<PathBuf>,
+        /// Address to bind [default: 127.0.0.1].
+        #[arg(long, env = "SEMANTIC_HOST")]
+        pub host: Option<String>,
+        /// Port to bind, 0 = any free port [default: 8000].
+        #[arg(long, env = "SEMANTIC_PORT")]
+        pub port: Option<u16>,
+        /// Allow binding to a non-loopback address (env: 1/0, true/false, yes/no, on/off).
+        #[arg(long, env = "SEMANTIC_ALLOW_REMOTE", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", value_parser = BoolishValueParser::new())]
+        pub allow_remote: Option<bool>,
+        /// Most tokens one agent may hold, prompt + reply (its own KV stream) [default: 8192].
+        #[arg(long, env = "SEMANTIC_AGENT_CTX")]
+        pub agent_ctx: Option<u32>,
+        /// Decode threads, 0 = all CPUs [default: 0].
+        #[arg(long, env = "SEMANTIC_THREADS")]
+        pub threads: Option<u32>,
+        /// KV cache type: f16, q8_0, q5_1, q5_0, q4_1, q4_0 or iq4_nl for both K and V, or K/V such as q5_1/q4_0
+        /// [default: f16].
+        #[arg(long, env = "SEMANTIC_KV_TYPE")]
+        pub kv_type: Option<KvType>,
+        /// Flash attention: auto (off for f16, on for quantized KV), on or off [default: auto].
+        #[arg(long, env = "SEMANTIC_FLASH_ATTN")]
+        pub flash_attn: Option<FlashAttention>,
+        /// Agents resident in the engine at once, running or idle, one KV stream each [default: 8].
+        #[arg(long, env = "SEMANTIC_RESIDENT_AGENTS")]
+        pub resident_agents: Option<u32>,
+        /// Model layers offloaded to the GPU [default: all with a GPU backend compiled in, else 0].
+        #[arg(long, env = "SEMANTIC_GPU_LAYERS")]
+        pub gpu_layers: Option<u32>,
+        /// Most sequences decoding at once [default: 8].
+        #[arg(long, env = "SEMANTIC_MAX_RUNNING")]
+        pub max_running: Option<usize>,
+        /// Tokens per engine step (decode + prefill chunks) [default: 512].
+        #[arg(long, env = "SEMANTIC_STEP_TOKENS")]
+        pub step_tokens: Option<usize>,
+        /// Admission queue bound [default: 64].
+        #[arg(long, env = "SEMANTIC_QUEUE_CAPACITY")]
+        pub queue_capacity: Option<usize>,
+        /// Completion length when a request names none [default: 512].
+        #[arg(long, env = "SEMANTIC_DEFAULT_MAX_TOKENS")]
+        pub default_max_tokens: Option<usize>,
+        /// RAM budget for warm agents (exported KV states), MiB [default: 1024].
+        #[arg(long, env = "SEMANTIC_MEMORY_WARM_MB")]
+        pub memory_warm_mb: Option<u64>,
+        /// Disk budget for cold agent files, GiB [default: 20].
+        #[arg(long, env = "SEMANTIC_MEMORY_DISK_GB")]
+        pub memory_disk_gb: Option<f64>,
+        /// API key, at least 8 characters (repeatable; env: comma-separated). Each key is its own agent namespace.
+        #[arg(long, env = "SEMANTIC_API_KEYS", value_delimiter = ',')]
+        pub api_key: Option<Vec<String>>,
+        /// File with one API key per line (`#` comments and blank lines skipped).
+        #[arg(long, env = "SEMANTIC_API_KEY_FILE")]
+        pub api_key_file: Option<PathBuf>,
+        /// Admin key for /admin/*, at least 8 characters (disabled without one).
+        #[arg(long, env = "SEMANTIC_ADMIN_KEY")]
+        pub admin_key: Option<String>,
+        /// File holding the admin key (its first line that is not blank or a `#` comment).
+        #[arg(long, env = "SEMANTIC_ADMIN_KEY_FILE")]
+        pub admin_key_file: Option<PathBuf>,
+        /// Encrypt agent files at rest with the 256-bit master key in this file (32 raw bytes or 64
+        /// hex digits; keep it mode 0600). Without one, agent files are plaintext.
+        #[arg(long, env = "SEMANTIC_ENCRYPTION_KEY_FILE")]
+        pub encryption_key_file: Option<PathBuf>,
+        /// Require an API key for /metrics [default: public] (env: 1/0, true/false, yes/no, on/off).
+        #[arg(long, env = "SEMANTIC_METRICS_PRIVATE", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", value_parser = BoolishValueParser::new())]
+        pub metrics_private: Option<bool>,
+        /// Seconds in-flight requests get to finish at shutdown [default: 30].
+        #[arg(long, env = "SEMANTIC_SHUTDOWN_GRACE_SECS")]
+        pub shutdown_grace_secs: Option<u64>,
+        /// Requests per second per API key (unauthenticated callers share one bucket), 0 = unlimited [default: 0].
+        #[arg(long, env = "SEMANTIC_RATE_LIMIT_RPS")]
+        pub rate_limit_rps: Option<f64>,
+        /// Requests a key may make at once above its rate [default: the rate rounded up].
+        #[arg(long, env = "SEMANTIC_RATE_LIMIT_BURST")]
+        pub rate_limit_burst: Option<u32>,
+        /// Requests per second for the whole server, 0 = unlimited [default: 0].
+        #[arg(long, env = "SEMANTIC_GLOBAL_RATE_LIMIT_RPS")]
+        pub global_rate_limit_rps: Option<f64>,
+        /// Server-wide burst [default: the global rate rounded up].
+        #[arg(long, env = "SEMANTIC_GLOBAL_RATE_LIMIT_BURST")]
+        pub global_rate_limit_burst: Option<u32>,
+        /// Largest request body in bytes (larger: 413) [default: 8388608].
+        #[arg(long, env = "SEMANTIC_MAX_BODY_BYTES")]
+        pub max_body_bytes: Option<u64>,
+        /// Seconds a non-streaming generation may take (then 504, and it is cancelled) [default: 600].
+        #[arg(long, env = "SEMANTIC_REQUEST_TIMEOUT_SECS")]
+        pub request_timeout_secs: Option<u64>,
+        /// Seconds a stream may go without a token (then an error event, and it is cancelled) [default: 120].
+        #[arg(long, env = "SEMANTIC_STREAM_IDLE_TIMEOUT_SECS")]
+        pub stream_idle_timeout_secs: Option<u64>,
+        /// Seconds a client may take to send a request's headers; an idle keep-alive connection is
+        /// closed after it too [default: 20].
+        #[arg(long, env = "SEMANTIC_HEADER_TIMEOUT_SECS")]
+        pub header_timeout_secs: Option<u64>,
+        /// Seconds a client may take to send a request's body (then 408) [default: 60].
+        #[arg(long, env = "SEMANTIC_BODY_TIMEOUT_SECS")]
+        pub body_timeout_secs: Option<u64>,
+        /// Most open client connections; past it a new connection gets a 503 with Retry-After and is
+        /// closed [default: 1024].
+        #[arg(long, env = "SEMANTIC_MAX_CONNECTIONS")]
+        pub max_connections: Option<u32>,
+        /// Seconds a finished turn may wait for disk while requests keep the server busy (1-3600);
+        /// an idle server writes after 1 s [default: 5].
+        #[arg(long, env = "SEMANTIC_PERSIST_WITHIN_SECS")]
+        pub persist_within_secs: Option<u64>,
+        /// Most stored Responses (`/v1/responses`, `store: true`) kept; the oldest go first [default: 10000].
+        #[arg(long, env = "SEMANTIC_RESPONSES_MAX")]
+        pub responses_max: Option<usize>,
+        /// Origin allowed to call from a browser (repeatable; env: comma-separated; `*` = any) [default: none, no
+        /// CORS].
+        #[arg(long, env = "SEMANTIC_CORS_ORIGINS", value_delimiter = ',')]
+        pub cors_origin: Option<Vec<String>>,
+    }
 }
 
 /// Whether a renamed key means the same as its new name or the opposite.
@@ -159,51 +234,6 @@ impl RawConfig {
         }
         let raw = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| e.to_string())?;
         Ok(TomlLayer { raw, deprecations })
-    }
-
-    /// `self` over `lower`: each field from `self` if set, else from `lower`.
-    pub fn merge(self, lower: RawConfig) -> RawConfig {
-        RawConfig {
-            model: self.model.or(lower.model),
-            model_alias: self.model_alias.filter(|a| !a.is_empty()).or(lower.model_alias),
-            cache_dir: self.cache_dir.or(lower.cache_dir),
-            models_dir: self.models_dir.or(lower.models_dir),
-            host: self.host.or(lower.host),
-            port: self.port.or(lower.port),
-            allow_remote: self.allow_remote.or(lower.allow_remote),
-            agent_ctx: self.agent_ctx.or(lower.agent_ctx),
-            threads: self.threads.or(lower.threads),
-            kv_type: self.kv_type.or(lower.kv_type),
-            flash_attn: self.flash_attn.or(lower.flash_attn),
-            resident_agents: self.resident_agents.or(lower.resident_agents),
-            gpu_layers: self.gpu_layers.or(lower.gpu_layers),
-            max_running: self.max_running.or(lower.max_running),
-            step_tokens: self.step_tokens.or(lower.step_tokens),
-            queue_capacity: self.queue_capacity.or(lower.queue_capacity),
-            default_max_tokens: self.default_max_tokens.or(lower.default_max_tokens),
-            memory_warm_mb: self.memory_warm_mb.or(lower.memory_warm_mb),
-            memory_disk_gb: self.memory_disk_gb.or(lower.memory_disk_gb),
-            api_key: self.api_key.filter(|k| !k.is_empty()).or(lower.api_key),
-            api_key_file: self.api_key_file.or(lower.api_key_file),
-            admin_key: self.admin_key.or(lower.admin_key),
-            admin_key_file: self.admin_key_file.or(lower.admin_key_file),
-            encryption_key_file: self.encryption_key_file.or(lower.encryption_key_file),
-            metrics_private: self.metrics_private.or(lower.metrics_private),
-            shutdown_grace_secs: self.shutdown_grace_secs.or(lower.shutdown_grace_secs),
-            rate_limit_rps: self.rate_limit_rps.or(lower.rate_limit_rps),
-            rate_limit_burst: self.rate_limit_burst.or(lower.rate_limit_burst),
-            global_rate_limit_rps: self.global_rate_limit_rps.or(lower.global_rate_limit_rps),
-            global_rate_limit_burst: self.global_rate_limit_burst.or(lower.global_rate_limit_burst),
-            max_body_bytes: self.max_body_bytes.or(lower.max_body_bytes),
-            request_timeout_secs: self.request_timeout_secs.or(lower.request_timeout_secs),
-            stream_idle_timeout_secs: self.stream_idle_timeout_secs.or(lower.stream_idle_timeout_secs),
-            header_timeout_secs: self.header_timeout_secs.or(lower.header_timeout_secs),
-            body_timeout_secs: self.body_timeout_secs.or(lower.body_timeout_secs),
-            max_connections: self.max_connections.or(lower.max_connections),
-            persist_within_secs: self.persist_within_secs.or(lower.persist_within_secs),
-            responses_max: self.responses_max.or(lower.responses_max),
-            cors_origin: self.cors_origin.filter(|o| !o.is_empty()).or(lower.cors_origin),
-        }
     }
 }
 
@@ -286,6 +316,60 @@ mod tests {
         {
             assert!(keys.contains(&key), "{key}");
         }
+    }
+
+    /// The flags as the binary declares them.
+    fn command() -> clap::Command {
+        RawConfig::augment_args(clap::Command::new("semantic").no_binary_name(true))
+    }
+
+    fn flags(args: &[&str]) -> Result<RawConfig, String> {
+        let matches = command().try_get_matches_from(args).map_err(|e| e.to_string())?;
+        <RawConfig as clap::FromArgMatches>::from_arg_matches(&matches).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_key_is_a_flag_with_its_env_var() {
+        let command = command();
+        let args: Vec<&clap::Arg> = command.get_arguments().collect();
+        assert_eq!(args.len(), RawConfig::keys().len());
+        for (arg, key) in args.iter().zip(RawConfig::keys()) {
+            assert_eq!(arg.get_id().as_str(), *key);
+            assert_eq!(arg.get_long(), Some(key.replace('_', "-").as_str()), "{key}");
+            // Two env vars kept their plural names from before the TOML keys were renamed.
+            let env = match *key {
+                "api_key" => "SEMANTIC_API_KEYS".to_owned(),
+                "cors_origin" => "SEMANTIC_CORS_ORIGINS".to_owned(),
+                _ => format!("SEMANTIC_{}", key.to_ascii_uppercase()),
+            };
+            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(env.as_str()), "{key}");
+        }
+    }
+
+    #[test]
+    fn flags_parse_into_the_layer_unset_ones_stay_none() {
+        assert_eq!(flags(&[]), Ok(RawConfig::default()));
+        let set = flags(&["--allow-remote", "--port", "9", "--api-key", "k-1,k-2", "--api-key", "k-3"]).unwrap();
+        assert_eq!(set.allow_remote, Some(true));
+        assert_eq!((set.port, set.metrics_private), (Some(9), None));
+        assert_eq!(set.api_key, Some(vec!["k-1".into(), "k-2".into(), "k-3".into()]));
+        assert_eq!(flags(&["--metrics-private=no"]).unwrap().metrics_private, Some(false));
+        let kv = flags(&["--kv-type", "Q5_1/q4_0", "--flash-attn", "on"]).unwrap();
+        assert_eq!(kv.kv_type, Some(KvType { k: crate::KvElem::Q5_1, v: crate::KvElem::Q4_0 }));
+        assert_eq!(kv.flash_attn, Some(FlashAttention::On));
+        let err = flags(&["--kv-type", "bf16"]).unwrap_err();
+        assert!(err.contains("--kv-type") && err.contains("expected one of f16"), "{err}");
+        let err = flags(&["--flash-attn", "sometimes"]).unwrap_err();
+        assert!(err.contains("--flash-attn") && err.contains("expected auto, on or off"), "{err}");
+    }
+
+    #[test]
+    fn a_higher_layer_wins_field_by_field() {
+        let flags = RawConfig { port: Some(1), api_key: Some(vec!["k".into()]), ..Default::default() };
+        let file = RawConfig { port: Some(2), host: Some("::1".into()), api_key: None, ..Default::default() };
+        let merged = flags.merge(file);
+        assert_eq!((merged.port, merged.host.as_deref()), (Some(1), Some("::1")));
+        assert_eq!(merged.api_key, Some(vec!["k".into()]));
     }
 
     #[test]

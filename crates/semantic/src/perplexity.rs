@@ -20,7 +20,7 @@ pub struct PerplexityArgs {
     file: Option<PathBuf>,
     /// KV types to compare (`k/v` for different K and V types).
     #[arg(long, value_delimiter = ',', default_value = "f16,q8_0,q4_0,q5_1/q4_0")]
-    kv_types: Vec<String>,
+    kv_types: Vec<KvType>,
     /// Window length; the second half of each window is scored (as llama-perplexity does).
     #[arg(long, default_value_t = 512)]
     window: usize,
@@ -52,9 +52,8 @@ pub fn run(args: PerplexityArgs) -> Result<()> {
     config.agent_ctx = config.agent_ctx.max((args.window.max(args.state_tokens) + 64) as u32);
     config.step_tokens = config.step_tokens.max(args.window);
     let mut rows = Vec::new();
-    for name in &args.kv_types {
-        let kv: KvType = name.parse().map_err(anyhow::Error::msg)?;
-        config.kv_type = kv.to_string();
+    for &kv in &args.kv_types {
+        config.kv_type = kv;
         let mut engine = crate::cli::load_engine(&config)?;
         let started = Instant::now();
         let mut tokens = engine.tokenizer().tokenize(&text, TokenizeOptions::PROMPT)?;

@@ -2,13 +2,14 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use semantic_api::prompt::Prompter;
 use semantic_chat::Message;
-use semantic_engine::{SamplingParams, TokenizeOptions};
-use semantic_scheduler::{Event, FinishReason, GenerateRequest, SchedulerConfig};
+use semantic_engine::{ModelFacts, SamplingParams, TokenId, TokenizeOptions, Tokenizer};
+use semantic_scheduler::{Event, FinishReason, GenerateRequest, RequestStream, SchedulerConfig};
 
 use crate::cli::{start_scheduler, CommonArgs};
 
@@ -66,24 +67,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let scheduler = start_scheduler(&config, scheduler_config)?;
     let facts = scheduler.facts().clone();
     let tokenizer = scheduler.tokenizer().clone();
-    let prompt = match (&args.prompt, &args.prompt_file, &args.chat) {
-        (Some(text), _, _) => tokenizer.tokenize(text, TokenizeOptions::PROMPT)?,
-        (_, Some(path), _) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            tokenizer.tokenize(&text, TokenizeOptions::PROMPT)?
-        }
-        (_, _, Some(user)) => {
-            let template = crate::serve::chat_template(&facts)?;
-            let prompter = Prompter::new(template, tokenizer.clone(), &facts);
-            let mut messages = Vec::new();
-            if let Some(system) = &args.system {
-                messages.push(Message::new("system", system.as_str()));
-            }
-            messages.push(Message::new("user", user.as_str()));
-            prompter.chat(&messages, None)?
-        }
-        _ => bail!("give --prompt TEXT, --prompt-file PATH or --chat TEXT"),
-    };
+    let prompt = prompt_tokens(&args, &facts, &tokenizer)?;
     let mut sampling = SamplingParams {
         temperature: args.temperature,
         top_p: args.top_p,
@@ -104,6 +88,38 @@ pub fn run(args: GenerateArgs) -> Result<()> {
         stop: Vec::new(),
         agent: Default::default(),
     })?;
+    print_events(&mut events, args.stats)?;
+    drop(events);
+    scheduler.join();
+    Ok(())
+}
+
+/// The prompt's token ids: raw text (`--prompt`, `--prompt-file`) or one chat turn through the
+/// model's template (`--chat`, with `--system`).
+fn prompt_tokens(args: &GenerateArgs, facts: &ModelFacts, tokenizer: &Arc<dyn Tokenizer>) -> Result<Vec<TokenId>> {
+    let tokens = match (&args.prompt, &args.prompt_file, &args.chat) {
+        (Some(text), _, _) => tokenizer.tokenize(text, TokenizeOptions::PROMPT)?,
+        (_, Some(path), _) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            tokenizer.tokenize(&text, TokenizeOptions::PROMPT)?
+        }
+        (_, _, Some(user)) => {
+            let template = crate::serve::chat_template(facts)?;
+            let prompter = Prompter::new(template, Arc::clone(tokenizer), facts);
+            let mut messages = Vec::new();
+            if let Some(system) = &args.system {
+                messages.push(Message::new("system", system.as_str()));
+            }
+            messages.push(Message::new("user", user.as_str()));
+            prompter.chat(&messages, None)?
+        }
+        _ => bail!("give --prompt TEXT, --prompt-file PATH or --chat TEXT"),
+    };
+    Ok(tokens)
+}
+
+/// Writes the generated text to stdout as it arrives; with `stats`, the speeds to stderr.
+fn print_events(events: &mut RequestStream, stats: bool) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     while let Some(event) = events.blocking_recv() {
         match event {
@@ -117,7 +133,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 if let FinishReason::Error(message) = &reason {
                     bail!("generation failed: {message}");
                 }
-                if args.stats {
+                if stats {
                     eprintln!(
                         "prompt: {} tokens in {:.1} ms = {:.1} tok/s; generation: {} tokens, {:.1} tok/s; first token after {:.1} ms; finish: {:?}",
                         usage.prompt_tokens,
@@ -133,7 +149,5 @@ pub fn run(args: GenerateArgs) -> Result<()> {
             }
         }
     }
-    drop(events);
-    scheduler.join();
     Ok(())
 }

@@ -122,7 +122,8 @@ const ARGS: [&str; 2] = ["--persist-within-secs", "1"];
 
 /// One cycle on agent `id`: a turn written with space, the disk filled, a turn whose write fails,
 /// a kill -9 and restart on the full disk, the last whole version served, space freed, written.
-fn cycle(server: Server, id: &str) -> Server {
+/// Returns the server and the `no_space` failures it counted before the restart.
+fn cycle(server: Server, id: &str) -> (Server, f64) {
     let mut messages = vec![json!({"role": "user", "content": "Name a colour."})];
     let reply = chat(&server, id, &messages);
     let written = agent(&server, id)["tokens"].as_u64().unwrap();
@@ -140,6 +141,7 @@ fn cycle(server: Server, id: &str) -> Server {
     assert_eq!(server.request("GET", "/health/ready", None).status, 200);
 
     // A crash on the full disk: the restart serves the last whole file.
+    let no_space = no_space_failures(&server);
     let dir = server.kill_keeping_dir();
     verify_clean(dir.path());
     let server = Server::start_in(dir, &ARGS);
@@ -159,7 +161,7 @@ fn cycle(server: Server, id: &str) -> Server {
     // Leave the space to the next cycle.
     assert_eq!(server.request("DELETE", &format!("/v1/agents/{id}"), None).status, 200);
     eprintln!("disk cycle {id}: filled {} MB, write failed, restart served {written} tokens, resumed", filled >> 20);
-    server
+    (server, no_space)
 }
 
 #[test]
@@ -169,10 +171,13 @@ fn a_full_disk_fails_writes_visibly_keeps_answering_and_resumes_when_freed() {
     let mount = Tmpfs::mount(dir.path());
     let mut server = Server::start_in(dir, &ARGS);
     let started = Instant::now();
+    let mut no_space = 0.0;
     for n in 0..cycles {
-        server = cycle(server, &format!("disk-{n}"));
+        let (next, failures) = cycle(server, &format!("disk-{n}"));
+        (server, no_space) = (next, no_space + failures);
     }
-    let no_space = no_space_failures(&server);
+    // Failures counted before each cycle's restart, plus those since.
+    no_space += no_space_failures(&server);
     eprintln!(
         "disk campaign: cycles={cycles} no_space_failures={no_space} seconds={:.0}",
         started.elapsed().as_secs_f64()

@@ -60,7 +60,7 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ("semantic_evictions_total", "counter", "Agent evictions by the tier left"),
     ("semantic_persist_total", "counter", "Agent files written"),
     ("semantic_persist_seconds_total", "counter", "Seconds spent writing agent files"),
-    ("semantic_persist_failures_total", "counter", "Failed agent file writes"),
+    ("semantic_persist_failures_total", "counter", "Failed agent file writes, by reason (no_space, io, export)"),
     (
         "semantic_persist_busy_total",
         "counter",
@@ -157,7 +157,9 @@ pub fn render(http: &HttpMetrics, scheduler: &Scheduler) -> String {
     header(&mut out, "semantic_persist_seconds_total");
     let _ = writeln!(out, "semantic_persist_seconds_total {}", m.persist_seconds);
     header(&mut out, "semantic_persist_failures_total");
-    let _ = writeln!(out, "semantic_persist_failures_total {}", m.persist_failures);
+    for (reason, n) in m.persist_failures {
+        let _ = writeln!(out, "semantic_persist_failures_total{{reason=\"{reason}\"}} {n}");
+    }
     header(&mut out, "semantic_persist_busy_total");
     let _ = writeln!(out, "semantic_persist_busy_total {}", m.busy_persists);
     header(&mut out, "semantic_persist_busy_stall_seconds_max");

@@ -104,6 +104,9 @@ pub struct DiskStore {
     swept: usize,
     /// Encryption at rest: writes are sealed under it and sealed files opened with it.
     key: Option<MasterKey>,
+    /// Unit tests only: makes the next writes fail part-way, as a failing disk would.
+    #[cfg(test)]
+    fault: std::sync::Mutex<Option<tests::Fault>>,
 }
 
 impl DiskStore {
@@ -122,7 +125,14 @@ impl DiskStore {
         if swept > 0 {
             tracing::info!(swept, dir = %agents.display(), "removed leftover temporary snapshot files");
         }
-        Ok(DiskStore { root: root.to_owned(), agents, swept, key: None })
+        Ok(DiskStore {
+            root: root.to_owned(),
+            agents,
+            swept,
+            key: None,
+            #[cfg(test)]
+            fault: Default::default(),
+        })
     }
 
     /// Opens an existing store for inspection only: creates nothing and sweeps no temporary files,
@@ -135,7 +145,14 @@ impl DiskStore {
         if !meta.is_dir() {
             return Err(MemoryError::io(&agents, io::Error::other("not a directory")));
         }
-        Ok(DiskStore { root: root.to_owned(), agents, swept: 0, key: None })
+        Ok(DiskStore {
+            root: root.to_owned(),
+            agents,
+            swept: 0,
+            key: None,
+            #[cfg(test)]
+            fault: Default::default(),
+        })
     }
 
     /// The store with encryption at rest under `key` (or without, for `None`): writes are then
@@ -189,7 +206,7 @@ impl DiskStore {
             sync_dir(&self.agents)?;
         }
         let tmp = dir.join(format!("{}.{SNAPSHOT_EXT}.{:016x}{TMP_SUFFIX}", key.agent.as_str(), rand::random::<u64>()));
-        let written = write_file(&tmp, head, payload).map_err(|e| MemoryError::io(&tmp, e));
+        let written = self.write_tmp(&tmp, head, payload).map_err(|e| MemoryError::io(&tmp, e));
         let written = written.and_then(|n| fs::rename(&tmp, &path).map(|()| n).map_err(|e| MemoryError::io(&path, e)));
         match written {
             Ok(n) => {
@@ -201,6 +218,23 @@ impl DiskStore {
                 Err(e)
             }
         }
+    }
+
+    #[cfg(not(test))]
+    fn write_tmp(&self, path: &Path, head: &[u8], payload: &[u8]) -> io::Result<u64> {
+        write_file(path, head, payload)
+    }
+
+    /// As the real one, unless a test set a [`tests::Fault`]: then the first `after` bytes reach
+    /// the file and the write fails with the fault's OS error.
+    #[cfg(test)]
+    fn write_tmp(&self, path: &Path, head: &[u8], payload: &[u8]) -> io::Result<u64> {
+        let fault = *self.fault.lock().expect("invariant: no test panics while holding the fault lock");
+        let Some(fault) = fault else { return write_file(path, head, payload) };
+        let bytes = [head, payload].concat();
+        let mut file = OpenOptions::new().write(true).create_new(true).open(path)?;
+        file.write_all(&bytes[..fault.after.min(bytes.len())])?;
+        Err(io::Error::from_raw_os_error(fault.errno))
     }
 
     /// Reads and fully verifies an agent's snapshot (checksums, compatibility, and that the header
@@ -340,12 +374,26 @@ fn sweep_tmp(dir: &Path) -> Result<usize, MemoryError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::format::encode;
     use crate::format::tests::{header, COMPAT};
     use crate::testutil::TestDir;
     use std::time::Instant;
+
+    /// An injected write failure: `after` bytes are written, then the OS error `errno`.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Fault {
+        pub after: usize,
+        pub errno: i32,
+    }
+
+    impl DiskStore {
+        /// Makes every following write fail as `fault` says (`None`: writes work again).
+        pub(crate) fn inject(&self, fault: Option<Fault>) {
+            *self.fault.lock().unwrap() = fault;
+        }
+    }
 
     fn files_in(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> =
@@ -446,6 +494,28 @@ mod tests {
         let (h, payload) = store.read(&old.key(), &COMPAT).unwrap();
         assert_eq!((h.tokens, payload.to_vec()), (vec![1, 2, 3, 4], b"new state, longer".to_vec()));
         assert_eq!(files_in(&dir.path().join("agents/ns")), vec!["a.skv"]);
+    }
+
+    /// Issue 19: an EIO, EACCES or ENOSPC part-way through an overwrite leaves the previous file
+    /// whole and no temporary file, says whether the disk was full, and the next write works.
+    #[test]
+    fn a_failed_overwrite_leaves_the_previous_file() {
+        for (errno, no_space) in [(libc::EIO, false), (libc::EACCES, false), (libc::ENOSPC, true)] {
+            let dir = TestDir::new("disk-fault");
+            let store = DiskStore::open(dir.path()).unwrap();
+            let old = header("ns", "a", vec![1, 2]);
+            store.write(&old, b"old state").unwrap();
+            let new = header("ns", "a", vec![1, 2, 3]);
+            store.inject(Some(Fault { after: 40, errno }));
+            let err = store.write(&new, b"new state").unwrap_err();
+            assert_eq!(err.is_no_space(), no_space, "{err}");
+            let (h, payload) = store.read(&old.key(), &COMPAT).unwrap();
+            assert_eq!((h.tokens, payload.to_vec()), (vec![1, 2], b"old state".to_vec()), "errno {errno}");
+            assert_eq!(files_in(&dir.path().join("agents/ns")), vec!["a.skv"], "no temp file left");
+            store.inject(None);
+            store.write(&new, b"new state").unwrap();
+            assert_eq!(store.read(&old.key(), &COMPAT).unwrap().0.tokens, vec![1, 2, 3]);
+        }
     }
 
     #[test]

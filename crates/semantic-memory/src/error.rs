@@ -113,6 +113,14 @@ impl MemoryError {
         matches!(self, MemoryError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
     }
 
+    /// True when this is an I/O error saying the file system is full (`ENOSPC`, or `EDQUOT`: over
+    /// quota), as opposed to any other I/O failure.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, MemoryError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+                || source.kind() == io::ErrorKind::StorageFull)
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         MemoryError::Io { path: path.into(), source }
     }
@@ -142,5 +150,13 @@ mod tests {
         assert!(MemoryError::io("x", io::Error::from(io::ErrorKind::NotFound)).is_not_found());
         assert!(!MemoryError::io("x", io::Error::from(io::ErrorKind::PermissionDenied)).is_not_found());
         assert!(!MemoryError::corrupt("x", "truncated").is_not_found());
+    }
+
+    #[test]
+    fn no_space_is_told_from_other_io_errors() {
+        assert!(MemoryError::io("x", io::Error::from_raw_os_error(libc::ENOSPC)).is_no_space());
+        assert!(MemoryError::io("x", io::Error::from_raw_os_error(libc::EDQUOT)).is_no_space());
+        assert!(!MemoryError::io("x", io::Error::from_raw_os_error(libc::EIO)).is_no_space());
+        assert!(!MemoryError::corrupt("x", "truncated").is_no_space());
     }
 }

@@ -40,4 +40,4 @@ pub use key::{key_file_is_shared, MasterKey, KEY_LEN};
 pub use lock::{CacheLock, LOCK_FILE};
 pub use memory::{AgentInfo, AgentMemory, Budgets, Lookup, Tier, Totals};
 pub use sealed::{encode_sealed, seal_overhead};
-pub use writer::{JobKind, WriteJob, WriteOutcome, Writer, WriterBusy};
+pub use writer::{FailureReason, JobKind, WriteFailure, WriteJob, WriteOutcome, Writer, WriterBusy};

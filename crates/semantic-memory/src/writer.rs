@@ -68,12 +68,48 @@ pub struct WriteOutcome {
     pub key: AgentKey,
     /// Write or removal.
     pub kind: JobKind,
-    /// Bytes written (0 for a removal), or the error's message.
-    pub result: Result<u64, String>,
+    /// Bytes written (0 for a removal), or why not.
+    pub result: Result<u64, WriteFailure>,
     /// How long the operation took on the writer thread.
     pub elapsed: Duration,
     /// The generation given with the write (0 for a removal).
     pub generation: u64,
+}
+
+/// Why a write or removal failed: a closed set, for a bounded metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureReason {
+    /// The file system is full (or the quota is reached); freeing space lets writes resume.
+    NoSpace,
+    /// Any other I/O error (EIO, EACCES, a missing directory, ...).
+    Io,
+}
+
+impl FailureReason {
+    /// The metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::NoSpace => "no_space",
+            FailureReason::Io => "io",
+        }
+    }
+}
+
+/// A failed job: its reason and the error's message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct WriteFailure {
+    /// What kind of failure.
+    pub reason: FailureReason,
+    /// The error, as text (it crosses threads and ends in a log line).
+    pub message: String,
+}
+
+impl From<crate::MemoryError> for WriteFailure {
+    fn from(e: crate::MemoryError) -> Self {
+        let reason = if e.is_no_space() { FailureReason::NoSpace } else { FailureReason::Io };
+        WriteFailure { reason, message: e.to_string() }
+    }
 }
 
 /// The queue is full (or the writer thread is gone, when `closed`). The job is handed back so the
@@ -221,16 +257,16 @@ fn run(store: &DiskStore, rx: &Receiver<Msg>, out: &Sender<WriteOutcome>, queued
         let (outcome, flush_reply) = match msg {
             Msg::Job(WriteJob::Write { header, payload, generation }) => {
                 let started = Instant::now();
-                let result = store.write(&header, &payload).map_err(|e| e.to_string());
+                let result = store.write(&header, &payload).map_err(WriteFailure::from);
                 if let Err(error) = &result {
-                    tracing::warn!(agent = %header.key(), %error, "snapshot write failed");
+                    tracing::warn!(agent = %header.key(), %error, reason = error.reason.as_str(), "snapshot write failed");
                 }
                 let elapsed = started.elapsed();
                 (Some(WriteOutcome { key: header.key(), kind: JobKind::Write, result, elapsed, generation }), None)
             }
             Msg::Job(WriteJob::Remove { key }) => {
                 let started = Instant::now();
-                let result = store.remove(&key).map(|()| 0).map_err(|e| e.to_string());
+                let result = store.remove(&key).map(|()| 0).map_err(WriteFailure::from);
                 let elapsed = started.elapsed();
                 (Some(WriteOutcome { key, kind: JobKind::Remove, result, elapsed, generation: 0 }), None)
             }
@@ -323,9 +359,27 @@ mod tests {
         assert!(writer.flush_blocking(SECOND));
         let o = writer.results().try_recv().unwrap();
         assert_eq!(o.generation, 7);
-        assert!(o.result.is_err());
+        assert_eq!(o.result.unwrap_err().reason, FailureReason::Io);
         writer.submit(WriteJob::Remove { key: o.key }).unwrap();
         assert!(writer.flush_blocking(SECOND), "the thread survives a failed job");
+    }
+
+    /// Issue 19: a full disk is reported as `NoSpace` (its own metric label), and the writer keeps
+    /// working once space is back.
+    #[test]
+    fn a_full_disk_is_reported_as_no_space() {
+        let dir = TestDir::new("writer-full");
+        let store = Arc::new(DiskStore::open(dir.path()).unwrap());
+        let writer = Writer::start(Arc::clone(&store), 4);
+        store.inject(Some(crate::disk::tests::Fault { after: 8, errno: libc::ENOSPC }));
+        writer.submit(write_job("a", vec![1], 1)).unwrap();
+        assert!(writer.flush_blocking(SECOND));
+        let failure = writer.results().try_recv().unwrap().result.unwrap_err();
+        assert_eq!(failure.reason, FailureReason::NoSpace, "{failure}");
+        store.inject(None);
+        writer.submit(write_job("a", vec![1], 2)).unwrap();
+        assert!(writer.flush_blocking(SECOND));
+        assert!(writer.results().try_recv().unwrap().result.is_ok());
     }
 
     /// Regression: at the default priority a snapshot written during the next request's prefill

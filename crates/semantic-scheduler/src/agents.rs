@@ -14,8 +14,12 @@ use semantic_memory::{
     Writer,
 };
 
-use crate::counters::{Evicted, MemoryCounters, Rejection};
+use crate::backoff::WriteBackoff;
+use crate::counters::{Evicted, MemoryCounters, PersistFailure, Rejection};
 use crate::CacheSource;
+
+/// How often an idle step thread looks for the outcome of a write in flight, milliseconds.
+const WRITE_POLL_MS: u64 = 20;
 
 /// What [`Agents::persist_idle`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,6 +91,8 @@ pub(crate) struct Agents {
     /// When each dirty agent's oldest change not yet on disk was made (unix millis): what
     /// [`Agents::persist_overdue`] bounds.
     dirty_since: HashMap<AgentKey, u64>,
+    /// When agents whose writes failed may be tried again.
+    backoff: WriteBackoff,
     counters: Arc<MemoryCounters>,
 }
 
@@ -150,7 +156,8 @@ impl Agents {
                 }
             }
         }
-        Self { memory, disk, writer, compat, n_ctx, in_use: HashSet::new(), dirty_since: HashMap::new(), counters }
+        let (in_use, dirty_since, backoff) = (HashSet::new(), HashMap::new(), WriteBackoff::default());
+        Self { memory, disk, writer, compat, n_ctx, in_use, dirty_since, backoff, counters }
     }
 
     /// The tiers, budgets and index (read-only; changes go through the methods below).
@@ -280,6 +287,7 @@ impl Agents {
     pub fn delete(&mut self, key: &AgentKey) {
         self.memory.remove(key);
         self.dirty_since.remove(key);
+        self.backoff.cleared(key);
         if let Some(writer) = &self.writer {
             let _ = writer.submit(WriteJob::Remove { key: key.clone() });
         }
@@ -353,7 +361,7 @@ impl Agents {
             }
             return;
         }
-        if info.writing {
+        if info.writing || self.backoff.wait_ms(key, now_ms()) > 0 {
             return;
         }
         let Some(bytes) = self.memory.warm_bytes(key) else { return };
@@ -376,7 +384,8 @@ impl Agents {
         self.writer.as_ref()?;
         let now = now_ms();
         let within_ms = within.as_millis() as u64;
-        let key = self.memory.dirty().into_iter().filter(|k| !self.in_use.contains(k)).find(|k| {
+        let due = |k: &AgentKey| !self.in_use.contains(k) && self.backoff.wait_ms(k, now) == 0;
+        let key = self.memory.dirty().into_iter().filter(|k| due(k)).find(|k| {
             let since = self.dirty_since.get(k).copied().or_else(|| self.memory.get(k).map(|i| i.updated_ms));
             since.is_some_and(|since| now.saturating_sub(since) >= within_ms)
         })?;
@@ -412,12 +421,18 @@ impl Agents {
         let mut chosen = None;
         for key in self.memory.dirty().into_iter().filter(|k| !self.in_use.contains(k)) {
             let idle = self.memory.get(&key).map_or(u64::MAX, |i| now.saturating_sub(i.last_used_ms));
-            if idle >= min_idle_ms {
+            let backoff = self.backoff.wait_ms(&key, now);
+            if idle >= min_idle_ms && backoff == 0 {
                 chosen = Some(key);
                 break;
             }
-            let left = min_idle_ms - idle;
+            let left = min_idle_ms.saturating_sub(idle).max(backoff);
             soonest = Some(soonest.map_or(left, |s| s.min(left)));
+        }
+        if chosen.is_none() && self.memory.totals().writing > 0 {
+            // A write is in flight: come back for its outcome. Without this an idle server took
+            // it only at the next request, so a failed write was neither counted nor retried.
+            soonest = Some(soonest.map_or(WRITE_POLL_MS, |s| s.min(WRITE_POLL_MS)));
         }
         let Some(key) = chosen else {
             return soonest.map_or(Persist::Nothing, |ms| Persist::Wait(Duration::from_millis(ms.max(1))));
@@ -438,7 +453,7 @@ impl Agents {
                 Err(err) => {
                     // Without an export there is nothing to write; keep it hot but stop retrying.
                     tracing::warn!(agent = key.agent.as_str(), %err, "cannot export an agent for persistence");
-                    self.counters.persist_failed();
+                    self.counters.persist_failed(PersistFailure::Export);
                     self.memory.mark_writing(&key, generation);
                     return true;
                 }
@@ -469,11 +484,20 @@ impl Agents {
                     if self.memory.get(&outcome.key).is_none_or(|i| !i.dirty) {
                         self.dirty_since.remove(&outcome.key);
                     }
+                    self.backoff.cleared(&outcome.key);
                 }
                 Err(err) => {
-                    self.counters.persist_failed();
-                    tracing::error!(agent = outcome.key.agent.as_str(), %err, "persisting an agent failed");
+                    let reason = PersistFailure::from(err.reason);
+                    self.counters.persist_failed(reason);
+                    // The agent stays dirty and in memory; requests keep being answered.
+                    tracing::error!(
+                        agent = outcome.key.agent.as_str(),
+                        %err,
+                        reason = reason.as_str(),
+                        "persisting an agent failed; kept in memory, retried later"
+                    );
                     self.memory.mark_write_failed(&outcome.key, outcome.generation);
+                    self.backoff.failed(&outcome.key, now_ms());
                 }
             }
         }
@@ -482,6 +506,7 @@ impl Agents {
     /// Persists every dirty agent and waits for the disk (shutdown).
     pub fn flush<E: Engine>(&mut self, engine: &E, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
+        self.backoff.reset(); // one last attempt for agents whose writes failed
         while self.persist_one(engine) {
             self.poll_writes();
             if Instant::now() >= deadline {

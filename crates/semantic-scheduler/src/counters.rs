@@ -68,12 +68,47 @@ pub(crate) struct MemoryCounters {
     rejected: [AtomicU64; 6],
     persists: AtomicU64,
     persist_micros: AtomicU64,
-    persist_failures: AtomicU64,
+    /// Failed persists, by [`PersistFailure`].
+    persist_failures: [AtomicU64; 3],
     /// Agents exported for persistence while requests ran, and the longest such export (micros).
     busy_persists: AtomicU64,
     busy_persist_stall_max_micros: AtomicU64,
     /// Cuts a sliding-window model could not make (the prompt was recomputed instead).
     window_recomputes: AtomicU64,
+}
+
+/// Why persisting an agent failed (the `reason` label of `semantic_persist_failures_total`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PersistFailure {
+    /// The file system is full (or over quota).
+    NoSpace = 0,
+    /// Any other I/O error.
+    Io = 1,
+    /// The engine could not export the agent's state.
+    Export = 2,
+}
+
+impl PersistFailure {
+    /// Every reason, in index order.
+    pub const ALL: [PersistFailure; 3] = [PersistFailure::NoSpace, PersistFailure::Io, PersistFailure::Export];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PersistFailure::NoSpace => "no_space",
+            PersistFailure::Io => "io",
+            PersistFailure::Export => "export",
+        }
+    }
+}
+
+impl From<semantic_memory::FailureReason> for PersistFailure {
+    fn from(reason: semantic_memory::FailureReason) -> Self {
+        match reason {
+            semantic_memory::FailureReason::NoSpace => PersistFailure::NoSpace,
+            semantic_memory::FailureReason::Io => PersistFailure::Io,
+        }
+    }
 }
 
 /// Why an agent file or state was not served (the `reason` label of rejected files).
@@ -162,8 +197,8 @@ impl MemoryCounters {
         self.persist_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 
-    pub fn persist_failed(&self) {
-        self.persist_failures.fetch_add(1, Ordering::Relaxed);
+    pub fn persist_failed(&self, reason: PersistFailure) {
+        self.persist_failures[reason as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn persisted_busy(&self, stall: Duration) {
@@ -189,7 +224,7 @@ impl MemoryCounters {
             rejected_files: Rejection::ALL.map(|r| (r.as_str(), load(&self.rejected[r as usize]))),
             persists: load(&self.persists),
             persist_seconds: load(&self.persist_micros) as f64 / 1e6,
-            persist_failures: load(&self.persist_failures),
+            persist_failures: PersistFailure::ALL.map(|r| (r.as_str(), load(&self.persist_failures[r as usize]))),
             window_recomputes: load(&self.window_recomputes),
             busy_persists: load(&self.busy_persists),
             busy_persist_stall_max_seconds: load(&self.busy_persist_stall_max_micros) as f64 / 1e6,
@@ -222,8 +257,8 @@ pub struct MemoryStats {
     pub persists: u64,
     /// Total seconds spent writing agent files.
     pub persist_seconds: f64,
-    /// Failed persists.
-    pub persist_failures: u64,
+    /// Failed persists, by reason (`no_space`, `io`, `export`).
+    pub persist_failures: [(&'static str, u64); 3],
     /// Reuses a sliding-window model could not make: the sequence could not be cut where the
     /// prompt diverged (its window no longer held the positions before), so it was recomputed.
     pub window_recomputes: u64,

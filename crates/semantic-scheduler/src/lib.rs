@@ -8,6 +8,7 @@
 
 mod admin;
 mod agents;
+mod backoff;
 mod config;
 mod counters;
 mod error;

@@ -515,10 +515,10 @@ fn a_dirty_agent_waits_until_idle_long_enough_before_it_is_written() {
         other => panic!("expected a wait, got {other:?}"),
     }
     assert!(s.agents.memory().get(&key).unwrap().dirty);
-    // Idle long enough (a zero limit): written, and nothing is left to do.
+    // Idle long enough (a zero limit): written; once the writer confirms, nothing is left to do.
     assert_eq!(s.agents.persist_idle(&s.engine, Duration::ZERO), Persist::Wrote);
-    assert_eq!(s.agents.persist_idle(&s.engine, Duration::from_secs(60)), Persist::Nothing);
     assert!(s.agents.flush(&s.engine, Duration::from_secs(10)));
+    assert_eq!(s.agents.persist_idle(&s.engine, Duration::from_secs(60)), Persist::Nothing);
     assert!(!s.agents.memory().get(&key).unwrap().dirty);
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -577,5 +577,24 @@ fn a_finished_turn_reaches_disk_while_another_request_keeps_the_server_busy() {
         entries.map(|e| if e.path().is_dir() { files(&e.path()) } else { 1 }).sum()
     }
     assert!(files(&dir) >= 1, "an agent file was written");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Regression (issue 19, full disk): with a write in flight and nothing else to do, the idle loop
+/// blocked on the command channel, so a failed write was counted and retried only when the next
+/// request came; now it is told to come back for the outcome.
+#[test]
+fn an_idle_scheduler_comes_back_for_a_write_in_flight() {
+    let dir = std::env::temp_dir().join(format!("semantic-step-inflight-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut s = memory_state(4, 1, Some(dir.clone()));
+    ask(&mut s, "default", Some("erin"), &bytes("remember this"), 3);
+    assert_eq!(s.agents.persist_idle(&s.engine, Duration::ZERO), Persist::Wrote);
+    match s.agents.persist_idle(&s.engine, Duration::ZERO) {
+        Persist::Wait(wait) => assert!(wait <= Duration::from_millis(20), "{wait:?}"),
+        other => panic!("the write's outcome is still to be taken, got {other:?}"),
+    }
+    assert!(s.agents.flush(&s.engine, Duration::from_secs(10)));
+    assert_eq!(s.agents.persist_idle(&s.engine, Duration::ZERO), Persist::Nothing, "nothing left to wait for");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,7 @@ mod models;
 mod offline;
 mod openai;
 mod ops;
+mod overload;
 mod readme;
 mod responses_sdk;
 mod sdk;

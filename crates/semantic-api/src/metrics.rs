@@ -81,9 +81,12 @@ pub const FAMILIES: &[(&str, &str, &str)] = &[
     ("semantic_agents", "gauge", "Agents per tier"),
     ("semantic_agent_memory_bytes", "gauge", "Bytes held by warm agents (ram) and agent files (disk)"),
     ("semantic_kv_usage_ratio", "gauge", "KV cells reserved by requests and hot agents over capacity"),
+    ("semantic_kv_cells_reserved", "gauge", "KV cells reserved by requests and hot agents"),
     ("semantic_queue_depth", "gauge", "Requests admitted but not yet running"),
     ("semantic_running_sequences", "gauge", "Sequences decoding"),
     ("semantic_draining", "gauge", "1 while the server drains for shutdown"),
+    ("semantic_process_resident_bytes", "gauge", "Resident set size of the server process (Linux only)"),
+    ("semantic_process_open_fds", "gauge", "Open file descriptors of the server process (Linux only)"),
 ];
 
 fn header(out: &mut String, name: &str) {
@@ -178,6 +181,7 @@ pub fn render(http: &HttpMetrics, scheduler: &Scheduler) -> String {
     let s = scheduler.stats();
     for (name, value) in [
         ("semantic_kv_usage_ratio", s.kv_reserved as f64 / s.kv_capacity.max(1) as f64),
+        ("semantic_kv_cells_reserved", s.kv_reserved as f64),
         ("semantic_queue_depth", s.queued as f64),
         ("semantic_running_sequences", s.running as f64),
         ("semantic_draining", if s.draining { 1.0 } else { 0.0 }),
@@ -185,5 +189,26 @@ pub fn render(http: &HttpMetrics, scheduler: &Scheduler) -> String {
         header(&mut out, name);
         let _ = writeln!(out, "{name} {value}");
     }
+    let process = [("semantic_process_resident_bytes", resident_bytes()), ("semantic_process_open_fds", open_fds())];
+    for (name, value) in process {
+        // Absent where /proc is not (macOS): no series rather than a made-up 0.
+        if let Some(value) = value {
+            header(&mut out, name);
+            let _ = writeln!(out, "{name} {value}");
+        }
+    }
     out
+}
+
+/// `VmRSS` of `/proc/self/status` in bytes (read by hand: one line of one file, no crate needed).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.trim().strip_suffix("kB")?.trim();
+    kb.parse::<u64>().ok().map(|kb| kb * 1024)
+}
+
+/// Entries of `/proc/self/fd` (less the one `read_dir` itself holds open).
+fn open_fds() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+    Some(entries.saturating_sub(1))
 }

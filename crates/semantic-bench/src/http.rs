@@ -50,6 +50,17 @@ pub struct Stream {
     pub server_prompt_ms: Option<f64>,
 }
 
+/// POSTs `body` and returns the connection positioned at the start of a 200 response's body (the
+/// caller reads as much as it likes and may hang up at any point).
+pub fn open_stream(addr: SocketAddr, path: &str, body: &Value) -> Result<BufReader<TcpStream>> {
+    let mut reader = send(addr, &[], "POST", path, Some(body))?;
+    let (status, _, _) = read_head(&mut reader)?;
+    if status != 200 {
+        bail!("{path}: HTTP {status}");
+    }
+    Ok(reader)
+}
+
 /// Sends one request and reads the whole response.
 pub fn request(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Result<Response> {
     request_with(addr, &[], method, path, body)

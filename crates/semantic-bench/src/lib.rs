@@ -14,6 +14,7 @@ mod plot;
 mod progress;
 mod report;
 mod scenario;
+mod soak;
 mod startup;
 mod stats;
 mod target;
@@ -29,6 +30,7 @@ pub use coordination::CoordinationOptions;
 pub use kv::KvOptions;
 pub use report::Results;
 pub use scenario::{MultiOptions, ThroughputOptions, TtftOptions};
+pub use soak::SoakOptions;
 pub use startup::StartupOptions;
 pub use target::Kind;
 
@@ -54,6 +56,10 @@ pub enum Scenario {
     /// A broadcast coordination session: rounds concurrent vs the same turns one at a time
     /// (semantic only).
     Coordination,
+    /// A long mixed load (returning, short-lived and hanging-up clients, evictions) sampling the
+    /// server's RSS, file descriptors, KV cells and disk use over time (semantic only; not in the
+    /// default suite: it runs for `--duration`).
+    Soak,
 }
 
 impl std::str::FromStr for Scenario {
@@ -69,9 +75,11 @@ impl std::str::FromStr for Scenario {
             "startup" => Self::Startup,
             "shared" | "shared-prefix" => Self::Shared,
             "coordination" => Self::Coordination,
+            "soak" => Self::Soak,
             _ => {
                 return Err(format!(
-                    "unknown scenario {s:?} (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup, coordination)"
+                    "unknown scenario {s:?} (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup, \
+                     coordination, soak)"
                 ))
             }
         })
@@ -121,6 +129,8 @@ pub struct BenchOptions {
     pub startup: StartupOptions,
     /// Coordination scenario knobs.
     pub coordination: CoordinationOptions,
+    /// Soak scenario knobs.
+    pub soak: SoakOptions,
 }
 
 impl BenchOptions {
@@ -181,6 +191,13 @@ impl BenchOptions {
             },
             startup: StartupOptions { agents: 1000, runs: 3 },
             coordination: CoordinationOptions { agents: 3, rounds: 3, max_tokens: 64, runs: 3 },
+            soak: SoakOptions {
+                duration: Duration::from_secs(1800),
+                clients: 4,
+                agents: 24,
+                document_tokens: 200,
+                reply_tokens: 16,
+            },
         }
     }
 
@@ -218,6 +235,7 @@ impl BenchOptions {
         };
         o.startup = StartupOptions { agents: 3, runs: 1 };
         o.coordination = CoordinationOptions { agents: 2, rounds: 1, max_tokens: 4, runs: 1 };
+        o.soak.duration = Duration::from_secs(60);
         o
     }
 
@@ -253,43 +271,16 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
     let work = options.out.join("work");
     std::fs::create_dir_all(&work)?;
     let targets = options.targets()?;
-
-    // The model's own tokenizer cuts texts to exact token counts; its end-of-generation ids are
-    // banned in the throughput scenario so every agent generates the same number of tokens.
-    let mut engine_config = EngineConfig::new(&options.model);
-    engine_config.n_ctx = 512;
-    engine_config.n_seq_max = 1;
-    engine_config.threads = 1;
-    let engine = LlamaEngine::load(&engine_config).with_context(|| format!("loading {}", options.model.display()))?;
-    let facts = engine.facts().clone();
-    options.throughput.eog = [facts.eos, facts.eot].into_iter().flatten().collect();
-    options.throughput.eog.dedup();
-    let mut corpus = corpus::Corpus::load(&options.corpus_dir, Arc::clone(&engine.tokenizer()))?;
-    drop(engine);
-
+    let (mut corpus, model) = prepare(&mut options)?;
     let mut results = Results {
         machine: report::Machine::probe(),
         command: options.command.clone(),
-        model: format!(
-            "{} ({:.1} MB)",
-            options.model.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
-            facts.size_bytes as f64 / 1e6
-        ),
+        model,
         threads: options.threads,
         targets: targets.iter().map(|t| t.kind).collect(),
         ..Results::default()
     };
-    let per_target =
-        options.ttft.contexts.len() * options.ttft.runs * 2 * usize::from(options.scenarios.contains(&Scenario::Ttft))
-            + options.multi.turns * usize::from(options.scenarios.contains(&Scenario::Multi))
-            + options.shared.turns * usize::from(options.scenarios.contains(&Scenario::Shared))
-            + options.throughput.concurrency.len() * usize::from(options.scenarios.contains(&Scenario::Throughput))
-            + usize::from(options.scenarios.contains(&Scenario::Staggered));
-    let total = per_target * targets.len()
-        + options.kv.types.len() * usize::from(options.scenarios.contains(&Scenario::Kv))
-        + 3 * usize::from(options.scenarios.contains(&Scenario::Startup))
-        + usize::from(options.scenarios.contains(&Scenario::Coordination));
-    let mut progress = progress::Progress::new(total);
+    let mut progress = progress::Progress::new(progress_total(&options, targets.len()));
     eprintln!("corpus: {} tokens from {}", corpus.len(), options.corpus_dir.display());
 
     if options.scenarios.contains(&Scenario::LlamaBench) {
@@ -301,75 +292,11 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
             }
         }
     }
+    let mut ctx = Ctx { options: &options, corpus: &mut corpus, work: &work, progress: &mut progress };
     for spec in &targets {
-        let name = spec.kind.name();
-        if options.scenarios.contains(&Scenario::Ttft) {
-            match scenario::ttft(spec, &options.ttft, &mut corpus, &work, &mut progress) {
-                Ok((rows, extras)) => {
-                    results.ttft.extend(rows);
-                    results.ttft_extras.push((spec.kind, extras));
-                }
-                Err(e) => results.errors.push(format!("{name} ttft: {e:#}")),
-            }
-            save(&mut results, &options, format!("{name} ttft"))?;
-        }
-        if options.scenarios.contains(&Scenario::Multi) {
-            match scenario::multi_agent(spec, &options.multi, &mut corpus, &work, &mut progress) {
-                Ok(r) => results.multi_agent.push(r),
-                Err(e) => results.errors.push(format!("{name} multi-agent: {e:#}")),
-            }
-            save(&mut results, &options, format!("{name} multi-agent"))?;
-        }
-        if options.scenarios.contains(&Scenario::Shared) {
-            match scenario::multi_agent(spec, &options.shared, &mut corpus, &work, &mut progress) {
-                Ok(r) => results.shared_prefix.push(r),
-                Err(e) => results.errors.push(format!("{name} shared-prefix: {e:#}")),
-            }
-            save(&mut results, &options, format!("{name} shared-prefix"))?;
-        }
-        if options.scenarios.contains(&Scenario::Throughput) {
-            match scenario::throughput(spec, &options.throughput, &mut corpus, &work, &mut progress) {
-                Ok(rows) => results.throughput.extend(rows),
-                Err(e) => results.errors.push(format!("{name} throughput: {e:#}")),
-            }
-            save(&mut results, &options, format!("{name} throughput"))?;
-        }
-        if options.scenarios.contains(&Scenario::Staggered) {
-            match scenario::staggered(
-                spec,
-                options.stagger_tokens,
-                options.stagger_delay,
-                &mut corpus,
-                &work,
-                &mut progress,
-            ) {
-                Ok(r) => results.staggered.push(r),
-                Err(e) => results.errors.push(format!("{name} staggered: {e:#}")),
-            }
-            save(&mut results, &options, format!("{name} staggered"))?;
-        }
+        ctx.per_target(spec, &mut results)?;
     }
-    if options.scenarios.contains(&Scenario::Kv) {
-        match kv::kv_table(&targets[0], &options.kv, &mut corpus, &work, &mut progress) {
-            Ok(rows) => results.kv_types = rows,
-            Err(e) => results.errors.push(format!("kv types: {e:#}")),
-        }
-        save(&mut results, &options, "kv types".into())?;
-    }
-    if options.scenarios.contains(&Scenario::Startup) {
-        match startup::startup(&targets[0], &options.startup, &work, &mut progress) {
-            Ok(r) => results.startup = Some(r),
-            Err(e) => results.errors.push(format!("startup: {e:#}")),
-        }
-        save(&mut results, &options, "semantic startup".into())?;
-    }
-    if options.scenarios.contains(&Scenario::Coordination) {
-        match coordination::coordination(&targets[0], &options.coordination, &work, &mut progress) {
-            Ok(r) => results.coordination = Some(r),
-            Err(e) => results.errors.push(format!("coordination: {e:#}")),
-        }
-        save(&mut results, &options, "semantic coordination".into())?;
-    }
+    ctx.semantic_only(&targets[0], &mut results)?;
     progress.finish();
     let plots = match plot::write_all(&results, &options.out) {
         Ok(plots) => plots,
@@ -384,6 +311,140 @@ pub fn run(mut options: BenchOptions) -> Result<Results> {
         bail!("{} scenario(s) failed:\n{}", results.errors.len(), results.errors.join("\n"));
     }
     Ok(results)
+}
+
+/// Loads the corpus with the model's own tokenizer (it cuts texts to exact token counts) and
+/// fills in the end-of-generation ids, banned in the throughput scenario so every agent generates
+/// the same number of tokens. Returns the corpus and the model's label for the report.
+fn prepare(options: &mut BenchOptions) -> Result<(corpus::Corpus, String)> {
+    let mut engine_config = EngineConfig::new(&options.model);
+    engine_config.n_ctx = 512;
+    engine_config.n_seq_max = 1;
+    engine_config.threads = 1;
+    let engine = LlamaEngine::load(&engine_config).with_context(|| format!("loading {}", options.model.display()))?;
+    let facts = engine.facts().clone();
+    options.throughput.eog = [facts.eos, facts.eot].into_iter().flatten().collect();
+    options.throughput.eog.dedup();
+    let corpus = corpus::Corpus::load(&options.corpus_dir, Arc::clone(&engine.tokenizer()))?;
+    let model = format!(
+        "{} ({:.1} MB)",
+        options.model.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()),
+        facts.size_bytes as f64 / 1e6
+    );
+    Ok((corpus, model))
+}
+
+/// Progress steps of the whole run.
+fn progress_total(options: &BenchOptions, targets: usize) -> usize {
+    let has = |s: Scenario| usize::from(options.scenarios.contains(&s));
+    let per_target = options.ttft.contexts.len() * options.ttft.runs * 2 * has(Scenario::Ttft)
+        + options.multi.turns * has(Scenario::Multi)
+        + options.shared.turns * has(Scenario::Shared)
+        + options.throughput.concurrency.len() * has(Scenario::Throughput)
+        + has(Scenario::Staggered);
+    per_target * targets
+        + options.kv.types.len() * has(Scenario::Kv)
+        + 3 * has(Scenario::Startup)
+        + has(Scenario::Coordination)
+        + has(Scenario::Soak)
+}
+
+/// What every scenario runner shares.
+struct Ctx<'a> {
+    options: &'a BenchOptions,
+    corpus: &'a mut corpus::Corpus,
+    work: &'a std::path::Path,
+    progress: &'a mut progress::Progress,
+}
+
+impl Ctx<'_> {
+    fn wants(&self, scenario: Scenario) -> bool {
+        self.options.scenarios.contains(&scenario)
+    }
+
+    /// The scenarios run against every target.
+    fn per_target(&mut self, spec: &target::TargetSpec, results: &mut Results) -> Result<()> {
+        let (o, name) = (self.options, spec.kind.name());
+        if self.wants(Scenario::Ttft) {
+            match scenario::ttft(spec, &o.ttft, self.corpus, self.work, self.progress) {
+                Ok((rows, extras)) => {
+                    results.ttft.extend(rows);
+                    results.ttft_extras.push((spec.kind, extras));
+                }
+                Err(e) => results.errors.push(format!("{name} ttft: {e:#}")),
+            }
+            save(results, o, format!("{name} ttft"))?;
+        }
+        if self.wants(Scenario::Multi) {
+            match scenario::multi_agent(spec, &o.multi, self.corpus, self.work, self.progress) {
+                Ok(r) => results.multi_agent.push(r),
+                Err(e) => results.errors.push(format!("{name} multi-agent: {e:#}")),
+            }
+            save(results, o, format!("{name} multi-agent"))?;
+        }
+        if self.wants(Scenario::Shared) {
+            match scenario::multi_agent(spec, &o.shared, self.corpus, self.work, self.progress) {
+                Ok(r) => results.shared_prefix.push(r),
+                Err(e) => results.errors.push(format!("{name} shared-prefix: {e:#}")),
+            }
+            save(results, o, format!("{name} shared-prefix"))?;
+        }
+        if self.wants(Scenario::Throughput) {
+            match scenario::throughput(spec, &o.throughput, self.corpus, self.work, self.progress) {
+                Ok(rows) => results.throughput.extend(rows),
+                Err(e) => results.errors.push(format!("{name} throughput: {e:#}")),
+            }
+            save(results, o, format!("{name} throughput"))?;
+        }
+        if self.wants(Scenario::Staggered) {
+            let (tokens, delay) = (o.stagger_tokens, o.stagger_delay);
+            match scenario::staggered(spec, tokens, delay, self.corpus, self.work, self.progress) {
+                Ok(r) => results.staggered.push(r),
+                Err(e) => results.errors.push(format!("{name} staggered: {e:#}")),
+            }
+            save(results, o, format!("{name} staggered"))?;
+        }
+        Ok(())
+    }
+
+    /// The scenarios run against semantic alone.
+    fn semantic_only(&mut self, spec: &target::TargetSpec, results: &mut Results) -> Result<()> {
+        let o = self.options;
+        if self.wants(Scenario::Kv) {
+            match kv::kv_table(spec, &o.kv, self.corpus, self.work, self.progress) {
+                Ok(rows) => results.kv_types = rows,
+                Err(e) => results.errors.push(format!("kv types: {e:#}")),
+            }
+            save(results, o, "kv types".into())?;
+        }
+        if self.wants(Scenario::Startup) {
+            match startup::startup(spec, &o.startup, self.work, self.progress) {
+                Ok(r) => results.startup = Some(r),
+                Err(e) => results.errors.push(format!("startup: {e:#}")),
+            }
+            save(results, o, "semantic startup".into())?;
+        }
+        if self.wants(Scenario::Coordination) {
+            match coordination::coordination(spec, &o.coordination, self.work, self.progress) {
+                Ok(r) => results.coordination = Some(r),
+                Err(e) => results.errors.push(format!("coordination: {e:#}")),
+            }
+            save(results, o, "semantic coordination".into())?;
+        }
+        if self.wants(Scenario::Soak) {
+            match soak::soak(spec, &o.soak, self.corpus, self.work, self.progress) {
+                Ok(r) => {
+                    if !r.leaks.is_empty() {
+                        results.errors.push(format!("soak: kept growing after warm-up: {}", r.leaks.join(", ")));
+                    }
+                    results.soak = Some(r);
+                }
+                Err(e) => results.errors.push(format!("soak: {e:#}")),
+            }
+            save(results, o, "semantic soak".into())?;
+        }
+        Ok(())
+    }
 }
 
 /// Writes what is known so far, so an interrupted run keeps its finished scenarios.

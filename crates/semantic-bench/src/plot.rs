@@ -77,6 +77,10 @@ pub fn write_all(results: &Results, dir: &Path) -> Result<Vec<String>> {
         throughput(results, &dir.join("throughput.png")).context("throughput.png")?;
         written.push("throughput.png".to_string());
     }
+    if let Some(s) = results.soak.as_ref().filter(|s| !s.samples.is_empty()) {
+        soak(s, &dir.join("soak.png")).context("soak.png")?;
+        written.push("soak.png".to_string());
+    }
     Ok(written)
 }
 
@@ -210,5 +214,28 @@ fn throughput(results: &Results, path: &Path) -> Result<()> {
         line(&mut chart, points, *kind)?;
     }
     legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+    root.present().map_err(plot_err)
+}
+
+/// The soak curves: RSS, open files, KV cells and disk use over time, one panel each, the end of
+/// warm-up marked.
+fn soak(result: &crate::soak::SoakResult, path: &Path) -> Result<()> {
+    let root = BitMapBackend::new(path, (1200, 800)).into_drawing_area();
+    root.fill(&WHITE).map_err(plot_err)?;
+    let x_max = result.samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
+    let panels: [(&str, &str, fn(&crate::soak::SoakSample) -> f64); 4] = [
+        ("Resident set size", "MiB", |s| s.rss_bytes / 1048576.0),
+        ("Open file descriptors", "fds", |s| s.open_fds),
+        ("KV cells reserved", "cells", |s| s.kv_cells),
+        ("Agent files on disk", "MiB", |s| s.disk_bytes / 1048576.0),
+    ];
+    for (area, (caption, unit, f)) in root.split_evenly((2, 2)).iter().zip(panels) {
+        let points: Vec<(f64, f64)> = result.samples.iter().map(|s| (s.t_s, f(s))).collect();
+        let y_max = points.iter().map(|p| p.1).fold(1.0, f64::max) * 1.15;
+        let mut chart = chart(area, caption, 0.0..x_max, 0.0..y_max, ("seconds", unit))?;
+        let warmup = vec![(result.warmup_s, 0.0), (result.warmup_s, y_max)];
+        chart.draw_series(LineSeries::new(warmup, BLACK.mix(0.4).stroke_width(1))).map_err(plot_err)?;
+        line(&mut chart, points, Kind::Semantic)?;
+    }
     root.present().map_err(plot_err)
 }

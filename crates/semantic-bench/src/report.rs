@@ -82,6 +82,9 @@ pub struct Results {
     /// Coordination scenario (semantic only).
     #[serde(default)]
     pub coordination: Option<crate::coordination::CoordinationResult>,
+    /// Soak scenario (semantic only).
+    #[serde(default)]
+    pub soak: Option<crate::soak::SoakResult>,
     /// llama-bench reference.
     pub llama_bench: Option<LlamaBench>,
     /// Scenarios that failed, with the reason.
@@ -195,6 +198,7 @@ impl Results {
         self.kv_markdown(&mut md);
         self.startup_markdown(&mut md);
         self.coordination_markdown(&mut md);
+        self.soak_markdown(&mut md);
         self.engine_markdown(&mut md);
         if !plots.is_empty() {
             let _ = writeln!(md, "## Plots\n");
@@ -481,6 +485,43 @@ impl Results {
              concurrent run, {} of {} prompt tokens were reused from each agent's own memory.\n",
             c.completion_tokens, c.cached_tokens, c.prompt_tokens
         );
+    }
+
+    fn soak_markdown(&self, md: &mut String) {
+        let Some(s) = &self.soak else { return };
+        let _ = writeln!(md, "## Soak: {:.0} s of mixed load (semantic)\n", s.duration_s);
+        let _ = writeln!(
+            md,
+            "{} returning-agent turns, {} short-lived agents (one turn, then deleted), {} clients that hung up \
+             mid-stream, {} failed requests; {} evictions. Warm-up: the first {:.0} s.\n",
+            s.turns, s.ephemeral, s.hangups, s.failures, s.evictions, s.warmup_s
+        );
+        let _ =
+            writeln!(md, "| resource | first sample | after warm-up (min–max) | last sample |\n|---|---:|---:|---:|");
+        let after: Vec<&crate::soak::SoakSample> = s.samples.iter().filter(|x| x.t_s >= s.warmup_s).collect();
+        let rows: [(&str, fn(&crate::soak::SoakSample) -> f64, f64); 4] = [
+            ("RSS, MiB", |x| x.rss_bytes, 1.0 / 1048576.0),
+            ("open file descriptors", |x| x.open_fds, 1.0),
+            ("KV cells reserved", |x| x.kv_cells, 1.0),
+            ("agent files on disk, MiB", |x| x.disk_bytes, 1.0 / 1048576.0),
+        ];
+        for (name, f, scale) in rows {
+            let (lo, hi) =
+                after.iter().map(|x| f(x) * scale).fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+            let first = s.samples.first().map_or(0.0, |x| f(x) * scale);
+            let last = s.samples.last().map_or(0.0, |x| f(x) * scale);
+            let _ = writeln!(md, "| {name} | {first:.1} | {lo:.1}–{hi:.1} | {last:.1} |");
+        }
+        let growth = s.rss_growth_pct.map_or("–".into(), |g| format!("{g:+.1} %"));
+        let leaks = if s.leaks.is_empty() { "none".to_string() } else { s.leaks.join(", ") };
+        let _ = writeln!(
+            md,
+            "\nRSS growth after warm-up (median of the last fifth over the first): {growth} (goal < 5 %). \
+             Resources that kept growing after warm-up: {leaks}.\n"
+        );
+        for e in &s.errors {
+            let _ = writeln!(md, "- failed request: {e}");
+        }
     }
 
     fn engine_markdown(&self, md: &mut String) {

@@ -33,7 +33,8 @@ pub struct BenchArgs {
     /// Only semantic, even if peers are found.
     #[arg(long)]
     no_peers: bool,
-    /// Scenarios to run (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup, coordination) [default: all].
+    /// Scenarios to run (ttft, multi, shared, throughput, staggered, kv, llama-bench, startup, coordination, soak)
+    /// [default: all but soak].
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<Scenario>,
     /// Compute threads of every server.
@@ -51,6 +52,9 @@ pub struct BenchArgs {
     /// Agents stored before the timed starts of the startup scenario [default: 1000].
     #[arg(long)]
     startup_agents: Option<usize>,
+    /// Seconds the soak scenario runs [default: 1800; 60 with --smoke].
+    #[arg(long, value_name = "SECS")]
+    duration: Option<u64>,
 }
 
 /// The binaries a `scripts/bench-setup` venv holds.
@@ -109,6 +113,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     }
     if let Some(agents) = args.startup_agents {
         options.startup.agents = agents.max(1);
+    }
+    if let Some(secs) = args.duration {
+        options.soak.duration = std::time::Duration::from_secs(secs.max(5));
     }
     semantic_bench::run(options)?;
     Ok(())

@@ -17,6 +17,7 @@ mod models;
 mod offline;
 mod openai;
 mod ops;
+mod overload;
 mod python;
 mod readme;
 mod responses_sdk;

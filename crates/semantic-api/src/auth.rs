@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use semantic_memory::Namespace;
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
 use crate::error::{ApiError, ErrorKind, Flavor};
 use crate::AppState;
@@ -50,7 +51,7 @@ pub fn namespace_for_key(key: &str) -> Namespace {
 
 /// Constant-time equality of two digests.
 fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 impl AuthConfig {

@@ -2,10 +2,14 @@
 //! to actual responses. Without configured origins the layer is not installed at all, so no
 //! `Access-Control-*` header is ever sent. Does not own where the layer sits (`ops.rs`).
 //!
-//! Written here rather than with tower-http's `CorsLayer`: it is about 100 lines, adds no
-//! dependency tree to build, and keeps the rules this server needs in one place: a preflight is
-//! answered before auth and rate limits (browsers never send credentials on it), and every actual
-//! response, errors included, carries the headers so a page can read its 401 or 429.
+//! Written here rather than with tower-http's `CorsLayer`, which was weighed (issue 20): three of
+//! the documented behaviours would each need a wrapper around it. It answers a refused preflight
+//! with a header-less 200 (we send the documented 403 `cors_origin_not_allowed` in the route's
+//! error shape); it answers an allowed one with 200 (we send 204); and its `AllowHeaders` is either
+//! a fixed list or the request's mirror, never both (we allow our own headers plus whatever a
+//! browser SDK asks for, since `*` does not cover `Authorization`). The rules kept here: a
+//! preflight is answered before auth and rate limits (browsers never send credentials on it), and
+//! every actual response, errors included, carries the headers so a page can read its 401 or 429.
 
 use axum::extract::{Request, State};
 use axum::http::header::{

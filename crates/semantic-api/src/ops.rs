@@ -2,6 +2,12 @@
 //! request ids on every response, one log line and HTTP metrics per request, CORS, rate limits and
 //! the body size limit and deadline. Auth is enforced by the `Caller`/`Admin` extractors, so 401s pass through
 //! here too and get ids and metrics.
+//!
+//! Request ids and the request span stay in `track` rather than tower-http's
+//! `SetRequestIdLayer`/`PropagateRequestIdLayer`/`TraceLayer`: `SetRequestIdLayer` keeps any
+//! client-sent `x-request-id` as it is (we accept only 1-128 visible ASCII characters, else make
+//! our own), and the one log line, the span and the HTTP metrics all need the id, the matched route
+//! template and the agent together, which the three layers would each re-derive.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -63,10 +69,6 @@ pub(crate) fn stack(router: Router, ops: &Ops) -> Router {
     router.layer(from_fn_with_state(ops.clone(), track))
 }
 
-fn new_request_id() -> String {
-    crate::generation::random_id("req_")
-}
-
 async fn track(State(ops): State<Ops>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = request
@@ -75,7 +77,7 @@ async fn track(State(ops): State<Ops>, request: Request, next: Next) -> Response
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_string)
-        .unwrap_or_else(new_request_id);
+        .unwrap_or_else(|| crate::generation::random_id("req_"));
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_string();
     let method = request.method().clone();
     let agent = request

@@ -175,12 +175,6 @@ mod tests {
         }
     }
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("semantic-responses-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
     #[test]
     fn ids_are_checked_before_they_name_files() {
         for (id, ok) in [("resp_0a1b", true), ("resp_", false), ("resp_../x", false), ("chatcmpl-1", false)] {
@@ -190,7 +184,8 @@ mod tests {
 
     #[test]
     fn responses_survive_a_reload_and_namespaces_do_not_mix() {
-        let dir = tmpdir("reload");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("reload");
         let store = ResponseStore::load(Some(dir.clone()), 10);
         store.put(record("resp_01", "a", 1)).expect("put");
         store.put(record("resp_02", "b", 2)).expect("put");
@@ -205,7 +200,8 @@ mod tests {
 
     #[test]
     fn a_damaged_file_is_not_served() {
-        let dir = tmpdir("damaged");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("damaged");
         let store = ResponseStore::load(Some(dir.clone()), 10);
         store.put(record("resp_03", "a", 3)).expect("put");
         let path = dir.join("a").join("resp_03.json");
@@ -219,7 +215,8 @@ mod tests {
 
     #[test]
     fn the_oldest_go_past_the_retention_limit() {
-        let dir = tmpdir("retention");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("retention");
         let store = ResponseStore::load(Some(dir.clone()), 2);
         for (i, id) in ["resp_a1", "resp_a2", "resp_a3"].into_iter().enumerate() {
             store.put(record(id, "a", i as u64)).expect("put");

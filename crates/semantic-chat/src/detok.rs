@@ -70,6 +70,8 @@ impl Utf8Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     /// Pushes each piece, then finishes; compares what each call returned.
     fn check(pieces: &[&[u8]], expected_pushes: &[&str], expected_finish: &str) {
@@ -122,39 +124,23 @@ mod tests {
         assert_eq!(stream.push(b"x"), "x", "finish leaves the stream empty and reusable");
     }
 
-    /// xorshift64*: deterministic pseudo-random numbers without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            usize::try_from(self.next() % n as u64).unwrap_or(0)
-        }
-    }
-
     #[test]
     fn any_split_equals_lossy_decoding_of_the_whole() {
         let text = "ASCII, ünïcödé, 中文字符, emoji 😀🎉👩‍💻, and a tab\t.".as_bytes();
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = StdRng::seed_from_u64(0x9E37_79B9_7F4A_7C15);
         for round in 0..2000 {
             // Half the rounds decode valid text, half a byte soup with invalid sequences.
             let bytes: Vec<u8> = if round % 2 == 0 {
                 text.to_vec()
             } else {
                 let alphabet = [0x41, 0x80, 0xBF, 0xC3, 0xA9, 0xE4, 0xB8, 0xF0, 0x9F, 0xFF, 0xED];
-                (0..rng.below(24)).map(|_| alphabet[rng.below(alphabet.len())]).collect()
+                (0..rng.gen_range(0..24)).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect()
             };
             let mut stream = Utf8Stream::new();
             let mut out = String::new();
             let mut at = 0;
             while at < bytes.len() {
-                let len = 1 + rng.below(5);
+                let len = rng.gen_range(1..=5);
                 let end = (at + len).min(bytes.len());
                 out.push_str(&stream.push(&bytes[at..end]));
                 at = end;

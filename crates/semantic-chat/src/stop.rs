@@ -93,6 +93,8 @@ impl StopMatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
 
     fn matcher(stops: &[&str]) -> StopMatcher {
         StopMatcher::new(stops.iter().map(|s| s.to_string()).collect())
@@ -179,18 +181,6 @@ mod tests {
         assert_eq!(m.finish(), "");
     }
 
-    /// xorshift64*: deterministic pseudo-random numbers without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: usize) -> usize {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            usize::try_from(self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64).unwrap_or(0)
-        }
-    }
-
     /// The reference: at the first push boundary where some stop string lies wholly inside the
     /// text so far, the output is the text before the earliest such occurrence.
     fn reference(stops: &[&str], text: &str, boundaries: &[usize]) -> (String, Option<usize>) {
@@ -213,14 +203,14 @@ mod tests {
     fn random_splits_match_the_reference() {
         let alphabet = ['a', 'b', 'é', '😀', ' ', '<', '>'];
         let stops = ["ab", "b a", "é😀é", "<end>", "", "😀😀"];
-        let mut rng = Rng(0xD1B5_4A32_D192_ED03);
+        let mut rng = StdRng::seed_from_u64(0xD1B5_4A32_D192_ED03);
         for round in 0..3000 {
-            let text: String = (0..rng.below(30)).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            let text: String = (0..rng.gen_range(0..30)).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect();
             let chars: Vec<(usize, char)> = text.char_indices().collect();
             let mut boundaries = Vec::new();
             let mut i = 0;
             while i < chars.len() {
-                i = (i + 1 + rng.below(4)).min(chars.len());
+                i = (i + rng.gen_range(1..=4)).min(chars.len());
                 boundaries.push(chars.get(i).map_or(text.len(), |(at, _)| *at));
             }
             let mut m = matcher(&stops);

@@ -579,8 +579,8 @@ payoff:
     fn validate_file_reports_io_and_issues() {
         let missing = validate_file(Path::new("/nonexistent/scenario.yaml"));
         assert!(matches!(missing, Err(ValidateError::Io { .. })));
-        let dir = std::env::temp_dir().join(format!("semantic-coord-scenario-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let path = dir.join("bad.yaml");
         std::fs::write(&path, edit("id: demo", "id: Demo")).expect("write");
         let err = validate_file(&path).expect_err("invalid");
@@ -588,6 +588,5 @@ payoff:
             err.to_string().ends_with("1 issue(s): line 1, id: \"Demo\" does not match ^[a-z][a-z0-9_-]{0,49}$"),
             "{err}"
         );
-        std::fs::remove_dir_all(&dir).ok();
     }
 }

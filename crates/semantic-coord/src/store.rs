@@ -6,9 +6,7 @@
 //! `{dir}/{namespace}/sessions/{session}.json`, `{dir}/{namespace}/histories/{memory_id}.json`.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use semantic_chat::Message;
 use serde::{Deserialize, Serialize};
@@ -135,28 +133,14 @@ fn remove(path: &Path) -> Result<(), CoordError> {
     }
 }
 
-/// Serializes `value` behind a verified header and replaces `path` atomically.
+/// Serializes `value` behind a verified header and replaces `path` atomically
+/// ([`semantic_memory::write_atomic`]: temp file, fsync, rename, fsync the directory).
 pub fn write_atomic<T: Serialize>(path: &Path, value: &T) -> Result<(), CoordError> {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
     let body = serde_json::to_vec(value)
         .map_err(|e| CoordError::Corrupt { path: path.to_owned(), reason: format!("serialize: {e}") })?;
-    let dir = path.parent().unwrap_or_else(|| Path::new("."));
-    fs::create_dir_all(dir).map_err(io(dir))?;
-    let header = format!("{MAGIC} {VERSION} crc32={:08x} len={}\n", crc32fast::hash(&body), body.len());
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.{}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed)));
-    let written = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(header.as_bytes())?;
-        file.write_all(&body)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    written.map_err(io(path))
+    let mut file = format!("{MAGIC} {VERSION} crc32={:08x} len={}\n", crc32fast::hash(&body), body.len()).into_bytes();
+    file.extend_from_slice(&body);
+    semantic_memory::write_atomic(path, &file).map_err(io(path))
 }
 
 /// Reads a file written by [`write_atomic`]; a damaged one is renamed to `*.corrupt`.
@@ -197,15 +181,10 @@ fn parse_verified<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> Result<T, Strin
 mod tests {
     use super::*;
 
-    fn tmpdir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("semantic-coord-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
-    }
-
     #[test]
     fn histories_round_trip_and_damage_is_moved_aside() {
-        let dir = tmpdir("hist");
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("hist");
         let store = SessionStore::new(&dir);
         let history = StoredHistory { history: vec![Message::new("system", "hi")], last_prompt_tokens: Some(12) };
         store.save_history("ns", "persist_game_a", &history).unwrap();

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -70,7 +70,7 @@ impl Fingerprint {
             }
         }
         let fp = Self::of_file(path)?;
-        if let Err(err) = write_atomic(&entry, format!("{key}\n{}", fp.to_hex()).as_bytes()) {
+        if let Err(err) = semantic_memory::write_atomic(&entry, format!("{key}\n{}", fp.to_hex()).as_bytes()) {
             tracing::debug!(path = %entry.display(), %err, "cannot cache the model fingerprint");
         }
         Ok(fp)
@@ -96,17 +96,6 @@ fn file_key(path: &Path) -> std::io::Result<String> {
     Ok(format!("{}|{}|{}", canonical.display(), meta.len(), mtime))
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(parent) = path.parent() {
-        fs::create_dir_all(parent)?;
-    }
-    let tmp = path.with_extension("tmp");
-    let mut f = fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    fs::rename(tmp, path)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,8 +110,8 @@ mod tests {
 
     #[test]
     fn cached_fingerprint_matches_and_follows_file_changes() {
-        let dir = std::env::temp_dir().join(format!("semantic-fp-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let file = dir.join("model.gguf");
         fs::write(&file, b"abc").unwrap();
         let cache = dir.join("cache");
@@ -132,6 +121,5 @@ mod tests {
         assert_eq!(Fingerprint::of_file_cached(&file, Some(&cache)).unwrap(), direct);
         fs::write(&file, b"abcd").unwrap();
         assert_eq!(Fingerprint::of_file_cached(&file, Some(&cache)).unwrap(), Fingerprint::of_file(&file).unwrap());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -127,9 +127,8 @@ mod tests {
 
     #[test]
     fn lists_gguf_files_by_stem_or_alias_and_keeps_broken_ones_visible() {
-        let dir = std::env::temp_dir().join(format!("semantic-registry-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         fs::write(dir.join("small.gguf"), gguf("llama")).unwrap();
         fs::write(dir.join("other.gguf"), gguf("gemma3")).unwrap();
         fs::write(dir.join("broken.gguf"), b"not a model").unwrap();
@@ -145,6 +144,5 @@ mod tests {
         assert!(registry.find_path(&dir.join("other.gguf")).is_some());
         let missing = ModelRegistry::scan(&dir.join("nope"), &[], None).unwrap();
         assert!(missing.entries.is_empty());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -239,8 +239,8 @@ fn chat_turn(engine: &LlamaEngine, document: &str) -> Vec<TokenId> {
 fn warm_turn_after_a_disk_round_trip_equals_a_cold_replay_of_the_same_steps() {
     const CHUNK: usize = 48;
     const REPLY: usize = 20;
-    let dir = std::env::temp_dir().join(format!("semantic-engine-replay-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     for kv in [KvType::F16, KvType::Q8_0] {
         // Turn 1 on engine A: chunked prefill, the reply fed token by token (all of it, as the
         // scheduler leaves prompt + reply in the agent's KV), then the state goes to disk.
@@ -282,7 +282,6 @@ fn warm_turn_after_a_disk_round_trip_equals_a_cold_replay_of_the_same_steps() {
         let (cold, _) = decode_greedy(&mut c, 0, first_tail, 32);
         assert_eq!(warm, cold, "kv type {kv}: the warm answer differs from the cold replay");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Row of the last token of a prefill in 512-token chunks.

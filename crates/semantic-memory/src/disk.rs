@@ -5,7 +5,7 @@
 //! encrypted (format version 3) and reads open encrypted files; plaintext files still read, and
 //! are written encrypted on their next save.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -353,9 +353,9 @@ fn write_file(path: &Path, head: &[u8], payload: &[u8]) -> io::Result<u64> {
     Ok((head.len() + payload.len() + 4) as u64)
 }
 
-/// Fsyncs a directory so a rename or unlink in it is durable.
+/// Fsyncs a directory so a rename or unlink in it is durable ([`crate::sync_dir`]).
 fn sync_dir(dir: &Path) -> Result<(), MemoryError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| MemoryError::io(dir, e))
+    crate::atomic::sync_dir(dir).map_err(|e| MemoryError::io(dir, e))
 }
 
 /// Removes `*.tmp` files directly in `dir`; returns how many.

@@ -11,6 +11,7 @@ use std::path::Path;
 
 use hkdf::Hkdf;
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::{MemoryError, Namespace};
@@ -120,7 +121,7 @@ impl fmt::Debug for MasterKey {
 impl PartialEq for MasterKey {
     /// Constant-time: the comparison never stops at the first differing byte.
     fn eq(&self, other: &Self) -> bool {
-        self.bytes.iter().zip(other.bytes.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        self.bytes[..].ct_eq(&other.bytes[..]).into()
     }
 }
 

@@ -4,13 +4,14 @@
 //! writer.
 //!
 //! Owns: identities (`agent.rs`), tier accounting (`memory.rs`), eviction planning (`evict.rs`),
-//! the file format (`format.rs`), encryption at rest (`key.rs`, `sealed.rs`), one process per cache directory (`lock.rs`), the read buffer (`buffer.rs`), files (`disk.rs`) and off-thread persistence (`writer.rs`).
+//! the file format (`format.rs`), encryption at rest (`key.rs`, `sealed.rs`), one process per cache directory (`lock.rs`), the crash-safe file replacement (`atomic.rs`), the read buffer (`buffer.rs`), files (`disk.rs`) and off-thread persistence (`writer.rs`).
 //! Does not own: the engine (the scheduler's step thread exports, imports and truncates sequences
 //! itself and reports transitions to [`AgentMemory`]), HTTP, or the clock (callers pass
 //! `now_ms`). Pure Rust; knows nothing about llama.cpp — snapshot payloads are opaque bytes.
 #![warn(missing_docs)]
 
 mod agent;
+mod atomic;
 mod buffer;
 mod disk;
 mod error;
@@ -28,6 +29,7 @@ mod sim_tests;
 mod testutil;
 
 pub use agent::{common_prefix, AgentId, AgentKey, Namespace, MAX_NAME_LEN};
+pub use atomic::{sync_dir, write_atomic};
 pub use buffer::PageBuf;
 pub use disk::{adopt_legacy, model_root, DiskStore, ScanReport, SNAPSHOT_EXT};
 pub use error::MemoryError;

@@ -67,7 +67,9 @@ impl Default for MemoryConfig {
     }
 }
 
-pub(crate) fn now_ms() -> u64 {
+/// Milliseconds since the Unix epoch: the clock of agent timestamps (`created_ms`, `updated_ms`,
+/// `last_used_ms`). The binary's offline tools use it too, so every timestamp comes from one place.
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 

@@ -20,7 +20,7 @@ mod step;
 
 pub(crate) use admin::AgentCommand;
 pub use admin::{AgentOpError, FlushReport};
-pub use agents::MemoryConfig;
+pub use agents::{now_ms, MemoryConfig};
 pub use config::SchedulerConfig;
 pub use counters::{DrainReport, MemoryStats, RequestCounters, SchedulerStats};
 pub use error::SubmitError;

@@ -3,15 +3,16 @@
 //! `semantic cache stress-write` that the kill -9 test runs. Commands that write take the cache
 //! directory's lock (one process per cache directory); read-only ones do not. Owns presentation and the CLI's policy (refuse to
 //! overwrite without `--force`, what counts as damage); does not own the file format, paths or
-//! crash-safe writes (`semantic_memory::DiskStore` does).
+//! crash-safe writes (`semantic_memory::DiskStore` and `semantic_memory::write_atomic` do).
 
-use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::PathBuf;
+use std::time::UNIX_EPOCH;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use semantic_config::Config;
 use semantic_engine::{ContextInfo, Fingerprint, KvType};
 use semantic_memory::{
@@ -128,7 +129,7 @@ struct StressWriteArgs {
     /// How many snapshots to write.
     #[arg(long)]
     count: u64,
-    /// Seed for sizes and contents [default: from the clock].
+    /// Seed for sizes and contents [default: random].
     #[arg(long)]
     seed: Option<u64>,
     #[command(flatten)]
@@ -317,7 +318,7 @@ fn export(args: &ExportArgs) -> Result<()> {
     // Re-encoding the verified header and payload gives the original bytes (the encoding is
     // deterministic) and guarantees that what lands in FILE is what was checked.
     let bytes = encode(&header, &payload)?;
-    write_file_atomic(&args.file, &bytes).with_context(|| format!("writing {}", args.file.display()))?;
+    semantic_memory::write_atomic(&args.file, &bytes).with_context(|| format!("writing {}", args.file.display()))?;
     emit(&format!(
         "exported {key} ({} tokens, {} bytes) to {}\n",
         header.tokens.len(),
@@ -419,15 +420,18 @@ fn stress_write(args: &StressWriteArgs) -> Result<()> {
     let config = args.common.resolve()?;
     let _lock = crate::serve::lock_cache_dir(&config.cache_dir)?;
     let store = DiskStore::open(&config.cache_dir)?.with_key(crate::encryption::config_key(&config)?);
-    let mut rng = XorShift::new(args.seed.unwrap_or_else(|| now_ms() ^ u64::from(std::process::id())));
+    let mut rng = match args.seed {
+        Some(seed) => StdRng::seed_from_u64(seed),
+        None => StdRng::from_entropy(),
+    };
     let mut stdout = io::stdout().lock();
     for i in 0..args.count {
-        let agent = AgentId::parse(&format!("stress-{}", rng.below(8)))?;
-        let tokens: Vec<i32> = (0..rng.below(4096)).map(|_| rng.below(50_000) as i32).collect();
+        let agent = AgentId::parse(&format!("stress-{}", rng.gen_range(0..8)))?;
+        let tokens: Vec<i32> = (0..rng.gen_range(0..4096)).map(|_| rng.gen_range(0..50_000)).collect();
         // One repeated byte: cheap to make, so the child spends its time inside the write, where
         // the kill -9 test wants to land.
-        let payload = vec![rng.next() as u8; rng.below(1 << 20) as usize];
-        let now = now_ms();
+        let payload = vec![rng.gen::<u8>(); rng.gen_range(0..1 << 20)];
+        let now = semantic_scheduler::now_ms();
         let header = SnapshotHeader {
             encrypted: false,
             namespace: Namespace::default_ns(),
@@ -438,7 +442,7 @@ fn stress_write(args: &StressWriteArgs) -> Result<()> {
             tokens,
             created_ms: now,
             updated_ms: now,
-            pinned: rng.below(2) == 1,
+            pinned: rng.gen(),
             payload_len: 0,
             header_crc: 0,
         };
@@ -451,25 +455,6 @@ fn stress_write(args: &StressWriteArgs) -> Result<()> {
         stdout.flush()?;
     }
     Ok(())
-}
-
-/// xorshift64: sizes and bytes for `stress-write`; not for anything that needs real randomness.
-struct XorShift(u64);
-
-impl XorShift {
-    fn new(seed: u64) -> Self {
-        XorShift(seed | 1)
-    }
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    /// Uses the high bits: xorshift's lowest bits are its weakest.
-    fn below(&mut self, n: u64) -> u64 {
-        (self.next() >> 16) % n
-    }
 }
 
 /// Reads an agent's file fully, checked against the model and KV type its own header names.
@@ -550,27 +535,6 @@ fn yes_no(b: bool) -> &'static str {
     } else {
         "no"
     }
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Writes `bytes` to `<path>.tmp`, fsyncs, and renames it over `path`.
-fn write_file_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = PathBuf::from(tmp);
-    let result = (|| {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Writes to stdout, reporting a closed pipe as an error instead of panicking like `print!`.
@@ -655,16 +619,5 @@ mod tests {
         assert_eq!(kv_name(u16::from("q5_1/q4_0".parse::<KvType>().unwrap().code()) | streams), "q5_1/q4_0");
         assert_eq!(kv_name(0x81), "f16 (no FA) (unified cache)", "a version-1 file");
         assert_eq!(kv_name(200), "code 0xc8");
-    }
-
-    #[test]
-    fn stress_rng_is_deterministic_and_bounded() {
-        let (mut a, mut b) = (XorShift::new(42), XorShift::new(42));
-        for _ in 0..1000 {
-            let x = a.below(8);
-            assert_eq!(x, b.below(8));
-            assert!(x < 8);
-        }
-        assert_ne!(XorShift::new(0).next(), 0, "a zero seed must not stick at zero");
     }
 }

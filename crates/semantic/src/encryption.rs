@@ -141,8 +141,8 @@ mod tests {
 
     #[test]
     fn rekey_rotates_encrypted_files_and_encrypts_plaintext_ones_on_request() {
-        let dir = std::env::temp_dir().join(format!("semantic-rekey-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
         let (a, b) = (MasterKey::from_bytes([1; 32]), MasterKey::from_bytes([2; 32]));
         DiskStore::open(&dir).unwrap().with_key(Some(a.clone())).write(&header("sealed"), b"kv-1").unwrap();
         DiskStore::open(&dir).unwrap().write(&header("plain"), b"kv-2").unwrap();
@@ -162,6 +162,5 @@ mod tests {
         let mut counts = RekeyCounts::default();
         rekey_store(&old, &b, true, &mut counts).unwrap();
         assert_eq!(counts.failed.len(), 2, "the old key opens nothing any more");
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -2,8 +2,6 @@
 //! order and usage (the KV reuse of an agent's previous prompt), broadcast rounds, whispers,
 //! SSE events, votes and decisions, namespaces, deletion and a restart from the session store.
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use semantic_api::{AuthConfig, ServeOptions};
 use semantic_engine::FakeScript;
@@ -35,12 +33,6 @@ async fn post(app: &App, path: &str, body: Value) -> Reply {
 
 async fn get(app: &App, path: &str) -> Reply {
     app.call("GET", path, &[], Body::empty()).await
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("semantic-coord-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 #[tokio::test]
@@ -281,7 +273,8 @@ async fn deleting_a_session_deletes_ephemeral_memory_and_keeps_permanent() {
 
 #[tokio::test]
 async fn sessions_and_permanent_agents_survive_a_restart() {
-    let dir = temp_dir("restart");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("restart");
     let opts = || ServeOptions { coordination_dir: Some(dir.clone()), ..options() };
     let mut b = body("round_robin", &["Ann", "Bob"]);
     b["agents"][0]["lifecycle"] = json!("permanent");

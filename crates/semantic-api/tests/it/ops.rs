@@ -110,6 +110,30 @@ async fn health_probes_and_metrics_are_never_rate_limited() {
     }
 }
 
+/// Every exported family has one HELP and one TYPE line, and every sample follows its own family's.
+#[tokio::test]
+async fn every_metric_family_is_declared_once_before_its_samples() {
+    let app = App::with_script(FakeScript::reply("ok"));
+    app.call("POST", CHAT, &[JSON], chat_body(false)).await;
+    let text = app.call("GET", "/metrics", &[], Body::empty()).await.text();
+    for family in semantic_api::metrics::FAMILIES {
+        for kind in ["HELP", "TYPE"] {
+            let prefix = format!("# {kind} {} ", family.name);
+            assert_eq!(text.lines().filter(|l| l.starts_with(&prefix)).count(), 1, "{prefix}");
+        }
+    }
+    let mut current = "";
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            current = rest.split(' ').next().unwrap_or_default();
+        } else if !line.starts_with('#') {
+            let name = line.split(['{', ' ']).next().unwrap_or_default();
+            let base = ["_bucket", "_sum", "_count"].iter().fold(name, |n, s| n.strip_suffix(s).unwrap_or(n));
+            assert!(name == current || base == current, "{line} after # TYPE {current}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn each_api_key_has_its_own_bucket_and_unauthenticated_callers_share_one() {
     let limit = RateLimitConfig { per_key_rps: 0.001, per_key_burst: 1, ..RateLimitConfig::default() };

@@ -2,8 +2,6 @@
 //! `previous_response_id` (agent memory reuse, branching, other keys), `store: false`, streaming
 //! events, tool calls, `text.format`, persistence and retention.
 
-use std::path::PathBuf;
-
 use axum::body::Body;
 use semantic_api::{AuthConfig, ServeOptions};
 use semantic_engine::FakeScript;
@@ -31,12 +29,6 @@ async fn ok(app: &App, body: Value) -> Value {
     let reply = create(app, body).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
     reply.json()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("semantic-responses-it-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
 }
 
 fn text_of(response: &Value) -> String {
@@ -267,7 +259,8 @@ async fn text_format_goes_the_way_of_chat_response_format() {
 
 #[tokio::test]
 async fn stored_responses_survive_a_restart_within_the_retention_limit() {
-    let dir = temp_dir("restart");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("restart");
     let opts = || ServeOptions { responses_dir: Some(dir.clone()), responses_max: 2, ..options() };
     let app = App::with_options(FakeScript::reply("ok"), opts());
     let mut ids = Vec::new();

@@ -472,9 +472,8 @@ fn hot_hit_on_the_least_recently_used_agent_when_cells_are_short_keeps_its_kv() 
 
 #[test]
 fn agents_survive_a_restart_through_disk() {
-    let dir =
-        std::env::temp_dir().join(format!("semantic-step-{}-{:?}", std::process::id(), std::thread::current().id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let turn1 = bytes("remember the number forty two");
     let reply = {
         let mut s = memory_state(4, 1, Some(dir.clone()));
@@ -493,17 +492,12 @@ fn agents_survive_a_restart_through_disk() {
     assert_eq!(usage.cached_tokens, turn1.len() + 4);
     let mut cold = memory_state(4, 1, None);
     assert_eq!(ask(&mut cold, "default", None, &turn2, 5).0, answer);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_dirty_agent_waits_until_idle_long_enough_before_it_is_written() {
-    let dir = std::env::temp_dir().join(format!(
-        "semantic-step-idle-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let mut s = memory_state(4, 1, Some(dir.clone()));
     ask(&mut s, "default", Some("dave"), &bytes("a quick turn"), 3);
     let key = AgentKey { namespace: crate::Namespace::default_ns(), agent: crate::AgentId::parse("dave").unwrap() };
@@ -520,17 +514,12 @@ fn a_dirty_agent_waits_until_idle_long_enough_before_it_is_written() {
     assert!(s.agents.flush(&s.engine, Duration::from_secs(10)));
     assert_eq!(s.agents.persist_idle(&s.engine, Duration::from_secs(60)), Persist::Nothing);
     assert!(!s.agents.memory().get(&key).unwrap().dirty);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_finished_turn_reaches_disk_while_another_request_keeps_the_server_busy() {
-    let dir = std::env::temp_dir().join(format!(
-        "semantic-step-busy-{}-{:?}",
-        std::process::id(),
-        std::thread::current().id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
     let mut s = memory_state(4, 2, Some(dir.clone()));
     let submit_for = |s: &mut State<FakeEngine>, agent: &str, text: &str, max_tokens: usize| {
         let agent = crate::AgentRef {
@@ -577,7 +566,6 @@ fn a_finished_turn_reaches_disk_while_another_request_keeps_the_server_busy() {
         entries.map(|e| if e.path().is_dir() { files(&e.path()) } else { 1 }).sum()
     }
     assert!(files(&dir) >= 1, "an agent file was written");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Regression (issue 19, full disk): with a write in flight and nothing else to do, the idle loop

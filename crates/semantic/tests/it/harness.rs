@@ -24,29 +24,17 @@ pub struct Server {
 }
 
 pub mod tempdir {
-    //! A directory removed on drop.
-    use std::path::{Path, PathBuf};
+    //! `tempfile::TempDir` named after the test that owns it (removed on drop).
+    use std::path::Path;
 
-    pub struct TempDir(PathBuf);
+    pub struct TempDir(tempfile::TempDir);
 
     impl TempDir {
         pub fn new(tag: &str) -> Self {
-            let path = std::env::temp_dir().join(format!(
-                "semantic-it-{tag}-{}-{:x}",
-                std::process::id(),
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
-            ));
-            std::fs::create_dir_all(&path).unwrap();
-            Self(path)
+            Self(tempfile::Builder::new().prefix(&format!("semantic-it-{tag}-")).tempdir().unwrap())
         }
         pub fn path(&self) -> &Path {
-            &self.0
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
+            self.0.path()
         }
     }
 }

@@ -7,7 +7,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use semantic_engine::Fingerprint;
 use semantic_memory::{read_header, read_snapshot, AgentId, Compat, DiskStore, Namespace, SnapshotHeader};
@@ -290,21 +293,6 @@ fn read_only_commands_create_and_sweep_nothing() {
     assert!(in_flight.exists());
 }
 
-/// xorshift64 for the kill test's choices; the seed is printed so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        (self.next() >> 16) % n
-    }
-}
-
 /// Kills `child`, waits, and returns what it wrote to stderr (for failure messages).
 fn kill_and_collect(mut child: Child) -> String {
     let _ = child.kill();
@@ -320,15 +308,16 @@ fn kill_and_collect(mut child: Child) -> String {
 fn kill_9_during_snapshot_writes_never_leaves_a_file_that_loads_wrong() {
     const ROUNDS: usize = 40;
     let dir = TempDir::new("offline-kill9");
-    let seed = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    // The seed is printed so a failure can be replayed.
+    let seed: u64 = rand::random();
     eprintln!("kill -9 test seed: {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let (mut in_flight, mut files_checked) = (0, 0);
     for round in 0..ROUNDS {
         // The writer prints a line before and after each write: killing after an odd number of
         // lines lands inside a write, after an even number between two (or at start-up, for 0).
-        let progress = rng.below(12);
-        let child_seed = rng.next().to_string();
+        let progress = rng.gen_range(0..12);
+        let child_seed = rng.gen::<u64>().to_string();
         let mut child = command(dir.path(), &["cache", "stress-write", "--count", "100000", "--seed", &child_seed])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -82,7 +82,7 @@ fn probes_metrics_and_request_ids() {
     assert_eq!(metrics.status, 200);
     let families: Vec<&str> = metrics.body.lines().filter_map(|l| l.strip_prefix("# TYPE ")).collect();
     assert!(families.len() >= 15, "{families:?}");
-    for name in semantic_api::metrics::FAMILIES.iter().map(|f| f.0) {
+    for name in semantic_api::metrics::FAMILIES.iter().map(|f| f.name) {
         assert!(metrics.body.contains(&format!("# TYPE {name} ")), "{name} missing");
     }
     assert!(metrics.body.contains("semantic_http_requests_total{route=\"/v1/chat/completions\",status=\"200\"} 1"));
@@ -144,7 +144,7 @@ fn sigterm_lets_streams_in_flight_finish_and_exits_zero() {
 #[test]
 fn alert_rules_and_dashboard_use_only_exported_metrics() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ops");
-    let exported: Vec<&str> = semantic_api::metrics::FAMILIES.iter().map(|f| f.0).collect();
+    let exported: Vec<&str> = semantic_api::metrics::FAMILIES.iter().map(|f| f.name).collect();
     for file in ["alerts.yml", "grafana-dashboard.json"] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let mut used = 0;

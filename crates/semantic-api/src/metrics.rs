@@ -114,11 +114,8 @@ const LOOKUPS: Family =
 const EVICTIONS: Family = family("semantic_evictions_total", Counter, "Agent evictions by the tier left");
 const PERSISTS: Family = family("semantic_persist_total", Counter, "Agent files written");
 const PERSIST_SECONDS: Family = family("semantic_persist_seconds_total", Counter, "Seconds spent writing agent files");
-const PERSIST_FAILURES: Family = family(
-    "semantic_persist_failures_total",
-    Counter,
-    "Failed agent file writes, by reason (no_space, io, export)",
-);
+const PERSIST_FAILURES: Family =
+    family("semantic_persist_failures_total", Counter, "Failed agent file writes, by reason (no_space, io, export)");
 const PERSIST_BUSY: Family = family(
     "semantic_persist_busy_total",
     Counter,

@@ -223,7 +223,7 @@ fn soak(result: &crate::soak::SoakResult, path: &Path) -> Result<()> {
     let root = BitMapBackend::new(path, (1200, 800)).into_drawing_area();
     root.fill(&WHITE).map_err(plot_err)?;
     let x_max = result.samples.iter().map(|s| s.t_s).fold(1.0, f64::max);
-    let panels: [(&str, &str, fn(&crate::soak::SoakSample) -> f64); 4] = [
+    let panels: [(&str, &str, crate::soak::SampleField); 4] = [
         ("Resident set size", "MiB", |s| s.rss_bytes / 1048576.0),
         ("Open file descriptors", "fds", |s| s.open_fds),
         ("KV cells reserved", "cells", |s| s.kv_cells),

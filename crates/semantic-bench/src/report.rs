@@ -499,7 +499,7 @@ impl Results {
         let _ =
             writeln!(md, "| resource | first sample | after warm-up (min–max) | last sample |\n|---|---:|---:|---:|");
         let after: Vec<&crate::soak::SoakSample> = s.samples.iter().filter(|x| x.t_s >= s.warmup_s).collect();
-        let rows: [(&str, fn(&crate::soak::SoakSample) -> f64, f64); 4] = [
+        let rows: [(&str, crate::soak::SampleField, f64); 4] = [
             ("RSS, MiB", |x| x.rss_bytes, 1.0 / 1048576.0),
             ("open file descriptors", |x| x.open_fds, 1.0),
             ("KV cells reserved", |x| x.kv_cells, 1.0),

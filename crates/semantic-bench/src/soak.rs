@@ -37,6 +37,9 @@ pub struct SoakOptions {
     pub reply_tokens: usize,
 }
 
+/// Reads one counted resource out of a sample.
+pub type SampleField = fn(&SoakSample) -> f64;
+
 /// One sample of the server's resources.
 #[derive(Debug, Clone, Copy, Default, Serialize)]
 pub struct SoakSample {
@@ -122,7 +125,7 @@ pub(crate) fn judge(samples: &[SoakSample], warmup_s: f64) -> (Option<f64>, Vec<
     let rss = |s: &SoakSample| s.rss_bytes;
     let (rss_first, rss_last) = (median(series(first, rss)), median(series(last, rss)));
     let growth = (rss_first > 0.0).then(|| (rss_last - rss_first) / rss_first * 100.0);
-    let counted: [(&str, fn(&SoakSample) -> f64); 4] = [
+    let counted: [(&str, SampleField); 4] = [
         ("rss_bytes", |s| s.rss_bytes),
         ("open_fds", |s| s.open_fds),
         ("kv_cells", |s| s.kv_cells),

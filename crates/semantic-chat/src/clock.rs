@@ -102,69 +102,74 @@ pub fn strftime(at: SystemTime, format: &str) -> String {
             }
             break;
         };
-        let num = |out: &mut String, v: i64, width: usize| {
-            if no_pad {
-                let _ = write!(out, "{v}");
-            } else {
-                let _ = write!(out, "{v:0width$}");
-            }
-        };
-        let month_name = MONTHS[(t.month as usize).saturating_sub(1) % 12];
-        let weekday_name = WEEKDAYS[t.weekday as usize % 7];
-        match spec {
-            'a' => out.push_str(&weekday_name[..3]),
-            'A' => out.push_str(weekday_name),
-            'b' | 'h' => out.push_str(&month_name[..3]),
-            'B' => out.push_str(month_name),
-            'd' => num(&mut out, t.day.into(), 2),
-            'e' if no_pad => num(&mut out, t.day.into(), 1),
-            'e' => {
-                let _ = write!(out, "{:>2}", t.day);
-            }
-            'j' => num(&mut out, t.yday.into(), 3),
-            'm' => num(&mut out, t.month.into(), 2),
-            'y' => num(&mut out, t.year.rem_euclid(100), 2),
-            'Y' => {
-                let _ = write!(out, "{}", t.year);
-            }
-            'H' => num(&mut out, t.hour.into(), 2),
-            'I' => num(&mut out, ((t.hour + 11) % 12 + 1).into(), 2),
-            'M' => num(&mut out, t.minute.into(), 2),
-            'S' => num(&mut out, t.second.into(), 2),
-            'p' => out.push_str(if t.hour < 12 { "AM" } else { "PM" }),
-            'w' => {
-                let _ = write!(out, "{}", t.weekday);
-            }
-            'u' => {
-                let _ = write!(out, "{}", if t.weekday == 0 { 7 } else { t.weekday });
-            }
-            'F' => {
-                let _ = write!(out, "{}-{:02}-{:02}", t.year, t.month, t.day);
-            }
-            'T' => {
-                let _ = write!(out, "{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
-            }
-            'D' => {
-                let _ = write!(out, "{:02}/{:02}/{:02}", t.month, t.day, t.year.rem_euclid(100));
-            }
-            'R' => {
-                let _ = write!(out, "{:02}:{:02}", t.hour, t.minute);
-            }
-            'Z' => out.push_str("UTC"),
-            'z' => out.push_str("+0000"),
-            'n' => out.push('\n'),
-            't' => out.push('\t'),
-            '%' => out.push('%'),
-            other => {
-                out.push('%');
-                if no_pad {
-                    out.push('-');
-                }
-                out.push(other);
-            }
-        }
+        directive(&mut out, &t, spec, no_pad);
     }
     out
+}
+
+/// Writes one `%` directive (`spec`, `%-` when `no_pad`) of `t`; an unknown one is copied through.
+fn directive(out: &mut String, t: &Civil, spec: char, no_pad: bool) {
+    let num = |out: &mut String, v: i64, width: usize| {
+        if no_pad {
+            let _ = write!(out, "{v}");
+        } else {
+            let _ = write!(out, "{v:0width$}");
+        }
+    };
+    let month_name = MONTHS[(t.month as usize).saturating_sub(1) % 12];
+    let weekday_name = WEEKDAYS[t.weekday as usize % 7];
+    match spec {
+        'a' => out.push_str(&weekday_name[..3]),
+        'A' => out.push_str(weekday_name),
+        'b' | 'h' => out.push_str(&month_name[..3]),
+        'B' => out.push_str(month_name),
+        'd' => num(out, t.day.into(), 2),
+        'e' if no_pad => num(out, t.day.into(), 1),
+        'e' => {
+            let _ = write!(out, "{:>2}", t.day);
+        }
+        'j' => num(out, t.yday.into(), 3),
+        'm' => num(out, t.month.into(), 2),
+        'y' => num(out, t.year.rem_euclid(100), 2),
+        'Y' => {
+            let _ = write!(out, "{}", t.year);
+        }
+        'H' => num(out, t.hour.into(), 2),
+        'I' => num(out, ((t.hour + 11) % 12 + 1).into(), 2),
+        'M' => num(out, t.minute.into(), 2),
+        'S' => num(out, t.second.into(), 2),
+        'p' => out.push_str(if t.hour < 12 { "AM" } else { "PM" }),
+        'w' => {
+            let _ = write!(out, "{}", t.weekday);
+        }
+        'u' => {
+            let _ = write!(out, "{}", if t.weekday == 0 { 7 } else { t.weekday });
+        }
+        'F' => {
+            let _ = write!(out, "{}-{:02}-{:02}", t.year, t.month, t.day);
+        }
+        'T' => {
+            let _ = write!(out, "{:02}:{:02}:{:02}", t.hour, t.minute, t.second);
+        }
+        'D' => {
+            let _ = write!(out, "{:02}/{:02}/{:02}", t.month, t.day, t.year.rem_euclid(100));
+        }
+        'R' => {
+            let _ = write!(out, "{:02}:{:02}", t.hour, t.minute);
+        }
+        'Z' => out.push_str("UTC"),
+        'z' => out.push_str("+0000"),
+        'n' => out.push('\n'),
+        't' => out.push('\t'),
+        '%' => out.push('%'),
+        other => {
+            out.push('%');
+            if no_pad {
+                out.push('-');
+            }
+            out.push(other);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -159,7 +159,8 @@ fn converse(
         // An agent keeps the KV of every token but the last sampled one (it was never decoded), so
         // when the agent cannot be asked (a swap answering 503), usage less one is its size.
         let by_usage =
-            (usage["prompt_tokens"].as_u64().unwrap_or(0) + usage["completion_tokens"].as_u64().unwrap_or(0)).max(1) - 1;
+            (usage["prompt_tokens"].as_u64().unwrap_or(0) + usage["completion_tokens"].as_u64().unwrap_or(0)).max(1)
+                - 1;
         let tokens = match get(addr, &format!("/v1/agents/{}", agent.id)) {
             Some((200, a)) => a["tokens"].as_u64().unwrap_or(by_usage),
             _ => by_usage,

@@ -50,8 +50,11 @@ fn body(mode: Mode) -> String {
     .to_string()
 }
 
+/// A response's status, its headers (names lower-cased) and the body bytes read with them.
+type Head = (u16, Vec<(String, String)>, Vec<u8>);
+
 /// The head (status line and headers) of a response, and the body bytes read with it.
-fn read_head(stream: &mut TcpStream) -> Result<(u16, Vec<(String, String)>, Vec<u8>), String> {
+fn read_head(stream: &mut TcpStream) -> Result<Head, String> {
     let mut raw = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

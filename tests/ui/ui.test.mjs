@@ -153,7 +153,18 @@ async function memory(page) {
   const totals = await page.locator('section[data-page="memory"] .totals').innerText();
   expect(/Warm \(RAM\)[\s\S]* of [0-9.]+ [KMG]i?B/.test(totals), `the warm total is shown against its budget (${totals})`);
   expect((await page.locator('section[data-page="memory"] .totals .bar').count()) >= 3, 'the tiers have usage bars');
-  log('memory: alice and bob listed, totals against budgets');
+  // Export alice (a download of her agent file), then import the file as alice-copy.
+  const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', {name: 'Export alice'}).click()]);
+  expect(download.suggestedFilename() === 'alice.skv', `the export is named alice.skv (${download.suggestedFilename()})`);
+  await page.getByLabel('Agent file').setInputFiles(await download.path());
+  await page.getByLabel('Import as').fill('alice-copy');
+  await page.getByRole('button', {name: 'Import', exact: true}).click();
+  await page.waitForSelector('tr[data-agent="alice-copy"]', {timeout: 10_000});
+  const copied = await page.locator('tr[data-agent="alice-copy"] td.num').first().innerText();
+  const original = await page.locator('tr[data-agent="alice"] td.num').first().innerText();
+  expect(copied === original, `the imported copy holds alice's tokens (${copied} vs ${original})`);
+  expect((await page.locator('tr[data-agent="alice"] td').first().innerText()).length > 0, 'the model column is filled');
+  log('memory: alice and bob listed, totals against budgets, alice exported and imported as alice-copy');
 }
 
 async function scenarios(page) {

@@ -2,17 +2,20 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use semantic_memory::{AgentId, AgentInfo, AgentKey};
-use semantic_scheduler::AgentOpError;
+use semantic_scheduler::{AgentOpError, AgentSnapshot};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorKind};
-use crate::extract::ApiPath;
+use crate::extract::{bytes_rejection, ApiPath, ApiQuery};
 use crate::AppState;
 
 /// One agent; `kv_type` is the server's (agent files of another KV type are never loaded).
@@ -45,14 +48,20 @@ fn op_error(err: AgentOpError) -> ApiError {
     match err {
         AgentOpError::NotFound => ApiError::new(ErrorKind::NotFound, "no such agent").with_code("agent_not_found"),
         AgentOpError::Busy => ApiError::new(ErrorKind::Conflict, err.to_string()).with_code("agent_busy"),
-        AgentOpError::Persist { .. } => ApiError::new(ErrorKind::Internal, err.to_string()),
+        AgentOpError::Exists => ApiError::new(ErrorKind::Conflict, err.to_string()).with_code("agent_exists"),
+        AgentOpError::Incompatible { .. } => {
+            ApiError::new(ErrorKind::InvalidRequest, err.to_string()).with_code("incompatible_agent_file")
+        }
+        AgentOpError::Persist { .. } | AgentOpError::Unreadable { .. } => {
+            ApiError::new(ErrorKind::Internal, err.to_string())
+        }
     }
 }
 
 /// `GET /v1/agents`: the caller's agents, newest first, and the server's memory budgets (the same for
 /// every caller: they size the tiers the agents share).
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> {
-    let mut agents = state.scheduler.list_agents(caller.namespace).await;
+    let mut agents = state.scheduler.list_agents(caller.namespace.clone()).await;
     agents.sort_by_key(|a| std::cmp::Reverse(a.last_used_ms));
     let kv = kv_type(&state);
     let (warm_bytes, disk_bytes) = state.scheduler.memory_budgets();
@@ -61,8 +70,47 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Json<Value> 
         "warm_bytes": warm_bytes,
         "disk_bytes": disk_bytes,
     });
-    let data: Vec<Value> = agents.iter().map(|a| agent_json(a, &kv)).collect();
-    Json(json!({"object": "list", "data": data, "budgets": budgets}))
+    let model = &state.options.model_name;
+    let mut data: Vec<Value> = agents
+        .iter()
+        .map(|a| {
+            let mut agent = agent_json(a, &kv);
+            agent["model"] = json!(model);
+            agent["model_loaded"] = json!(true);
+            agent
+        })
+        .collect();
+    data.extend(other_models_agents(&state, caller.namespace).await);
+    Json(json!({"object": "list", "data": data, "budgets": budgets, "model": model}))
+}
+
+/// The caller's agents that other models made (stored on disk; listed, not served), newest first.
+async fn other_models_agents(state: &AppState, namespace: semantic_memory::Namespace) -> Vec<Value> {
+    let Some(host) = state.slot.upgrade().and_then(|slot| slot.host()) else { return Vec::new() };
+    let serving = state.scheduler.facts().fingerprint.0;
+    let mut stored =
+        tokio::task::spawn_blocking(move || host.stored_agents(&namespace, &serving)).await.unwrap_or_default();
+    stored.sort_by_key(|a| std::cmp::Reverse(a.header.updated_ms));
+    stored
+        .iter()
+        .map(|a| {
+            json!({
+                "id": a.header.agent.as_str(),
+                "object": "agent",
+                "tier": "cold",
+                "tokens": a.header.tokens.len(),
+                "bytes": a.file_bytes,
+                "file_bytes": a.file_bytes,
+                "last_used": a.header.updated_ms / 1000,
+                "updated": a.header.updated_ms / 1000,
+                "pinned": a.header.pinned,
+                "dirty": false,
+                "kv_type": null,
+                "model": a.model,
+                "model_loaded": false,
+            })
+        })
+        .collect()
 }
 
 /// `GET /v1/agents/{id}`
@@ -114,6 +162,62 @@ pub async fn unpin(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let info = state.scheduler.pin_agent(key(&caller, &id)?, false).await.map_err(op_error)?;
+    Ok(Json(agent_json(&info, &kv_type(&state))))
+}
+
+/// Largest agent file `POST /v1/agents/{id}/import` takes (above `--max-body-bytes`, which sizes
+/// JSON bodies): a full 8K-token agent of a small model is a few hundred MB.
+pub(crate) const IMPORT_MAX_BYTES: usize = 1 << 30;
+
+/// `GET /v1/agents/{id}/export`: the agent's file, as `semantic agents export` writes it
+/// (plaintext, verified on import), from whichever tier holds it; the tier does not change.
+pub async fn export(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let snapshot = state.scheduler.export_agent(key(&caller, &id)?).await.map_err(op_error)?;
+    let encoded = tokio::task::spawn_blocking(move || semantic_memory::encode(&snapshot.header, &snapshot.payload))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("encoding the agent failed: {e}")))?
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("encoding the agent failed: {e}")))?;
+    // The id was validated by `key`: visible ASCII without quotes or separators.
+    let disposition = format!("attachment; filename=\"{id}.skv\"");
+    let headers =
+        [(header::CONTENT_TYPE, "application/octet-stream".to_owned()), (header::CONTENT_DISPOSITION, disposition)];
+    Ok((headers, encoded).into_response())
+}
+
+/// `POST /v1/agents/{id}/import` query.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    /// Overwrite an agent of that name (else 409 `agent_exists`).
+    #[serde(default)]
+    replace: bool,
+}
+
+/// `POST /v1/agents/{id}/import`: an exported agent file as the body; it becomes agent `id` of
+/// the caller (whatever names the file holds), warm, and is written to disk like any turn. The
+/// file must come from the serving model with the same KV layout.
+pub async fn import(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<ImportQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let key = key(&caller, &id)?;
+    let body = body.map_err(bytes_rejection)?;
+    let decoded = tokio::task::spawn_blocking(move || semantic_memory::decode(&body, std::path::Path::new("upload")))
+        .await
+        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("decoding the upload failed: {e}")))?;
+    let (mut header, payload) = decoded.map_err(|e| {
+        ApiError::new(ErrorKind::InvalidRequest, format!("not a valid agent file: {e}")).with_code("invalid_agent_file")
+    })?;
+    (header.namespace, header.agent) = (key.namespace, key.agent);
+    let info =
+        state.scheduler.import_agent(AgentSnapshot { header, payload }, query.replace).await.map_err(op_error)?;
     Ok(Json(agent_json(&info, &kv_type(&state))))
 }
 

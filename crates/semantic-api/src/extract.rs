@@ -105,7 +105,7 @@ async fn read_json<S: Send + Sync, T: DeserializeOwned>(req: Request, state: &S)
     parse(&bytes)
 }
 
-fn bytes_rejection(rejection: BytesRejection) -> ApiError {
+pub(crate) fn bytes_rejection(rejection: BytesRejection) -> ApiError {
     if crate::body_deadline::is_deadline(&rejection) {
         return ApiError::new(
             ErrorKind::RequestTimeout,

@@ -26,6 +26,7 @@ mod identity;
 mod logprobs;
 pub mod metrics;
 mod models;
+mod on_demand;
 mod openai;
 pub mod openai_wire;
 mod openapi;
@@ -52,7 +53,7 @@ use axum::Router;
 pub use auth::{namespace_for_key, AuthConfig, Caller};
 pub use error::{AnthropicErrorBody, ApiError, ErrorKind, Flavor, OpenAiErrorBody};
 pub use identity::MODEL_ALIASES;
-pub use models::{ModelHost, SwapRequest, SwapResult};
+pub use models::{ModelHost, StoredAgent, SwapRequest, SwapResult};
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimitConfig;
 pub use startup::Startup;
@@ -75,6 +76,12 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/agents/{id}/evict", post(agents::evict)),
         (Method::POST, "/v1/agents/{id}/pin", post(agents::pin)),
         (Method::POST, "/v1/agents/{id}/unpin", post(agents::unpin)),
+        (Method::GET, "/v1/agents/{id}/export", get(agents::export)),
+        (
+            Method::POST,
+            "/v1/agents/{id}/import",
+            post(agents::import).layer(axum::extract::DefaultBodyLimit::max(agents::IMPORT_MAX_BYTES)),
+        ),
         (Method::POST, "/v1/agents/{id}/generate", post(agent_io::generate)),
         (Method::GET, "/admin/status", get(agents::status)),
         (Method::DELETE, "/admin/caches", delete(agents::clear)),

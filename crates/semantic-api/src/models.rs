@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use semantic_chat::ChatTemplate;
 use semantic_engine::{ModelEntry, ModelRegistry};
+use semantic_memory::{Namespace, SnapshotHeader};
 use semantic_scheduler::{DrainReport, Scheduler};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -32,6 +33,24 @@ pub trait ModelHost: Send + Sync + 'static {
     fn registry(&self) -> ModelRegistry;
     /// Loads the model with registry id `id`, warms it up and starts its step thread. Blocking.
     fn load(&self, id: &str) -> Result<(Scheduler, ChatTemplate), String>;
+    /// The agents of `namespace` that models other than the one with fingerprint `except` made
+    /// and stored (they come back when their model serves again). Blocking; none by default.
+    fn stored_agents(&self, namespace: &Namespace, except: &[u8; 32]) -> Vec<StoredAgent> {
+        let _ = (namespace, except);
+        Vec::new()
+    }
+}
+
+/// An agent another model made, listed beside the serving model's own agents.
+#[derive(Debug, Clone)]
+pub struct StoredAgent {
+    /// The registry id of the model that made it (the first 16 hex digits of its fingerprint when
+    /// no file of the registry has it).
+    pub model: String,
+    /// Its file's header.
+    pub header: SnapshotHeader,
+    /// Its file's size.
+    pub file_bytes: u64,
 }
 
 /// Seconds a swap waits for in-flight requests before cutting them, unless the request says.
@@ -105,6 +124,11 @@ impl ModelSlot {
         self.current.lock().ok().and_then(|mut c| c.take())
     }
 
+    /// The options the server was started with.
+    pub fn options(&self) -> &ServeOptions {
+        &self.options
+    }
+
     /// The id of the model serving now.
     pub fn current_id(&self) -> Option<String> {
         self.current.lock().ok().and_then(|c| c.as_ref().map(|(id, _)| id.clone()))
@@ -116,7 +140,11 @@ impl ModelSlot {
         let coord = self.coord.get_or_init(|| Arc::new(Coordinator::load(self.options.coordination_dir.clone())));
         // An empty id keeps the configured name (itself empty: the model's own name).
         let model_name = if id.is_empty() { self.options.model_name.clone() } else { id };
-        let options = ServeOptions { model_name, ..self.options.clone() };
+        // A file given a registry id still answers to its stem.
+        let mut model_aliases = self.options.model_aliases.clone();
+        let stems = self.options.model_ids.iter().filter(|(i, _)| *i == model_name).map(|(_, stem)| stem.clone());
+        model_aliases.extend(stems);
+        let options = ServeOptions { model_name, model_aliases, ..self.options.clone() };
         let responses = self.responses.get_or_init(|| {
             Arc::new(ResponseStore::load(self.options.responses_dir.clone(), self.options.responses_max))
         });
@@ -141,6 +169,11 @@ impl ModelSlot {
         let _swap = self.swap_lock.lock().await;
         let (_, scheduler) = self.take_current()?;
         Some(retire(scheduler, grace).await)
+    }
+
+    /// What lists and loads models, when the server has one.
+    pub fn host(&self) -> Option<Arc<dyn ModelHost>> {
+        self.host.clone()
     }
 
     fn registry(&self) -> Option<ModelRegistry> {
@@ -282,14 +315,25 @@ pub(crate) async fn swap(
         return Err(ApiError::new(ErrorKind::Conflict, "the first model is still loading").with_code("loading"));
     }
     let entry = servable_entry(&slot, &host, &body.model_id).await?;
+    swap_locked(&slot, host, entry, drain).await.map(Json)
+}
+
+/// The swap itself, under the swap lock: unload the serving model (drain bounded by `drain`
+/// seconds, persist its agents), load `entry`, and on failure reload the previous model.
+async fn swap_locked(
+    slot: &Arc<ModelSlot>,
+    host: Arc<dyn ModelHost>,
+    entry: ModelEntry,
+    drain: f64,
+) -> Result<Value, ApiError> {
     let from = slot.current_id();
     if from.as_deref() == Some(entry.id.as_str()) {
-        return Ok(Json(json!({"status": "unchanged", "model_id": entry.id})));
+        return Ok(json!({"status": "unchanged", "model_id": entry.id}));
     }
     let started = Instant::now();
     tracing::info!(from = ?from, to = %entry.id, "model swap: draining");
     slot.set_phase(Phase::Swapping);
-    let drained = unload_current(&slot, drain).await;
+    let drained = unload_current(slot, drain).await;
     let drained = json!({"completed": drained.completed, "cut": drained.cut});
     let to = entry.id.clone();
     let loaded = blocking({
@@ -303,15 +347,43 @@ pub(crate) async fn swap(
             slot.ops.metrics.swapped(SwapResult::Ok);
             let seconds = started.elapsed().as_secs_f64();
             tracing::info!(from = ?from, to = %entry.id, seconds, "model swap: serving");
-            Ok(Json(
-                json!({"status": "swapped", "from": from, "model_id": entry.id, "drained": drained, "seconds": seconds}),
-            ))
+            Ok(json!({"status": "swapped", "from": from, "model_id": entry.id, "drained": drained, "seconds": seconds}))
         }
         Err(reason) => {
             tracing::error!(model = %entry.id, %reason, "model swap failed: loading the new model");
-            rollback(&slot, host, from, &entry.id, &reason).await
+            rollback(slot, host, from, &entry.id, &reason).await.map(|j| j.0)
         }
     }
+}
+
+/// `--swap-on-demand`: makes the model a request names serve, swapping to it when it is another
+/// servable model of the registry (waiting for a swap under way rather than refusing). Names the
+/// registry does not know, and the serving model's own names, change nothing: the route then
+/// answers as usual (404 `model_not_found` for an unknown one).
+pub(crate) async fn swap_on_demand(slot: &Arc<ModelSlot>, name: &str) -> Result<(), ApiError> {
+    let Some(host) = slot.host.clone() else { return Ok(()) };
+    let current = slot.current_id();
+    let trivial = current.as_deref() == Some(name)
+        || crate::identity::MODEL_ALIASES.contains(&name)
+        || slot.options.model_aliases.iter().any(|a| a == name);
+    if trivial {
+        return Ok(());
+    }
+    let registry = blocking({
+        let host = Arc::clone(&host);
+        move || host.registry()
+    })
+    .await?;
+    let Some(entry) = registry.find(name).cloned() else { return Ok(()) };
+    if current.as_deref() == Some(entry.id.as_str()) || entry.info.is_err() {
+        return Ok(());
+    }
+    let _swap = slot.swap_lock.lock().await;
+    if matches!(slot.phase(), Phase::Loading) {
+        return Ok(()); // the loading app answers 503 + Retry-After
+    }
+    tracing::info!(model = %entry.id, "swap on demand: a request names another model");
+    swap_locked(slot, host, entry, DEFAULT_SWAP_DRAIN_SECS).await.map(|_| ())
 }
 
 /// The registry entry `model_id` names, if its file is servable: 404 `model_not_found` for an unknown

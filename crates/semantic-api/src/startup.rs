@@ -59,17 +59,25 @@ impl Startup {
             (self.loading.clone(), self.swapping.clone(), self.offloaded.clone(), self.admin.clone());
         let slot = Arc::clone(&self.slot);
         Router::new().fallback(move |request: Request| {
-            let app = if request.uri().path().starts_with("/admin/models/") {
-                admin.clone()
-            } else {
-                match slot.phase() {
-                    Phase::Ready(router) => router,
-                    Phase::Loading => loading.clone(),
-                    Phase::Swapping => swapping.clone(),
-                    Phase::Offloaded => offloaded.clone(),
+            let (loading, swapping, offloaded, admin) =
+                (loading.clone(), swapping.clone(), offloaded.clone(), admin.clone());
+            let slot = Arc::clone(&slot);
+            async move {
+                if request.uri().path().starts_with("/admin/models/") {
+                    return admin.oneshot(request).await;
                 }
-            };
-            async move { app.oneshot(request).await }
+                let request = match crate::on_demand::prepare(&slot, request).await {
+                    Ok(request) => request,
+                    Err(refused) => return Ok(refused),
+                };
+                let app = match slot.phase() {
+                    Phase::Ready(router) => router,
+                    Phase::Loading => loading,
+                    Phase::Swapping => swapping,
+                    Phase::Offloaded => offloaded,
+                };
+                app.oneshot(request).await
+            }
         })
     }
 

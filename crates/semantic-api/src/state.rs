@@ -23,6 +23,12 @@ pub struct ServeOptions {
     /// More names accepted as `model` for the loaded model (`--model-alias`); listed by
     /// `/v1/models` after it.
     pub model_aliases: Vec<String>,
+    /// Registry ids given to model files (`--model-id`): `(id, file stem)`; the stem of the
+    /// serving model's file keeps answering as a name of it.
+    pub model_ids: Vec<(String, String)>,
+    /// A generation request naming another servable model of the registry swaps to it first
+    /// (`--swap-on-demand`); off: such a request gets 404 `model_not_found`.
+    pub swap_on_demand: bool,
     /// Completion length when a request names none.
     pub default_max_tokens: usize,
     /// API keys, admin key, metrics access.
@@ -56,6 +62,8 @@ impl Default for ServeOptions {
         Self {
             model_name: "semantic".into(),
             model_aliases: Vec::new(),
+            model_ids: Vec::new(),
+            swap_on_demand: false,
             default_max_tokens: 512,
             auth: AuthConfig::default(),
             ready_kv_ratio: 0.95,

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use crate::validate::{
-    admin_key, api_keys, cors_origins, invalid, model_aliases, rate_limit, read_keys, within, within_because,
+    admin_key, api_keys, cors_origins, invalid, model_aliases, model_ids, rate_limit, read_keys, within, within_because,
 };
 use crate::{ConfigError, FlashAttention, KvType, RawConfig};
 
@@ -37,6 +37,10 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// Directory of GGUF files the registry lists and an admin may swap to.
     pub models_dir: PathBuf,
+    /// Registry ids given to files of the models directory: `(id, file stem)` pairs.
+    pub model_ids: Vec<(String, String)>,
+    /// A request naming another model of the registry swaps to it first.
+    pub swap_on_demand: bool,
     /// HTTP listener.
     pub server: ServerConfig,
     /// Most tokens one agent may hold (prompt + reply): the cells of its own KV stream.
@@ -137,6 +141,8 @@ impl Config {
                 dir.unwrap_or_else(|| PathBuf::from("models"))
             }),
             model,
+            model_ids: model_ids(raw.model_id.unwrap_or_default())?,
+            swap_on_demand: raw.swap_on_demand.unwrap_or(false),
             model_aliases: model_aliases(raw.model_alias.unwrap_or_default())?,
             cache_dir: raw.cache_dir.unwrap_or_else(|| PathBuf::from(".semantic")),
             server,
@@ -228,6 +234,8 @@ impl Config {
             model_alias: Some(self.model_aliases.clone()),
             cache_dir: Some(self.cache_dir.clone()),
             models_dir: Some(self.models_dir.clone()),
+            model_id: Some(self.model_ids.iter().map(|(id, stem)| format!("{id}={stem}")).collect()),
+            swap_on_demand: Some(self.swap_on_demand),
             host: Some(self.server.host.to_string()),
             port: Some(self.server.port),
             allow_remote: Some(!self.server.host.is_loopback()),
@@ -535,6 +543,22 @@ mod tests {
         assert_eq!(config.model_aliases, ["gpt-4o-mini", "claude-x"]);
         check(aliases(&["has space"]), Some("model_alias"));
         check(aliases(&[&"x".repeat(257)]), Some("model_alias"));
+    }
+
+    #[test]
+    fn model_ids_pair_an_id_with_a_file_stem() {
+        let ids = |list: &[&str]| RawConfig {
+            model_id: Some(list.iter().map(|a| a.to_string()).collect()),
+            ..Default::default()
+        };
+        let config = Config::resolve(ids(&[" smol = SmolLM2-135M-Instruct.Q4_1", "", "g=gemma"])).unwrap();
+        let want = [("smol", "SmolLM2-135M-Instruct.Q4_1"), ("g", "gemma")].map(|(i, s)| (i.to_owned(), s.to_owned()));
+        assert_eq!(config.model_ids, want);
+        let text = config.to_toml();
+        assert!(text.contains("model_id = [\"smol=SmolLM2-135M-Instruct.Q4_1\", \"g=gemma\"]"), "{text}");
+        for bad in [&["smol"][..], &["=stem"], &["id="], &["a b=c"], &["a=x", "a=y"], &["a=x", "b=x"]] {
+            check(ids(bad), Some("model_id"));
+        }
     }
 
     #[test]

@@ -52,6 +52,17 @@ layer! {
         /// Directory of GGUF files the registry lists and an admin may swap to [default: the model's directory].
         #[arg(long, env = "SEMANTIC_MODELS_DIR")]
         pub models_dir: Option<PathBuf>,
+        /// A registry id for a GGUF file of the models directory, as ID=FILE_STEM, e.g.
+        /// smol=SmolLM2-135M-Instruct.Q4_1 (repeatable; env: comma-separated). The id replaces the stem in
+        /// model lists, swaps and requests; the stem still answers.
+        #[arg(long, env = "SEMANTIC_MODEL_ID", value_delimiter = ',')]
+        pub model_id: Option<Vec<String>>,
+        /// A request naming another model of the registry swaps to it first (drain, persist, load: seconds,
+        /// and every other request waits or gets 503 meanwhile) instead of a 404 (env: 1/0, true/false,
+        /// yes/no, on/off) [default: off].
+        #[arg(long, env = "SEMANTIC_SWAP_ON_DEMAND", num_args = 0..=1, require_equals = true,
+              default_missing_value = "true", value_parser = BoolishValueParser::new())]
+        pub swap_on_demand: Option<bool>,
         /// Address to bind [default: 127.0.0.1].
         #[arg(long, env = "SEMANTIC_HOST")]
         pub host: Option<String>,
@@ -311,7 +322,7 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 39);
+        assert_eq!(keys.len(), 41);
         for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir", "encryption_key_file"]
         {
             assert!(keys.contains(&key), "{key}");

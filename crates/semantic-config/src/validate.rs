@@ -116,6 +116,29 @@ pub(crate) fn model_aliases(aliases: Vec<String>) -> Result<Vec<String>, ConfigE
     Ok(out)
 }
 
+/// `ID=FILE_STEM` registry ids: both sides 1-256 visible ASCII characters, the id without `=`;
+/// an id given twice, or two ids for one file, is an error.
+pub(crate) fn model_ids(entries: Vec<String>) -> Result<Vec<(String, String)>, ConfigError> {
+    let visible = |s: &str| !s.is_empty() && s.len() <= 256 && s.bytes().all(|b| b.is_ascii_graphic());
+    let mut out: Vec<(String, String)> = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        let Some((id, stem)) = entry.split_once('=').map(|(i, s)| (i.trim(), s.trim())) else {
+            return Err(invalid(
+                "model_id",
+                format!("{entry:?} (expected ID=FILE_STEM, e.g. smol=SmolLM2-135M-Instruct.Q4_1)"),
+            ));
+        };
+        if !visible(id) || !visible(stem) {
+            return Err(invalid("model_id", format!("{entry:?} (id and file stem: 1-256 visible ASCII characters)")));
+        }
+        if let Some((other, _)) = out.iter().find(|(i, s)| i == id || s == stem) {
+            return Err(invalid("model_id", format!("{entry:?} repeats the id or file of `{other}`")));
+        }
+        out.push((id.to_owned(), stem.to_owned()));
+    }
+    Ok(out)
+}
+
 /// A rate (0 = unlimited) and its bucket size; the burst defaults to the rate rounded up.
 pub(crate) fn rate_limit(
     (rps_field, rps): (&'static str, Option<f64>),

@@ -294,6 +294,17 @@ impl DiskStore {
         report
     }
 
+    /// [`DiskStore::scan`] of one namespace only (empty when it has no directory here).
+    pub fn scan_one(&self, ns: &Namespace) -> ScanReport {
+        let mut report = ScanReport::default();
+        let dir = self.agents.join(ns.as_str());
+        if dir.is_dir() {
+            self.scan_namespace(&dir, ns, &mut report);
+        }
+        report.entries.sort_by(|a, b| a.0.agent.cmp(&b.0.agent));
+        report
+    }
+
     fn scan_namespace(&self, dir: &Path, ns: &Namespace, report: &mut ScanReport) {
         let files = match fs::read_dir(dir) {
             Ok(f) => f,
@@ -549,6 +560,19 @@ pub(crate) mod tests {
         }
         let again = store.scan();
         assert_eq!((again.entries.len(), again.rejected.len()), (1, 0));
+    }
+
+    #[test]
+    fn scan_one_reads_only_its_namespace() {
+        let dir = TestDir::new("disk-scan-one");
+        let store = DiskStore::open(dir.path()).unwrap();
+        store.write(&header("ns", "b", vec![1]), b"x").unwrap();
+        store.write(&header("ns", "a", vec![1, 2]), b"x").unwrap();
+        store.write(&header("other", "c", vec![1]), b"x").unwrap();
+        let ns = Namespace::parse("ns").unwrap();
+        let agents: Vec<_> = store.scan_one(&ns).entries.iter().map(|(h, _)| h.agent.as_str().to_owned()).collect();
+        assert_eq!(agents, ["a", "b"]);
+        assert!(store.scan_one(&Namespace::parse("nobody").unwrap()).entries.is_empty());
     }
 
     #[test]

@@ -242,6 +242,25 @@ pub fn read_snapshot(
     Ok((header, payload))
 }
 
+/// Decodes and verifies a whole plaintext snapshot file held in memory (an upload), as
+/// [`read_snapshot`] does a file: header, exact length and the trailing CRC-32. Compatibility is
+/// the caller's to judge. An encrypted file is refused ([`MemoryError::Sealed`]): export it
+/// through the server that holds its key. `name` stands for the file in errors.
+pub fn decode(bytes: &[u8], name: &Path) -> Result<(SnapshotHeader, Vec<u8>), MemoryError> {
+    let (header, head) = read_head(&mut io::Cursor::new(bytes), bytes.len() as u64, name, None)?;
+    // read_head checked that the length is exactly head + payload + trailer.
+    let end = usize::try_from(header.payload_len)
+        .ok()
+        .and_then(|n| head.len().checked_add(n))
+        .filter(|&end| end + TRAILER_LEN as usize == bytes.len())
+        .ok_or_else(|| MemoryError::corrupt(name, "length mismatch"))?;
+    let trailer: [u8; 4] = bytes[end..].try_into().map_err(|_| MemoryError::corrupt(name, "truncated"))?;
+    if crc32fast::hash(&bytes[..end]) != u32::from_le_bytes(trailer) {
+        return Err(MemoryError::corrupt(name, "checksum mismatch"));
+    }
+    Ok((header, bytes[head.len()..end].to_vec()))
+}
+
 /// Decrypts a version-3 payload in place (its tag is its last 16 bytes, dropped on success).
 fn open_payload(
     header: &SnapshotHeader,
@@ -269,7 +288,7 @@ fn nonces_at(header: &SnapshotHeader) -> usize {
 }
 
 /// `read_exact` that reports a short file as `Corrupt { reason: "truncated" }`.
-fn read_exact(file: &mut File, buf: &mut [u8], path: &Path) -> Result<(), MemoryError> {
+fn read_exact(file: &mut impl Read, buf: &mut [u8], path: &Path) -> Result<(), MemoryError> {
     file.read_exact(buf).map_err(|e| match e.kind() {
         io::ErrorKind::UnexpectedEof => MemoryError::corrupt(path, "truncated"),
         _ => MemoryError::io(path, e),
@@ -279,7 +298,7 @@ fn read_exact(file: &mut File, buf: &mut [u8], path: &Path) -> Result<(), Memory
 /// Reads prefix + header from the start of `file`, verifies them against `file_len`, and returns
 /// the decoded header plus the raw bytes read (the caller hashes them for the trailer check).
 fn read_head(
-    file: &mut File,
+    file: &mut impl Read,
     file_len: u64,
     path: &Path,
     key: Option<&MasterKey>,
@@ -495,6 +514,22 @@ pub(crate) mod tests {
         let (full, data) = read_snapshot(&path, &COMPAT, None).unwrap();
         assert_eq!(full, got);
         assert_eq!(data.to_vec(), payload);
+    }
+
+    #[test]
+    fn decode_verifies_an_upload_like_a_file() {
+        let (h, payload, bytes) = small_file();
+        let name = Path::new("upload");
+        let (got, data) = decode(&bytes, name).unwrap();
+        assert_eq!((got.tokens, data), (h.tokens, payload));
+        let mut flipped = bytes.clone();
+        flipped[bytes.len() - 10] ^= 1;
+        assert!(decode(&flipped, name).unwrap_err().to_string().contains("checksum"));
+        assert!(decode(&bytes[..bytes.len() - 1], name).is_err());
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer, name).is_err());
+        assert!(decode(b"GGUF", name).is_err());
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub use disk::{adopt_legacy, model_root, DiskStore, ScanReport, SNAPSHOT_EXT};
 pub use error::MemoryError;
 pub use evict::Eviction;
 pub use format::{
-    encode, encoded_len, read_header, read_snapshot, Compat, SnapshotHeader, MAGIC, MAX_TOKENS, PLAINTEXT_VERSION,
-    VERSION,
+    decode, encode, encoded_len, read_header, read_snapshot, Compat, SnapshotHeader, MAGIC, MAX_TOKENS,
+    PLAINTEXT_VERSION, VERSION,
 };
 pub use key::{key_file_is_shared, MasterKey, KEY_LEN};
 pub use lock::{CacheLock, LOCK_FILE};

@@ -426,6 +426,20 @@ impl AgentMemory {
         .is_some()
     }
 
+    /// Takes an agent made elsewhere (an imported file: `header` and its state `bytes`) as a warm,
+    /// dirty agent, so the usual persistence writes it under this store; its times and pin come from
+    /// the header. Replaces any agent of that key (the caller has freed its sequence).
+    pub fn adopt(&mut self, header: &SnapshotHeader, bytes: Arc<Vec<u8>>) -> AgentInfo {
+        let generation = self.bump();
+        let mut entry = Entry::new(header.key(), Tier::Cold, header.tokens.clone(), header.updated_ms, generation);
+        entry.info.created_ms = header.created_ms;
+        entry.info.pinned = header.pinned;
+        let key = header.key();
+        self.insert(entry);
+        self.set_warm(&key, bytes, header.updated_ms);
+        self.entries[&key].info.clone()
+    }
+
     /// Moves a clean agent (its current content confirmed on disk: loaded by `load_index` or
     /// reported by [`AgentMemory::mark_persisted`]) to the cold tier: warm → cold drops its RAM
     /// bytes, hot → cold frees its sequence. Returns false, changing nothing, for an unknown or
@@ -572,6 +586,20 @@ pub(crate) mod tests {
 
     fn mem() -> AgentMemory {
         AgentMemory::new(Budgets { warm_bytes: 1000, disk_bytes: 10_000, hot_sequences: 2 })
+    }
+
+    #[test]
+    fn an_adopted_agent_is_warm_dirty_and_keeps_its_times_and_pin() {
+        let mut m = mem();
+        m.set_hot(key("ns", "a"), 0, vec![9], 1);
+        let mut h = crate::format::tests::header("ns", "a", vec![1, 2, 3]);
+        (h.pinned, h.created_ms, h.updated_ms) = (true, 5, 7);
+        let info = m.adopt(&h, Arc::new(vec![0; 30]));
+        let seen = (info.tier, info.dirty, info.pinned, info.tokens, info.created_ms, info.updated_ms, info.seq);
+        assert_eq!(seen, (Tier::Warm, true, true, 3, 5, 7, None));
+        assert_eq!(m.tokens(&key("ns", "a")), Some(&[1, 2, 3][..]));
+        assert_eq!(m.dirty(), vec![key("ns", "a")]);
+        assert_eq!(m.totals(), m.recount());
     }
 
     #[test]

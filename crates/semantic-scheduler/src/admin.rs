@@ -1,7 +1,7 @@
 //! `AgentCommand`: operations on agent memory requested by the API (list, inspect, delete, evict,
-//! pin, flush, clear), executed on the step thread between steps.
+//! pin, flush, clear, export, import), executed on the step thread between steps.
 
-use semantic_memory::{AgentInfo, AgentKey, Namespace};
+use semantic_memory::{AgentInfo, AgentKey, Namespace, SnapshotHeader};
 use tokio::sync::oneshot;
 
 /// Why an agent operation was refused.
@@ -19,6 +19,30 @@ pub enum AgentOpError {
         /// Why.
         reason: String,
     },
+    /// An import names an agent that exists and was not told to replace it.
+    #[error("an agent of this name exists; import with replace to overwrite it")]
+    Exists,
+    /// An imported file was made by another model or KV layout than the one serving.
+    #[error("the file cannot be served by this model: {reason}")]
+    Incompatible {
+        /// Which part differs.
+        reason: String,
+    },
+    /// The agent's state could not be read (export).
+    #[error("cannot read the agent's state: {reason}")]
+    Unreadable {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// An agent's content as its file holds it (what `semantic agents export` writes).
+#[derive(Debug, Clone)]
+pub struct AgentSnapshot {
+    /// Who, which model and layout, which tokens, when.
+    pub header: SnapshotHeader,
+    /// The engine state of those tokens.
+    pub payload: Vec<u8>,
 }
 
 /// What a flush did.
@@ -44,4 +68,8 @@ pub(crate) enum AgentCommand {
     Flush { reply: oneshot::Sender<FlushReport> },
     /// Delete every agent (of one namespace, or all); returns how many.
     Clear { namespace: Option<Namespace>, reply: oneshot::Sender<usize> },
+    /// The agent's current content, whatever its tier (the tier does not change).
+    Export { key: AgentKey, reply: oneshot::Sender<Result<AgentSnapshot, AgentOpError>> },
+    /// Take an exported agent as a warm, dirty agent (written by the usual persistence).
+    Import { snapshot: AgentSnapshot, replace: bool, reply: oneshot::Sender<Result<AgentInfo, AgentOpError>> },
 }

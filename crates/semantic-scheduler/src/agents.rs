@@ -14,6 +14,7 @@ use semantic_memory::{
     Writer,
 };
 
+use crate::admin::{AgentOpError, AgentSnapshot};
 use crate::backoff::WriteBackoff;
 use crate::counters::{Evicted, MemoryCounters, PersistFailure, Rejection};
 use crate::CacheSource;
@@ -293,6 +294,42 @@ impl Agents {
         if let Some(writer) = &self.writer {
             let _ = writer.submit(WriteJob::Remove { key: key.clone() });
         }
+    }
+
+    /// The agent's current content as its file would hold it: the state from the engine (hot),
+    /// RAM (warm) or its verified file (cold, read here). Changes nothing.
+    pub fn snapshot<E: Engine>(&self, engine: &E, key: &AgentKey) -> Result<AgentSnapshot, AgentOpError> {
+        let info = self.memory.get(key).ok_or(AgentOpError::NotFound)?;
+        let unreadable = |reason: String| AgentOpError::Unreadable { reason };
+        let payload = match (info.tier, info.seq) {
+            (Tier::Hot, Some(seq)) => engine.export_state(seq).map_err(|e| unreadable(e.to_string()))?,
+            (Tier::Warm, _) => self.memory.warm_bytes(key).map(|b| b.to_vec()).ok_or(AgentOpError::NotFound)?,
+            _ => {
+                let disk = self.disk.as_ref().ok_or(AgentOpError::NotFound)?;
+                let (header, payload) = disk.read(key, &self.compat).map_err(|e| unreadable(e.to_string()))?;
+                return Ok(AgentSnapshot { header, payload: payload.to_vec() });
+            }
+        };
+        let header = self.memory.snapshot_header(key, &self.compat, self.n_ctx).ok_or(AgentOpError::NotFound)?;
+        Ok(AgentSnapshot { header, payload })
+    }
+
+    /// Whether a file with `header` can be served here (same model and state layout).
+    pub fn compatible(&self, header: &SnapshotHeader) -> Result<(), AgentOpError> {
+        match self.compat.mismatch(header) {
+            None => Ok(()),
+            Some(reason) => Err(AgentOpError::Incompatible { reason: reason.to_owned() }),
+        }
+    }
+
+    /// Takes an exported agent of this model and layout as a warm, dirty agent; the usual
+    /// persistence writes it. The caller has freed any sequence of an agent it replaces.
+    pub fn adopt(&mut self, snapshot: AgentSnapshot) -> Result<semantic_memory::AgentInfo, AgentOpError> {
+        self.compatible(&snapshot.header)?;
+        let key = snapshot.header.key();
+        self.dirty_since.insert(key.clone(), now_ms());
+        self.backoff.cleared(&key);
+        Ok(self.memory.adopt(&snapshot.header, Arc::new(snapshot.payload)))
     }
 
     /// Writes a warm agent to disk now and waits for it (admin "evict").

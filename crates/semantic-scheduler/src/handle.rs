@@ -12,7 +12,7 @@ use crate::sequence::Sequence;
 use crate::step::{Command, State};
 use semantic_memory::{AgentInfo, AgentKey, Namespace};
 
-use crate::admin::{AgentCommand, AgentOpError, FlushReport};
+use crate::admin::{AgentCommand, AgentOpError, AgentSnapshot, FlushReport};
 use crate::counters::{DrainReport, MemoryStats, RequestCounters, SchedulerStats, Shared};
 use crate::{Event, GenerateRequest, SchedulerConfig, SubmitError};
 
@@ -277,6 +277,18 @@ impl Scheduler {
     /// Pins or unpins an agent.
     pub async fn pin_agent(&self, key: AgentKey, pinned: bool) -> Result<AgentInfo, AgentOpError> {
         self.agent_call(|reply| AgentCommand::Pin { key, pinned, reply }).await.unwrap_or(Err(AgentOpError::NotFound))
+    }
+
+    /// An agent's current content as its file would hold it (from the engine, RAM or disk).
+    pub async fn export_agent(&self, key: AgentKey) -> Result<AgentSnapshot, AgentOpError> {
+        self.agent_call(|reply| AgentCommand::Export { key, reply }).await.unwrap_or(Err(AgentOpError::NotFound))
+    }
+
+    /// Takes an exported agent (same model and KV layout) as a warm agent, written to disk by the
+    /// usual persistence; `replace` overwrites an agent of that name.
+    pub async fn import_agent(&self, snapshot: AgentSnapshot, replace: bool) -> Result<AgentInfo, AgentOpError> {
+        let call = self.agent_call(|reply| AgentCommand::Import { snapshot, replace, reply });
+        call.await.unwrap_or(Err(AgentOpError::NotFound))
     }
 
     /// Persists every dirty agent.

@@ -19,7 +19,7 @@ mod sequence;
 mod step;
 
 pub(crate) use admin::AgentCommand;
-pub use admin::{AgentOpError, FlushReport};
+pub use admin::{AgentOpError, AgentSnapshot, FlushReport};
 pub use agents::{now_ms, MemoryConfig};
 pub use config::SchedulerConfig;
 pub use counters::{DrainReport, MemoryStats, RequestCounters, SchedulerStats};

@@ -655,6 +655,14 @@ impl<E: Engine> State<E> {
                 self.agents.flush(&self.engine, Duration::from_secs(30));
                 let _ = reply.send(crate::FlushReport { still_dirty: self.agents.memory().dirty().len() });
             }
+            AgentCommand::Export { key, reply } => {
+                let result =
+                    if self.agents.in_use(&key) { Err(E::Busy) } else { self.agents.snapshot(&self.engine, &key) };
+                let _ = reply.send(result);
+            }
+            AgentCommand::Import { snapshot, replace, reply } => {
+                let _ = reply.send(self.import_agent(snapshot, replace));
+            }
             AgentCommand::Clear { namespace, reply } => {
                 let keys: Vec<AgentKey> = self
                     .agents
@@ -671,6 +679,26 @@ impl<E: Engine> State<E> {
             }
         }
         self.publish();
+    }
+
+    fn import_agent(
+        &mut self,
+        snapshot: crate::AgentSnapshot,
+        replace: bool,
+    ) -> Result<semantic_memory::AgentInfo, crate::AgentOpError> {
+        use crate::AgentOpError as E;
+        let key = snapshot.header.key();
+        self.agents.compatible(&snapshot.header)?;
+        if self.agents.in_use(&key) {
+            return Err(E::Busy);
+        }
+        if self.agents.memory().get(&key).is_some() {
+            if !replace {
+                return Err(E::Exists);
+            }
+            self.drop_hot(&key);
+        }
+        self.agents.adopt(snapshot)
     }
 
     fn evict_to_disk(&mut self, key: &AgentKey) -> Result<semantic_memory::AgentInfo, crate::AgentOpError> {

@@ -30,7 +30,7 @@ pub fn run(args: ModelsArgs) -> Result<()> {
 fn ls(common: &CommonArgs) -> Result<()> {
     let config = common.resolve()?;
     let fingerprints = config.cache_dir.join("fingerprints");
-    let mut registry = ModelRegistry::scan(&config.models_dir, &[], Some(&fingerprints))?;
+    let mut registry = ModelRegistry::scan(&config.models_dir, &config.model_ids, Some(&fingerprints))?;
     if config.model.is_file() {
         registry.include(ModelRegistry::entry(&config.model, Some(&fingerprints)));
     }

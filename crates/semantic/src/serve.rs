@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use semantic_api::{AuthConfig, ModelHost, RateLimitConfig, ServeOptions, Startup};
+use semantic_api::{AuthConfig, ModelHost, RateLimitConfig, ServeOptions, Startup, StoredAgent};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
 use semantic_engine::{ModelFacts, ModelRegistry};
-use semantic_memory::{CacheLock, MemoryError};
+use semantic_memory::{CacheLock, MemoryError, Namespace};
 use semantic_scheduler::{MemoryConfig, Scheduler, SchedulerConfig};
 use tokio::sync::{oneshot, watch};
 
@@ -122,10 +122,11 @@ impl ModelHost for Host {
     fn registry(&self) -> ModelRegistry {
         let fingerprints = self.config.cache_dir.join("fingerprints");
         let dir = &self.config.models_dir;
-        let mut registry = ModelRegistry::scan(dir, &[], Some(&fingerprints)).unwrap_or_else(|err| {
-            tracing::warn!(%err, dir = %dir.display(), "cannot scan the models directory");
-            ModelRegistry { dir: dir.clone(), entries: Vec::new() }
-        });
+        let mut registry =
+            ModelRegistry::scan(dir, &self.config.model_ids, Some(&fingerprints)).unwrap_or_else(|err| {
+                tracing::warn!(%err, dir = %dir.display(), "cannot scan the models directory");
+                ModelRegistry { dir: dir.clone(), entries: Vec::new() }
+            });
         registry.include(ModelRegistry::entry(&self.config.model, Some(&fingerprints)));
         registry
     }
@@ -135,6 +136,25 @@ impl ModelHost for Host {
         let entry = registry.find(id).ok_or_else(|| format!("no model `{id}` in {}", registry.dir.display()))?;
         let config = Config { model: entry.path.clone(), ..self.config.clone() };
         load_model(&config, self.scheduler.clone()).map_err(|e| format!("{e:#}"))
+    }
+
+    fn stored_agents(&self, namespace: &Namespace, except: &[u8; 32]) -> Vec<StoredAgent> {
+        let cache_dir = &self.config.cache_dir;
+        let key = self.scheduler.memory.encryption_key.clone();
+        let Ok(stores) = crate::stores::for_reading_with(cache_dir, key) else { return Vec::new() };
+        let serving = semantic_memory::model_root(cache_dir, except);
+        let registry = self.registry();
+        let model_of = |fingerprint: &[u8; 32]| {
+            let known = registry.entries.iter().find(|e| e.fingerprint.is_some_and(|f| &f.0 == fingerprint));
+            known.map_or_else(|| fingerprint[..8].iter().map(|b| format!("{b:02x}")).collect(), |e| e.id.clone())
+        };
+        // The legacy layout (agents/ right under the cache directory) is adopted by the serving model.
+        let others = stores.iter().filter(|s| s.root() != serving.as_path() && s.root() != cache_dir.as_path());
+        others
+            .flat_map(|store| store.scan_one(namespace).entries)
+            .filter(|(header, _)| &header.fingerprint != except)
+            .map(|(header, file_bytes)| StoredAgent { model: model_of(&header.fingerprint), header, file_bytes })
+            .collect()
     }
 }
 
@@ -148,7 +168,8 @@ fn load_model(config: &Config, scheduler: SchedulerConfig) -> Result<Loaded> {
 /// The id the first model serves under: its file stem (its registry id), known before loading;
 /// empty (no stem) lets the API use the model's own name once loaded.
 fn options_model_id(config: &Config) -> String {
-    config.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    let stem = config.model.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    config.model_ids.iter().find(|(_, s)| *s == stem).map_or(stem, |(id, _)| id.clone())
 }
 
 /// What the API needs from the configuration.
@@ -156,6 +177,8 @@ fn serve_options(config: &Config) -> ServeOptions {
     ServeOptions {
         model_name: options_model_id(config),
         model_aliases: config.model_aliases.clone(),
+        model_ids: config.model_ids.clone(),
+        swap_on_demand: config.swap_on_demand,
         default_max_tokens: config.default_max_tokens,
         auth: AuthConfig::new(&config.api_keys, config.admin_key.as_deref(), config.metrics_public),
         rate_limit: RateLimitConfig {

@@ -6,7 +6,7 @@ use semantic_api::{AuthConfig, ServeOptions};
 use semantic_engine::FakeScript;
 use serde_json::json;
 
-use crate::harness::{options, App};
+use crate::harness::{options, App, Reply};
 
 #[tokio::test]
 async fn generate_continues_the_agents_kv() {
@@ -65,4 +65,50 @@ async fn another_keys_agent_is_not_yours() {
     let theirs =
         app.call("POST", "/v1/agents/shared/generate", &beta, json!({"prompt": "Hi there"}).to_string()).await.json();
     assert_eq!(theirs["usage"]["prompt_tokens_details"]["cached_tokens"], 0, "beta's agent is its own: {theirs}");
+}
+
+#[tokio::test]
+async fn an_exported_agent_imports_under_another_name_and_keeps_its_kv() {
+    let app = App::replying(" world");
+    assert_eq!(generate(&app, "source", "Hello").await.status, 200);
+    let exported = app.call("GET", "/v1/agents/source/export", &[], Body::empty()).await;
+    assert_eq!(exported.status, 200, "{}", exported.text());
+    assert_eq!(exported.headers["content-type"], "application/octet-stream");
+    assert!(exported.headers["content-disposition"].to_str().unwrap().contains("source.skv"));
+    let file = exported.body.to_vec();
+    let (header, _) = semantic_memory::decode(&file, std::path::Path::new("x")).expect("a verified agent file");
+    let source = app.call("GET", "/v1/agents/source", &[], Body::empty()).await.json();
+    assert_eq!(header.tokens.len() as u64, source["tokens"].as_u64().unwrap());
+
+    let octets = [("content-type", "application/octet-stream")];
+    let imported = app.call("POST", "/v1/agents/copy/import", &octets, file.clone()).await;
+    assert_eq!(imported.status, 200, "{}", imported.text());
+    let imported = imported.json();
+    assert_eq!((imported["id"].as_str(), imported["tier"].as_str()), (Some("copy"), Some("warm")));
+    assert_eq!(imported["tokens"], source["tokens"]);
+    let next = generate(&app, "copy", "Hello world. More").await.json();
+    let cached = next["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64().unwrap_or(0);
+    assert!(cached >= 5, "the imported agent continues from its KV: {next}");
+
+    let again = app.call("POST", "/v1/agents/copy/import", &octets, file.clone()).await;
+    assert_eq!((again.status.as_u16(), again.json()["error"]["code"].clone()), (409, json!("agent_exists")));
+    let replaced = app.call("POST", "/v1/agents/copy/import?replace=true", &octets, file.clone()).await;
+    assert_eq!(replaced.status, 200, "{}", replaced.text());
+    let mut tampered = file.clone();
+    tampered[file.len() / 2] ^= 0x40;
+    let refused = app.call("POST", "/v1/agents/other/import", &octets, tampered).await;
+    assert_eq!((refused.status.as_u16(), refused.json()["error"]["code"].clone()), (400, json!("invalid_agent_file")));
+    let (mut foreign, payload) = semantic_memory::decode(&file, std::path::Path::new("x")).unwrap();
+    foreign.fingerprint[0] ^= 1;
+    let foreign = semantic_memory::encode(&foreign, &payload).unwrap();
+    let refused = app.call("POST", "/v1/agents/other/import", &octets, foreign).await;
+    assert_eq!(refused.status, 400);
+    assert_eq!(refused.json()["error"]["code"], "incompatible_agent_file");
+    assert_eq!(app.call("GET", "/v1/agents/other", &[], Body::empty()).await.status, 404, "nothing was made");
+    assert_eq!(app.call("GET", "/v1/agents/nobody/export", &[], Body::empty()).await.status, 404);
+}
+
+async fn generate(app: &App, id: &str, prompt: &str) -> Reply {
+    let body = json!({"prompt": prompt, "temperature": 0, "max_tokens": 10}).to_string();
+    app.call("POST", &format!("/v1/agents/{id}/generate"), &[("content-type", "application/json")], body).await
 }

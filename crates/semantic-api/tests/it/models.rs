@@ -6,9 +6,10 @@ use std::path::PathBuf;
 use std::sync::{mpsc, Arc, Condvar, Mutex};
 
 use axum::body::Body;
-use semantic_api::{AuthConfig, ModelHost, ServeOptions, Startup};
+use semantic_api::{AuthConfig, ModelHost, ServeOptions, Startup, StoredAgent};
 use semantic_chat::ChatTemplate;
 use semantic_engine::{FakeScript, GgufInfo, ModelEntry, ModelRegistry};
+use semantic_memory::{AgentId, Namespace, SnapshotHeader};
 use semantic_scheduler::Scheduler;
 use serde_json::{json, Value};
 
@@ -71,6 +72,25 @@ impl ModelHost for FakeHost {
         }
     }
 
+    fn stored_agents(&self, namespace: &Namespace, except: &[u8; 32]) -> Vec<StoredAgent> {
+        let header = SnapshotHeader {
+            namespace: namespace.clone(),
+            agent: AgentId::parse("made-by-beta").unwrap(),
+            fingerprint: [9; 32],
+            state_layout: 0,
+            n_ctx: 512,
+            tokens: vec![1, 2, 3],
+            created_ms: 1_000,
+            updated_ms: 2_000,
+            pinned: true,
+            payload_len: 0,
+            header_crc: 0,
+            encrypted: false,
+        };
+        assert_ne!(&header.fingerprint, except, "the serving model's agents come from the scheduler");
+        vec![StoredAgent { model: "beta".into(), header, file_bytes: 4321 }]
+    }
+
     fn load(&self, id: &str) -> Result<(Scheduler, ChatTemplate), String> {
         self.loads.lock().unwrap().push(id.to_owned());
         if id == "crash" {
@@ -106,8 +126,12 @@ fn script(id: &str, blocked: Arc<(Mutex<bool>, Condvar)>) -> FakeScript {
 
 /// A server with the admin key set, serving `alpha`.
 fn server() -> (App, Arc<FakeHost>, Startup) {
+    server_with(ServeOptions { auth: AuthConfig::new(&[], Some(ADMIN.1), true), ..options() })
+}
+
+/// A server with `options`, serving `alpha`.
+fn server_with(options: ServeOptions) -> (App, Arc<FakeHost>, Startup) {
     let host = Arc::new(FakeHost::default());
-    let options = ServeOptions { auth: AuthConfig::new(&[], Some(ADMIN.1), true), ..options() };
     let startup = Startup::new(options, Some(host.clone() as Arc<dyn ModelHost>));
     let (scheduler, template) = host.load("alpha").expect("alpha loads");
     startup.ready("alpha".into(), scheduler, template);
@@ -263,4 +287,78 @@ async fn an_offloaded_server_answers_503_until_a_swap_loads_a_model() {
     assert_eq!(loaded.status, 200, "{}", loaded.text());
     assert_eq!(loaded.json()["from"], Value::Null);
     assert_eq!(content(&app).await, "I am alpha");
+}
+
+async fn ask(app: &App, model: &str, key: Option<&str>) -> Reply {
+    let bearer = key.map(|k| format!("Bearer {k}"));
+    let mut headers = vec![JSON];
+    headers.extend(bearer.as_deref().map(|b| ("authorization", b)));
+    let body = json!({"model": model, "temperature": 0, "messages": [{"role": "user", "content": "who are you?"}]});
+    app.call("POST", "/v1/chat/completions", &headers, body.to_string()).await
+}
+
+fn said(reply: &Reply) -> String {
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    reply.json()["choices"][0]["message"]["content"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn without_swap_on_demand_another_model_is_a_404_and_a_registry_id_keeps_its_file_stem() {
+    let model_ids = vec![("alpha".to_owned(), "alpha-q4".to_owned()), ("beta".to_owned(), "beta-q4".to_owned())];
+    let (app, host, _startup) = server_with(ServeOptions { model_ids, ..options() });
+    let other = ask(&app, "beta", None).await;
+    assert_eq!((other.status.as_u16(), other.json()["error"]["code"].clone()), (404, json!("model_not_found")));
+    assert_eq!(said(&ask(&app, "alpha-q4", None).await), "I am alpha", "the file stem of the serving id answers");
+    assert_eq!(ask(&app, "beta-q4", None).await.status, 404, "another file's stem does not");
+    assert_eq!(host.loads(), ["alpha"]);
+}
+
+#[tokio::test]
+async fn swap_on_demand_serves_the_model_a_request_names() {
+    let auth = AuthConfig::new(&["user-key-0001".into()], Some(ADMIN.1), true);
+    let (app, host, _startup) = server_with(ServeOptions { auth, swap_on_demand: true, ..options() });
+    let key = Some("user-key-0001");
+    assert_eq!(ask(&app, "beta", None).await.status, 401, "a caller without a key swaps nothing");
+    assert_eq!(host.loads(), ["alpha"]);
+    assert_eq!(said(&ask(&app, "beta", key).await), "I am beta");
+    assert_eq!(current(&app).await["model_id"], "beta");
+    assert_eq!(said(&ask(&app, "beta", key).await), "I am beta");
+    assert_eq!(said(&ask(&app, "default", key).await), "I am beta", "names of the serving model swap nothing");
+    for unservable in ["gamma", "broken"] {
+        let reply = ask(&app, unservable, key).await;
+        assert_eq!((reply.status.as_u16(), reply.json()["error"]["code"].clone()), (404, json!("model_not_found")));
+    }
+    assert_eq!(said(&ask(&app, "alpha", key).await), "I am alpha");
+    let anthropic = json!({"model": "beta", "max_tokens": 16, "temperature": 0, "messages": [{"role": "user", "content": "who are you?"}]});
+    let headers = [JSON, ("x-api-key", "user-key-0001")];
+    let reply = app.call("POST", "/v1/messages", &headers, anthropic.to_string()).await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["content"][0]["text"], "I am beta");
+    let failed = ask(&app, "crash", key).await;
+    assert_eq!((failed.status.as_u16(), failed.json()["error"]["code"].clone()), (500, json!("swap_failed")));
+    assert_eq!(said(&ask(&app, "beta", key).await), "I am beta", "the rollback serves the previous model");
+    assert_eq!(host.loads(), ["alpha", "beta", "alpha", "beta", "crash", "beta"]);
+    assert_eq!(swaps(&app, "ok").await, Some(3));
+}
+
+#[tokio::test]
+async fn the_agents_list_names_each_agents_model_and_lists_other_models_agents() {
+    let (app, _host, _startup) = server();
+    let body = json!({"messages": [{"role": "user", "content": "hi"}], "agent_id": "mine"});
+    assert_eq!(app.post("/v1/chat/completions", &body).await.status, 200);
+    let list = app.call("GET", "/v1/agents", &[], Body::empty()).await.json();
+    assert_eq!(list["model"], "alpha");
+    let rows: Vec<(&str, &str, bool)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a["model"].as_str().unwrap(), a["model_loaded"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(rows, [("mine", "alpha", true), ("made-by-beta", "beta", false)], "{list}");
+    let stored = &list["data"][1];
+    assert_eq!(
+        (stored["tier"].clone(), stored["tokens"].clone(), stored["pinned"].clone()),
+        (json!("cold"), json!(3), json!(true))
+    );
+    assert_eq!(stored["file_bytes"], 4321);
 }

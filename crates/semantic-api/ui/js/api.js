@@ -37,7 +37,8 @@ export function onApiError(f) {
 
 function headers(opts) {
   const out = {};
-  if (opts.body !== undefined) out['content-type'] = 'application/json';
+  if (opts.raw !== undefined) out['content-type'] = 'application/octet-stream';
+  else if (opts.body !== undefined) out['content-type'] = 'application/json';
   if (keys.api) out.authorization = `Bearer ${keys.api}`;
   if (opts.admin && keys.admin) out['x-admin-key'] = keys.admin;
   return out;
@@ -62,10 +63,11 @@ async function failure(res) {
 
 async function send(path, opts) {
   try {
+    const body = opts.raw !== undefined ? opts.raw : opts.body === undefined ? undefined : JSON.stringify(opts.body);
     return await fetch(path, {
-      method: opts.method || (opts.body === undefined ? 'GET' : 'POST'),
+      method: opts.method || (body === undefined ? 'GET' : 'POST'),
       headers: headers(opts),
-      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      body,
       signal: opts.signal,
     });
   } catch (e) {
@@ -87,6 +89,13 @@ export async function text(path, opts = {}) {
   const res = await send(path, opts);
   if (!res.ok) throw await failure(res);
   return res.text();
+}
+
+/** The body as a Blob (a file to download); `opts.raw` sends a Blob or File as the body. */
+export async function blob(path, opts = {}) {
+  const res = await send(path, opts);
+  if (!res.ok) throw await failure(res);
+  return res.blob();
 }
 
 /**

@@ -1,16 +1,16 @@
 // Memory: the agents of this key's namespace (GET /v1/agents) as a table with a filter, tier
-// choice and sortable columns, refreshed live; pin/unpin, evict to disk and delete per agent; a
-// totals bar from the list (used against the server's budgets) and from /metrics (KV usage).
-// Export has no HTTP route: the offline CLI does it (`semantic agents export ID FILE`), which the
-// page says.
+// choice and sortable columns, refreshed live; pin/unpin, evict to disk, export (a download of the
+// agent's file) and delete per agent, and import of an exported file under an agent id; agents
+// other models made are listed read-only with their model; a totals bar from the list (the serving
+// model's agents against the server's budgets) and from /metrics (KV usage).
 
-import {api, text} from './api.js';
+import {api, blob, text} from './api.js';
 import {h, fill, field, select, fmtInt, fmtBytes, fmtAgo, errorBox} from './dom.js';
 import {parseProm, sample} from './chart.js';
 
 const COLUMNS = [
-  ['id', 'Agent'], ['tier', 'Tier'], ['tokens', 'Tokens'], ['bytes', 'Bytes'], ['file_bytes', 'File'],
-  ['last_used', 'Last used'], ['pinned', 'Pinned'], ['kv_type', 'KV type'],
+  ['id', 'Agent'], ['model', 'Model'], ['tier', 'Tier'], ['tokens', 'Tokens'], ['bytes', 'Bytes'],
+  ['file_bytes', 'File'], ['last_used', 'Last used'], ['pinned', 'Pinned'], ['kv_type', 'KV type'],
 ];
 
 export function mount(root) {
@@ -26,12 +26,40 @@ export function mount(root) {
   const head = h('tr');
   const body = h('tbody');
   const table = h('table', {class: 'agents'}, h('caption', {class: 'sr-only'}, 'Agents of this API key'), h('thead', {}, head), body);
+  const importFile = h('input', {type: 'file', accept: '.skv,application/octet-stream'});
+  const importId = h('input', {type: 'text', placeholder: 'agent id', pattern: '[A-Za-z0-9._-]{1,128}'});
+  const replace = h('input', {type: 'checkbox'});
+  const importButton = h('button', {type: 'button'}, 'Import');
+  importFile.addEventListener('change', () => {
+    const name = importFile.files[0]?.name.replace(/\.skv$/, '');
+    if (name && !importId.value) importId.value = name;
+  });
+  importButton.addEventListener('click', async () => {
+    const file = importFile.files[0];
+    const id = importId.value.trim();
+    if (!file || !id) {
+      status.replaceChildren(h('span', {class: 'error'}, 'Choose an exported agent file and the agent id it becomes.'));
+      return;
+    }
+    try {
+      const path = `/v1/agents/${encodeURIComponent(id)}/import${replace.checked ? '?replace=true' : ''}`;
+      const agent = await api(path, {method: 'POST', raw: file});
+      status.replaceChildren(h('span', {class: 'ok'}, `Imported ${agent.id}: ${fmtInt(agent.tokens)} tokens, ${agent.tier}`));
+    } catch (e) {
+      status.replaceChildren(errorBox(e));
+    }
+    load();
+  });
   root.append(totals,
     h('div', {class: 'toolbar'}, field('Filter', filter)[0], field('Tier', tier)[0],
       h('div', {class: 'field check'}, h('label', {}, live, ' Live refresh (2 s)')), refresh),
     status, h('div', {class: 'table-wrap'}, table),
-    h('p', {class: 'muted small'}, 'Export: stop the server and run ', h('code', {}, 'semantic agents export ID FILE'),
-      ' (there is no HTTP route for it). Evict writes the agent to disk and frees its engine slot; delete removes it from every tier.'));
+    h('div', {class: 'toolbar'}, field('Agent file', importFile)[0], field('Import as', importId)[0],
+      h('div', {class: 'field check'}, h('label', {}, replace, ' Replace an agent of that id')), importButton),
+    h('p', {class: 'muted small'}, 'Evict writes the agent to disk and frees its engine slot; export downloads its file ',
+      '(what ', h('code', {}, 'semantic agents export'), ' writes), which imports here or with ', h('code', {}, 'semantic agents import'),
+      ' into a server of the same model; delete removes it from every tier. Agents of other models are kept on disk ',
+      'and come back when their model is loaded.'));
 
   function header() {
     fill(head, ...COLUMNS.map(([key, label]) => {
@@ -70,8 +98,23 @@ export function mount(root) {
       load();
     }}, label);
     const base = `/v1/agents/${encodeURIComponent(a.id)}`;
-    return h('tr', {'data-agent': a.id},
+    const download = h('button', {type: 'button', class: 'small', 'aria-label': `Export ${a.id}`, onclick: async () => {
+      try {
+        const url = URL.createObjectURL(await blob(`${base}/export`));
+        const link = h('a', {href: url, download: `${a.id}.skv`});
+        document.body.append(link);
+        link.click();
+        link.remove();
+        setTimeout(() => URL.revokeObjectURL(url), 60000);
+        status.replaceChildren(h('span', {class: 'ok'}, `Exported ${a.id} (${a.id}.skv)`));
+      } catch (e) {
+        status.replaceChildren(errorBox(e));
+      }
+    }}, 'Export');
+    const serving = a.model_loaded !== false;
+    return h('tr', {'data-agent': a.id, 'data-model': a.model || ''},
       h('th', {scope: 'row'}, h('code', {}, a.id)),
+      h('td', {}, a.model || '–'),
       h('td', {}, h('span', {class: `badge ${a.tier}`}, a.tier)),
       h('td', {class: 'num'}, fmtInt(a.tokens)),
       h('td', {class: 'num'}, fmtBytes(a.bytes)),
@@ -79,10 +122,12 @@ export function mount(root) {
       h('td', {}, fmtAgo(a.last_used)),
       h('td', {}, a.pinned ? 'yes' : 'no'),
       h('td', {}, a.kv_type || '–'),
-      h('td', {class: 'actions'},
+      serving ? h('td', {class: 'actions'},
         a.pinned ? act('Unpin', `${base}/unpin`, 'POST') : act('Pin', `${base}/pin`, 'POST'),
         a.tier !== 'cold' ? act('Evict', `${base}/evict`, 'POST') : null,
-        act('Delete', base, 'DELETE', `Delete agent ${a.id} from every tier?`)));
+        download,
+        act('Delete', base, 'DELETE', `Delete agent ${a.id} from every tier?`))
+        : h('td', {class: 'muted small'}, `kept on disk for ${a.model}`));
   }
 
   async function load() {
@@ -90,26 +135,28 @@ export function mount(root) {
       const list = await api('/v1/agents');
       agents = list.data || [];
       render();
+      const mine = agents.filter((a) => a.model_loaded !== false);
       let kv = null;
       try {
         kv = sample(parseProm(await text('/metrics')), 'semantic_kv_usage_ratio');
       } catch {
         // metrics may need a key the caller lacks; the totals from the list still show
       }
-      const by = (t) => agents.filter((a) => a.tier === t);
+      const by = (t) => mine.filter((a) => a.tier === t);
       const sum = (list, k) => list.reduce((s, a) => s + (a[k] || 0), 0);
       const b = list.budgets || {};
       const of = (v) => (v ? ` of ${v}` : '');
       const share = (used, budget) => (budget ? used / budget : undefined);
       const warmBytes = sum(by('warm'), 'bytes');
-      const fileBytes = sum(agents, 'file_bytes');
+      const fileBytes = sum(mine, 'file_bytes');
+      const others = agents.length - mine.length;
       fill(totals,
-        stat('Agents', fmtInt(agents.length)),
+        stat('Agents', `${fmtInt(mine.length)}${others ? ` · ${fmtInt(others)} of other models` : ''}`),
         stat('Hot (engine)', `${by('hot').length}${of(b.hot_agents)} · ${fmtInt(sum(by('hot'), 'tokens'))} cells`,
           share(by('hot').length, b.hot_agents)),
         stat('Warm (RAM)', `${by('warm').length} · ${fmtBytes(warmBytes)}${of(b.warm_bytes && fmtBytes(b.warm_bytes))}`,
           share(warmBytes, b.warm_bytes)),
-        stat('Cold (disk)', `${agents.filter((a) => a.file_bytes).length} files · ${fmtBytes(fileBytes)}${of(b.disk_bytes && fmtBytes(b.disk_bytes))}`,
+        stat('Cold (disk)', `${mine.filter((a) => a.file_bytes).length} files · ${fmtBytes(fileBytes)}${of(b.disk_bytes && fmtBytes(b.disk_bytes))}`,
           share(fileBytes, b.disk_bytes)),
         kv === null ? null : stat('KV in use', `${(kv * 100).toFixed(1)} %`, kv));
       if (status.querySelector('.error')) status.replaceChildren();

@@ -96,6 +96,17 @@ fn swapping_smollm2_gemma_smollm2_under_load_keeps_each_models_agents() {
     let (status, other) = chat(&server, "alice", &alice, 8);
     assert_eq!(status, 200, "{other}");
     assert!(usage(&other).1 <= 4, "alice's SmolLM2 memory is not Gemma's: {other}");
+    // Every agent is listed with its model: SmolLM2's are kept on disk while Gemma serves.
+    let agents = server.request("GET", "/v1/agents", None).json();
+    let rows: Vec<(&str, &str, bool)> = agents["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["id"].as_str().unwrap(), a["model"].as_str().unwrap(), a["model_loaded"].as_bool().unwrap()))
+        .collect();
+    for row in [("alice", GEMMA, true), ("gina", GEMMA, true), ("alice", SMOL, false)] {
+        assert!(rows.contains(&row), "{row:?} in {rows:?}");
+    }
     let smol_by_name = server.post_json("/v1/chat/completions", &json!({"model": SMOL, "messages": alice}));
     assert_eq!((smol_by_name.status, smol_by_name.json()["error"]["code"].clone()), (404, json!("model_not_found")));
 
@@ -135,4 +146,34 @@ fn a_swap_to_a_corrupt_gguf_fails_and_the_previous_model_keeps_answering() {
     assert!(metrics.contains("semantic_model_swaps_total{result=\"rolled_back\"} 1"), "{metrics}");
     assert!(metrics.contains("semantic_model_swaps_total{result=\"rejected\"} 1"), "{metrics}");
     assert!(server.stderr().contains("model swap failed"), "the failure is logged");
+}
+
+#[test]
+fn swap_on_demand_follows_the_model_a_request_names_under_its_registry_id() {
+    let dir = TempDir::new("on-demand");
+    let models = models_dir(dir.path(), &[]);
+    let model = models.join(format!("{SMOL}.gguf"));
+    let (model, models) = (model.to_str().unwrap(), models.to_str().unwrap());
+    let ids = format!("smol={SMOL},gemma={GEMMA}");
+    let server = Server::start(&["--model", model, "--models-dir", models, "--model-id", &ids, "--swap-on-demand"]);
+    let listed = server.request("GET", "/v1/models", None).json();
+    let names: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
+    assert_eq!(names, ["smol", "gemma"], "registry ids replace the file stems: {listed}");
+    let ask = |model: &str| {
+        let body =
+            json!({"model": model, "max_tokens": 4, "temperature": 0, "messages": [{"role": "user", "content": "Hi"}]});
+        let reply = server.post_json("/v1/chat/completions", &body);
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        reply.json()["model"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(ask(SMOL), SMOL, "the stem still names the serving model");
+    assert_eq!(ask("gemma"), "gemma", "a request naming Gemma swapped to it");
+    let current = server.request("GET", "/health", None).json();
+    assert_eq!(current["model"], "gemma", "{current}");
+    assert_eq!(ask("smol"), "smol");
+    let unknown = server
+        .post_json("/v1/chat/completions", &json!({"model": "nope", "messages": [{"role": "user", "content": "Hi"}]}));
+    assert_eq!((unknown.status, unknown.json()["error"]["code"].clone()), (404, json!("model_not_found")));
+    let metrics = server.request("GET", "/metrics", None).body;
+    assert!(metrics.contains("semantic_model_swaps_total{result=\"ok\"} 2"), "{metrics}");
 }

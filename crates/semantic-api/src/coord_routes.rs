@@ -260,7 +260,7 @@ pub async fn whisper(
     let mut s = slot.lock();
     let message = s.whisper(&req.from_agent_id, &req.to_agent_id, &req.content, now_secs()).map_err(coord_error)?;
     let body = message_json(message);
-    state.coord.save(&s)?;
+    state.coord.save(&slot, s)?;
     Ok(Json(body))
 }
 
@@ -287,7 +287,8 @@ pub async fn messages(
 /// would be given on its next turn.
 #[utoipa::path(get, path = "/v1/coordination/sessions/{id}/prompt/{agent_id}", tag = "coordination",
     params(("id" = String, Path, description = "session id"), ("agent_id" = String, Path, description = "agent id")),
-    responses((status = 200, description = "`{messages: [{role, content}]}` and the agent's memory id"),
+    responses((status = 200, description = "`{messages: [{role, content}]}`, the agent's memory id and \
+        `reply_prefix`: the text its reply is prefilled with, after the template's generation prompt"),
         (status = 404, description = "no such session or agent", body = OpenAiErrorBody)))]
 pub async fn prompt(
     State(state): State<AppState>,
@@ -295,12 +296,10 @@ pub async fn prompt(
     ApiPath((id, agent_id)): ApiPath<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let slot = state.coord.get(&caller.namespace, &id)?;
-    let s = slot.lock();
-    let messages = s.next_prompt(&agent_id).map_err(coord_error)?;
-    let index = s.agent_index(&agent_id).map_err(coord_error)?;
-    Ok(Json(
-        json!({"session_id": id, "agent_id": agent_id, "memory_id": s.views[index].memory_id, "messages": messages}),
-    ))
+    let mut plan = slot.lock().next_plan(&agent_id).map_err(coord_error)?;
+    crate::coordination::fit_reply_prefix(&state, &mut plan);
+    Ok(Json(json!({"session_id": id, "agent_id": agent_id, "memory_id": plan.memory_id, "messages": plan.messages,
+        "reply_prefix": plan.reply_prefix})))
 }
 
 /// `POST /v1/coordination/sessions/{id}/vote`: stored as the agent's latest vote, checked
@@ -326,8 +325,9 @@ pub async fn vote(
         source: VoteSource::Api,
     };
     let stored = s.vote(&vote).map_err(coord_error)?;
-    state.coord.save(&s)?;
-    Ok(Json(json!({"object": "coordination.vote", "session_id": id, "vote": stored, "votes_cast": s.votes.len()})))
+    let body = json!({"object": "coordination.vote", "session_id": id, "vote": stored, "votes_cast": s.votes.len()});
+    state.coord.save(&slot, s)?;
+    Ok(Json(body))
 }
 
 /// `POST /v1/coordination/sessions/{id}/decide`: every voting agent is asked to choose among the

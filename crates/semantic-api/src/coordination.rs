@@ -1,16 +1,20 @@
 //! Coordination sessions over HTTP (`/v1/coordination/…`): the `Coordinator` (sessions by
 //! namespace, permanent agents' histories, the store on disk) and running turns: a planned
 //! turn's messages go through the chat template and the scheduler under the agent's memory id,
-//! the reply is cleaned and committed, and the session is written before the response. A turn
-//! that fails or is cut (shutdown, client gone) is not committed. Broadcast rounds run their
-//! turns concurrently. Session logic itself lives in `semantic-coord`.
+//! the reply is cleaned and committed, and the session is written before the response (outside
+//! the session's lock: a state is cloned under it and written after, a newer state never
+//! overwritten by an older one, see `SessionWriter`). A turn that fails or is cut (shutdown,
+//! client gone) is not committed. Broadcast rounds run their turns concurrently. Session logic
+//! itself lives in `semantic-coord`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use semantic_coord::{CoordError, Lifecycle, Session, SessionStore, StoredHistory, TurnPlan, TurnRecord, TurnUsage};
+use semantic_coord::{
+    CoordError, Lifecycle, Session, SessionStore, SessionWriter, StoredHistory, TurnPlan, TurnRecord, TurnUsage,
+};
 use semantic_engine::SamplingParams;
 use semantic_scheduler::{AgentId, AgentKey, AgentRef, GenerateRequest, Namespace};
 use serde_json::{json, Value};
@@ -21,13 +25,18 @@ use crate::error::{ApiError, ErrorKind, Flavor};
 use crate::generation::{now_secs, Finish, Generation, Job, Piece, Step};
 use crate::AppState;
 
-/// One session and whether a turn is running in it.
+/// One session, whether a turn is running in it, and the writer of its file.
 pub(crate) struct Slot {
     session: Mutex<Session>,
     busy: AtomicBool,
+    writer: SessionWriter,
 }
 
 impl Slot {
+    fn new(session: Session) -> Self {
+        Slot { session: Mutex::new(session), busy: AtomicBool::new(false), writer: SessionWriter::default() }
+    }
+
     /// The session, locked briefly (never across an await).
     pub fn lock(&self) -> MutexGuard<'_, Session> {
         // A panic while holding the lock leaves a consistent session: every change is one call.
@@ -78,7 +87,7 @@ impl Coordinator {
             }
             for session in loaded {
                 let key = (session.namespace.clone(), session.id.clone());
-                sessions.insert(key, Arc::new(Slot { session: Mutex::new(session), busy: AtomicBool::new(false) }));
+                sessions.insert(key, Arc::new(Slot::new(session)));
             }
         }
         Coordinator { sessions: Mutex::new(sessions), histories: Mutex::default(), store }
@@ -91,6 +100,16 @@ impl Coordinator {
     /// A session of the namespace; 404 otherwise (another key's session included).
     pub(crate) fn get(&self, ns: &Namespace, id: &str) -> Result<Arc<Slot>, ApiError> {
         self.map().get(&(ns.as_str().to_owned(), id.to_owned())).cloned().ok_or_else(|| not_found("session", id))
+    }
+
+    /// A session by its namespace's name and id (for records that name it, like scenario runs).
+    pub(crate) fn slot(&self, ns: &str, id: &str) -> Option<Arc<Slot>> {
+        self.map().get(&(ns.to_owned(), id.to_owned())).cloned()
+    }
+
+    /// Where sessions are stored (None: in memory only).
+    pub(crate) fn store(&self) -> Option<&SessionStore> {
+        self.store.as_ref()
     }
 
     /// Every session of the namespace, oldest first.
@@ -115,15 +134,23 @@ impl Coordinator {
 
     /// Adds a new session and writes it.
     pub(crate) fn insert(&self, session: Session) -> Result<Arc<Slot>, ApiError> {
-        self.save(&session)?;
         let key = (session.namespace.clone(), session.id.clone());
-        let slot = Arc::new(Slot { session: Mutex::new(session), busy: AtomicBool::new(false) });
+        let slot = Arc::new(Slot::new(session));
+        self.save(&slot, slot.lock())?;
         self.map().insert(key, Arc::clone(&slot));
         Ok(slot)
     }
 
-    /// Writes a session and its permanent agents' histories.
-    pub(crate) fn save(&self, session: &Session) -> Result<(), ApiError> {
+    /// Writes a session and its permanent agents' histories: the state is stamped and cloned
+    /// under the lock `session`, which is released before anything is written.
+    pub(crate) fn save(&self, slot: &Slot, session: MutexGuard<'_, Session>) -> Result<(), ApiError> {
+        let version = slot.writer.stamp();
+        let snapshot = session.clone();
+        drop(session);
+        self.write(slot, version, &snapshot)
+    }
+
+    fn write(&self, slot: &Slot, version: u64, session: &Session) -> Result<(), ApiError> {
         let mut histories = self.histories.lock().unwrap_or_else(|p| p.into_inner());
         for (agent, view) in session.spec.agents.iter().zip(&session.views) {
             if agent.lifecycle == Lifecycle::Permanent && !view.history.is_empty() {
@@ -140,7 +167,7 @@ impl Coordinator {
         }
         drop(histories);
         if let Some(store) = &self.store {
-            store.save_session(session).map_err(store_error)?;
+            slot.writer.write(store, version, session).map_err(store_error)?;
         }
         Ok(())
     }
@@ -227,7 +254,7 @@ pub(crate) async fn run(
     };
     let mut done = Vec::new();
     while done.len() < total {
-        let plans = {
+        let mut plans = {
             let session = slot.lock();
             let planned = match &what {
                 Run::Turn(speaker) => session.plan_turn(speaker.as_deref()).map(|p| vec![p]),
@@ -238,6 +265,7 @@ pub(crate) async fn run(
                 other => other.map_err(coord_error)?,
             }
         };
+        plans.iter_mut().for_each(|p| fit_reply_prefix(state, p));
         for plan in &plans {
             let start = json!({
                 "session_id": slot.lock().id, "turn": plan.turn, "round": plan.round,
@@ -266,9 +294,11 @@ fn commit(state: &AppState, slot: &Arc<Slot>, plan: TurnPlan, reply: Reply) -> R
     let others: Vec<&str> =
         session.spec.agents.iter().map(|a| a.display_name.as_str()).filter(|n| *n != speaker).collect();
     let content = semantic_coord::clean::clean_response(&reply.text, &speaker, &others);
+    tracing::debug!(turn = plan.turn, agent = %plan.agent_id, raw = ?reply.text, cleaned = ?content,
+        "coordination reply");
     let record = session.commit(plan, content, reply.usage, reply.finish, now_secs()).map_err(coord_error)?;
-    state.coord.save(&session)?;
     let json = turn_json(&session, &record);
+    state.coord.save(slot, session)?;
     Ok((record, json))
 }
 
@@ -292,10 +322,10 @@ pub(crate) fn request(
     let agent = AgentId::parse(&plan.memory_id)
         .map_err(|e| ApiError::new(ErrorKind::Internal, format!("memory id {:?}: {e}", plan.memory_id)))?;
     let key = AgentKey::new(ns.clone(), agent.clone());
-    let prompt = state
-        .prompter
-        .chat_with_tools(plan.messages.clone(), None, Some(&key))
-        .map_err(|e| ApiError::new(ErrorKind::Internal, format!("building the prompt: {e}")))?;
+    let building = |e: &dyn std::fmt::Display| ApiError::new(ErrorKind::Internal, format!("building the prompt: {e}"));
+    let mut text = state.prompter.render(&plan.messages, None).map_err(|e| building(&e))?;
+    text.push_str(&plan.reply_prefix);
+    let prompt = state.prompter.tokenize(&text, Some(&key)).map_err(|e| building(&e))?;
     let left = state.scheduler.max_sequence_tokens().saturating_sub(prompt.len());
     let sampling = SamplingParams {
         temperature: settings.temperature,
@@ -312,6 +342,26 @@ pub(crate) fn request(
         stop: plan.stop.clone(),
         agent: AgentRef { namespace: ns.clone(), agent: Some(agent) },
     })
+}
+
+/// Keeps a plan's reply prefix only where the chat template renders an assistant message as its
+/// generation prompt followed by the message's text (ChatML, Llama 3, Gemma, ...): then the
+/// prompt that ends with the prefill is a prefix of the next turn's and the agent's KV is reused.
+/// Elsewhere (Harmony's channels, templates that add reasoning tags) the reply is not prefilled.
+pub(crate) fn fit_reply_prefix(state: &AppState, plan: &mut TurnPlan) {
+    if plan.reply_prefix.is_empty() {
+        return;
+    }
+    let mut probe = plan.messages.clone();
+    probe.push(semantic_chat::Message::new("assistant", format!("{} x", plan.reply_prefix)));
+    probe.push(semantic_chat::Message::new("user", "y"));
+    let continues = match (state.prompter.render(&plan.messages, None), state.prompter.render(&probe, None)) {
+        (Ok(open), Ok(next)) => next.strip_prefix(&open).is_some_and(|rest| rest.starts_with(&plan.reply_prefix)),
+        _ => false,
+    };
+    if !continues {
+        plan.reply_prefix.clear();
+    }
 }
 
 /// Generates one turn's reply, streaming its text to `sink`, within the request timeout.
@@ -393,7 +443,11 @@ pub(crate) async fn decide(
         let plans: Vec<TurnPlan> = voters
             .iter()
             .filter_map(|id| session.agent_index(id).ok())
-            .map(|i| session.plan_question(i, &text))
+            .map(|i| {
+                let mut plan = session.plan_question(i, &text);
+                fit_reply_prefix(state, &mut plan);
+                plan
+            })
             .collect();
         (plans, session.spec.settings.clone(), options, mode)
     };
@@ -425,7 +479,8 @@ pub(crate) async fn decide(
             "counted": counted, "usage": crate::coord_wire::usage_json(&reply.usage),
         }));
     }
-    state.coord.save(&session)?;
-    Ok(json!({"object": "coordination.decision", "session_id": session.id, "options": options,
-        "answers": answers, "decision": session.decision()}))
+    let body = json!({"object": "coordination.decision", "session_id": session.id, "options": options,
+        "answers": answers, "decision": session.decision()});
+    state.coord.save(slot, session)?;
+    Ok(body)
 }

@@ -64,14 +64,15 @@ pub async fn start(
 
 /// `GET /v1/scenarios/runs/{id}`.
 #[utoipa::path(get, path = "/v1/scenarios/runs/{id}", tag = "scenarios", params(("id" = String, Path, description = "run id")),
-    responses((status = 200, description = "status: running, paused, completed, failed or cancelled; phases and turns so far"),
+    responses((status = 200, description = "status: running, paused, completed, failed, cancelled or interrupted \
+        (the server stopped during the run); phases and turns so far"),
         (status = 404, description = "no such run", body = OpenAiErrorBody)))]
 pub async fn status(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = state.runs.get(&caller.namespace, &id)?;
+    let record = state.runs.get(&state.coord, &caller.namespace, &id)?;
     Ok(Json(runs::with(&record, runs::status_json)))
 }
 
@@ -84,22 +85,24 @@ pub async fn cancel(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = state.runs.get(&caller.namespace, &id)?;
+    let record = state.runs.get(&state.coord, &caller.namespace, &id)?;
     Ok(Json(runs::cancel(&record)))
 }
 
-/// `POST /v1/scenarios/runs/{id}/next`: runs the next phase of a paused step run.
+/// `POST /v1/scenarios/runs/{id}/next`: runs the next phase of a paused step run, or resumes an
+/// interrupted run (its cut phase goes on in the same session).
 #[utoipa::path(post, path = "/v1/scenarios/runs/{id}/next", tag = "scenarios", params(("id" = String, Path, description = "run id")),
     responses((status = 200, description = "the run, running its next phase"),
         (status = 404, description = "no such run", body = OpenAiErrorBody),
-        (status = 409, description = "the run is not paused (`run_not_paused`)", body = OpenAiErrorBody),
+        (status = 409, description = "the run is neither paused nor interrupted (`run_not_paused`)",
+            body = OpenAiErrorBody),
         (status = 429, description = "too many runs running (Retry-After)", body = OpenAiErrorBody)))]
 pub async fn next(
     State(state): State<AppState>,
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let record = state.runs.get(&caller.namespace, &id)?;
+    let record = state.runs.get(&state.coord, &caller.namespace, &id)?;
     Ok(Json(runs::next(&state, &caller.namespace, &record)?))
 }
 
@@ -114,7 +117,7 @@ pub async fn transcript(
     ApiPath(id): ApiPath<String>,
     ApiQuery(q): ApiQuery<TranscriptQuery>,
 ) -> Result<Response, ApiError> {
-    let record = state.runs.get(&caller.namespace, &id)?;
+    let record = state.runs.get(&state.coord, &caller.namespace, &id)?;
     let t = runs::with(&record, runs::transcript_json);
     match q.format.as_deref() {
         None | Some("json") => Ok(Json(t).into_response()),
@@ -138,7 +141,7 @@ pub async fn events(
     caller: Caller,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    let record = state.runs.get(&caller.namespace, &id)?;
+    let record = state.runs.get(&state.coord, &caller.namespace, &id)?;
     let (past, live, ended) = runs::subscribe(&record);
     Ok(sse(past, live, ended).into_response())
 }

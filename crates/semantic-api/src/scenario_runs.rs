@@ -4,22 +4,25 @@
 //! their phase ends), `auto_rounds` rounds run per phase, a phase with a decision mode is
 //! decided over the outcome's choices, and the outcome regex and payoff matrix are applied at the
 //! end. Events are logged and replayed to every SSE subscriber; the transcript is JSON or
-//! Markdown. `semantic scenario run` is a client of these routes. Runs live in memory: the
-//! sessions they create are stored, the run record is not.
+//! Markdown. `semantic scenario run` is a client of these routes. A run's record (request,
+//! status, phases with their sessions, event log) is written after every logged event through the
+//! coordination store (`{namespace}/runs/{id}.json`, checksummed, replaced atomically), and loaded
+//! on first use after a restart: a run that was running then reads `interrupted`, and
+//! `POST …/next` resumes it, finishing its cut phase in that phase's own session.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use semantic_coord::scenario::{self, Phase, Scenario, TranscriptLine};
-use semantic_coord::{Lifecycle, MessageKind, Session, SessionStatus};
+use semantic_coord::{Lifecycle, MessageKind, Session, SessionStatus, SessionStore};
 use semantic_scheduler::Namespace;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, mpsc};
 use utoipa::ToSchema;
 
 use crate::coord_wire::{message_json, AgentConfig, CreateSessionRequest, InteractionWire};
-use crate::coordination::{coord_error, decide, run, Event, Run, Slot};
+use crate::coordination::{coord_error, decide, run, Coordinator, Event, Run, Slot};
 use crate::error::{ApiError, ErrorKind};
 use crate::generation::{now_secs, random_id};
 use crate::AppState;
@@ -30,7 +33,7 @@ const KEPT_RUNS: usize = 64;
 const RUNNING_LIMIT: usize = 4;
 
 /// `POST /v1/scenarios/runs`.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct StartRunRequest {
     /// The scenario file's text (YAML).
     pub yaml: String,
@@ -48,7 +51,7 @@ pub struct StartRunRequest {
 }
 
 /// A run's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     /// Phases are running.
@@ -61,6 +64,30 @@ pub enum RunStatus {
     Failed,
     /// Cancelled through `DELETE`.
     Cancelled,
+    /// The server stopped while the run was running; `POST …/next` resumes it.
+    Interrupted,
+}
+
+/// One phase of a run: the session that runs it, its decision, and whether it is done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct PhaseRun {
+    phase: String,
+    session_id: String,
+    decision: Option<Value>,
+    complete: bool,
+}
+
+/// What is stored of a run; the rest (scenario, sessions, live channel) is rebuilt from it.
+#[derive(Serialize, Deserialize)]
+struct RunFile {
+    id: String,
+    namespace: String,
+    request: StartRunRequest,
+    status: RunStatus,
+    error: Option<Value>,
+    created_at: u64,
+    phases: Vec<PhaseRun>,
+    events: Vec<RunEvent>,
 }
 
 /// A logged run event: its name and JSON data.
@@ -76,18 +103,79 @@ pub(crate) struct RunRecord {
     status: RunStatus,
     error: Option<Value>,
     created_at: u64,
-    /// Per phase: the session that ran it, and its decision.
-    phases: Vec<(String, String, Option<Value>)>,
+    /// The phases started, in order.
+    phases: Vec<PhaseRun>,
     events: Vec<RunEvent>,
     live: broadcast::Sender<RunEvent>,
     sessions: HashMap<String, Arc<Slot>>,
     abort: Option<tokio::task::AbortHandle>,
+    /// Where the record is written (None: in memory only).
+    store: Option<SessionStore>,
 }
 
-/// Every run of the server.
+impl RunRecord {
+    /// Writes the record; a failure is logged (the run goes on, its record may be stale).
+    fn save(&self) {
+        let Some(store) = &self.store else { return };
+        let file = RunFile {
+            id: self.id.clone(),
+            namespace: self.namespace.clone(),
+            request: self.request.clone(),
+            status: self.status,
+            error: self.error.clone(),
+            created_at: self.created_at,
+            phases: self.phases.clone(),
+            events: self.events.clone(),
+        };
+        if let Err(err) = store.save_run(&self.namespace, &self.id, &file) {
+            tracing::error!(%err, run = %self.id, "writing a scenario run's record failed");
+        }
+    }
+
+    /// A stored run, relinked to its sessions; one that was running is now interrupted.
+    fn restore(file: RunFile, coord: &Coordinator, store: &SessionStore) -> Option<RunRecord> {
+        let scenario = match scenario::parse(&file.request.yaml) {
+            Ok(scenario) => scenario,
+            Err(issues) => {
+                tracing::warn!(run = %file.id, issues = issues.len(), "a stored scenario run no longer parses");
+                return None;
+            }
+        };
+        let sessions = file
+            .phases
+            .iter()
+            .filter_map(|p| coord.slot(&file.namespace, &p.session_id).map(|slot| (p.phase.clone(), slot)))
+            .collect();
+        let mut record = RunRecord {
+            id: file.id,
+            namespace: file.namespace,
+            scenario,
+            request: file.request,
+            status: file.status,
+            error: file.error,
+            created_at: file.created_at,
+            phases: file.phases,
+            events: file.events,
+            live: broadcast::channel(256).0,
+            sessions,
+            abort: None,
+            store: Some(store.clone()),
+        };
+        if record.status == RunStatus::Running {
+            record.status = RunStatus::Interrupted;
+            let body = status_json(&record);
+            push(&mut record, "run_interrupted", body);
+        }
+        Some(record)
+    }
+}
+
+/// Every run of the server: those stored are loaded on first use (the coordination store is
+/// known then).
 #[derive(Default)]
 pub struct ScenarioRuns {
     runs: Mutex<Vec<Arc<Mutex<RunRecord>>>>,
+    loaded: std::sync::OnceLock<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -95,8 +183,27 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ScenarioRuns {
-    pub(crate) fn get(&self, ns: &Namespace, id: &str) -> Result<Arc<Mutex<RunRecord>>, ApiError> {
+    /// The runs, the stored ones loaded first if this is the first use.
+    fn all(&self, coord: &Coordinator) -> std::sync::MutexGuard<'_, Vec<Arc<Mutex<RunRecord>>>> {
+        self.loaded.get_or_init(|| {
+            let Some(store) = coord.store() else { return };
+            let (files, problems) = store.load_runs::<RunFile>();
+            for err in problems {
+                tracing::warn!(%err, "a stored scenario run did not verify and was moved aside");
+            }
+            let mut restored: Vec<RunRecord> =
+                files.into_iter().filter_map(|f| RunRecord::restore(f, coord, store)).collect();
+            restored.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            if !restored.is_empty() {
+                tracing::info!(runs = restored.len(), "scenario runs restored");
+            }
+            lock(&self.runs).extend(restored.into_iter().map(|r| Arc::new(Mutex::new(r))));
+        });
         lock(&self.runs)
+    }
+
+    pub(crate) fn get(&self, coord: &Coordinator, ns: &Namespace, id: &str) -> Result<Arc<Mutex<RunRecord>>, ApiError> {
+        self.all(coord)
             .iter()
             .find(|r| {
                 let r = lock(r);
@@ -109,8 +216,8 @@ impl ScenarioRuns {
     }
 
     /// 429 `too_many_runs` (Retry-After) when [`RUNNING_LIMIT`] runs are running.
-    fn check_capacity(&self) -> Result<(), ApiError> {
-        Self::capacity(&lock(&self.runs))
+    fn check_capacity(&self, coord: &Coordinator) -> Result<(), ApiError> {
+        Self::capacity(&self.all(coord))
     }
 
     fn capacity(runs: &[Arc<Mutex<RunRecord>>]) -> Result<(), ApiError> {
@@ -125,18 +232,23 @@ impl ScenarioRuns {
         Ok(())
     }
 
-    fn add(&self, record: RunRecord) -> Result<Arc<Mutex<RunRecord>>, ApiError> {
-        let mut runs = lock(&self.runs);
+    fn add(&self, coord: &Coordinator, record: RunRecord) -> Result<Arc<Mutex<RunRecord>>, ApiError> {
+        let mut runs = self.all(coord);
         Self::capacity(&runs)?;
         while runs.len() >= KEPT_RUNS {
             let ended = runs.iter().position(|r| !matches!(lock(r).status, RunStatus::Running | RunStatus::Paused));
             match ended.or_else(|| runs.iter().position(|r| lock(r).status == RunStatus::Paused)) {
                 Some(i) => {
-                    runs.remove(i);
+                    let gone = runs.remove(i);
+                    let gone = lock(&gone);
+                    if let Some(Err(err)) = gone.store.as_ref().map(|s| s.delete_run(&gone.namespace, &gone.id)) {
+                        tracing::warn!(%err, run = %gone.id, "deleting a forgotten scenario run's record failed");
+                    }
                 }
                 None => break,
             }
         }
+        record.save();
         let record = Arc::new(Mutex::new(record));
         runs.push(Arc::clone(&record));
         Ok(record)
@@ -147,10 +259,11 @@ fn log(record: &Mutex<RunRecord>, name: &str, data: Value) {
     push(&mut lock(record), name, data);
 }
 
-/// Logs an event and sends it live, under the caller's lock (so a status change and the event
-/// that announces it are seen together).
+/// Logs an event, writes the record and sends the event live, under the caller's lock (so a
+/// status change and the event that announces it are seen, and stored, together).
 fn push(r: &mut RunRecord, name: &str, data: Value) {
     r.events.push((name.to_owned(), data.clone()));
+    r.save();
     let _ = r.live.send((name.to_owned(), data));
 }
 
@@ -166,31 +279,36 @@ pub(crate) fn start(state: &AppState, ns: &Namespace, req: StartRunRequest) -> R
     }
     let (live, _) = broadcast::channel(256);
     let id = random_id("run_");
-    let record = state.runs.add(RunRecord {
-        id: id.clone(),
-        namespace: ns.as_str().to_owned(),
-        scenario: scenario.clone(),
-        request: req,
-        status: RunStatus::Running,
-        error: None,
-        created_at: now_secs(),
-        phases: Vec::new(),
-        events: Vec::new(),
-        live,
-        sessions: HashMap::new(),
-        abort: None,
-    })?;
+    let record = state.runs.add(
+        &state.coord,
+        RunRecord {
+            id: id.clone(),
+            namespace: ns.as_str().to_owned(),
+            scenario: scenario.clone(),
+            request: req,
+            status: RunStatus::Running,
+            error: None,
+            created_at: now_secs(),
+            phases: Vec::new(),
+            events: Vec::new(),
+            live,
+            sessions: HashMap::new(),
+            abort: None,
+            store: state.coord.store().cloned(),
+        },
+    )?;
     let body = status_json(&lock(&record));
     spawn_phases(state, ns, &record);
     Ok(body)
 }
 
-/// Runs the next phase of a paused step run (409 `run_not_paused` otherwise).
+/// Runs the next phase of a paused step run, or resumes an interrupted run (409
+/// `run_not_paused` otherwise).
 pub(crate) fn next(state: &AppState, ns: &Namespace, record: &Arc<Mutex<RunRecord>>) -> Result<Value, ApiError> {
-    state.runs.check_capacity()?;
+    state.runs.check_capacity(&state.coord)?;
     let body = {
         let mut r = lock(record);
-        if r.status != RunStatus::Paused {
+        if !matches!(r.status, RunStatus::Paused | RunStatus::Interrupted) {
             let status = serde_json::to_value(r.status).unwrap_or_default();
             return Err(ApiError::new(ErrorKind::Conflict, format!("the run is {status}, not paused"))
                 .with_code("run_not_paused"));
@@ -236,7 +354,7 @@ fn spawn_phases(state: &AppState, ns: &Namespace, record: &Arc<Mutex<RunRecord>>
 /// Cancels a running run (the turn in progress is dropped, not recorded).
 pub(crate) fn cancel(record: &Mutex<RunRecord>) -> Value {
     let mut r = lock(record);
-    if matches!(r.status, RunStatus::Running | RunStatus::Paused) {
+    if matches!(r.status, RunStatus::Running | RunStatus::Paused | RunStatus::Interrupted) {
         if let Some(abort) = r.abort.take() {
             abort.abort();
         }
@@ -253,7 +371,7 @@ pub(crate) fn cancel(record: &Mutex<RunRecord>) -> Value {
 async fn run_phases(state: &AppState, ns: &Namespace, record: &Arc<Mutex<RunRecord>>) -> Result<bool, ApiError> {
     let (scenario, req, done) = {
         let r = lock(record);
-        (r.scenario.clone(), r.request.clone(), r.phases.len())
+        (r.scenario.clone(), r.request.clone(), r.phases.iter().filter(|p| p.complete).count())
     };
     for (i, phase) in scenario.phases.iter().enumerate().skip(done) {
         run_phase(state, ns, record, &req, &scenario, phase).await?;
@@ -265,8 +383,9 @@ async fn run_phases(state: &AppState, ns: &Namespace, record: &Arc<Mutex<RunReco
     Ok(false)
 }
 
-/// One phase: its session is created and recorded, its rounds run (events forwarded to the run's
-/// log), the scenario's outcome decided if it has one, and its ephemeral agents cleared.
+/// One phase: its session is created and recorded (or, for a phase cut by a restart, taken up
+/// again), its rounds run (events forwarded to the run's log), the scenario's outcome decided if
+/// it has one, and its ephemeral agents cleared.
 async fn run_phase(
     state: &AppState,
     ns: &Namespace,
@@ -275,26 +394,20 @@ async fn run_phase(
     scenario: &Scenario,
     phase: &Phase,
 ) -> Result<(), ApiError> {
-    let create = session_request(scenario, phase, record, req)?;
-    let spec = create.into_spec().map_err(coord_error)?;
-    let ns_str = ns.as_str().to_owned();
-    let coord = &state.coord;
-    let lookup = |memory_id: &str| coord.history(&ns_str, memory_id);
-    let session = Session::new(random_id("sess_"), ns_str.clone(), spec, now_secs(), &lookup).map_err(coord_error)?;
-    let session_id = session.id.clone();
-    let slot = state.coord.insert(session)?;
-    {
-        let mut r = lock(record);
-        r.sessions.insert(phase.name.clone(), Arc::clone(&slot));
-        r.phases.push((phase.name.clone(), session_id.clone(), None));
+    let started = lock(record).sessions.get(&phase.name).cloned();
+    let slot = match started {
+        Some(slot) => slot,
+        None => open_phase(state, ns, record, req, scenario, phase)?,
+    };
+    let session_id = slot.lock().id.clone();
+    let (speakers, done) = {
+        let s = slot.lock();
+        (s.speakers().len(), s.turns_done as usize)
+    };
+    let turns = (speakers * req.rounds.unwrap_or(phase.auto_rounds) as usize).saturating_sub(done);
+    if turns > 0 {
+        run_rounds(state, ns, record, &slot, &phase.name, turns).await?;
     }
-    log(
-        record,
-        "phase_start",
-        json!({"phase": phase.name, "label": phase.label, "session_id": session_id, "agents": phase.agents}),
-    );
-    let turns = slot.lock().speakers().len() * req.rounds.unwrap_or(phase.auto_rounds) as usize;
-    run_rounds(state, ns, record, &slot, &phase.name, turns).await?;
     let decision = match (&scenario.outcome, phase.decision_mode) {
         (_, semantic_coord::DecisionMode::None) => None,
         (Some(outcome), _) if outcome.choices.len() >= 2 => {
@@ -308,12 +421,47 @@ async fn run_phase(
     clear_ephemeral(state, ns, &slot).await?;
     {
         let mut r = lock(record);
-        if let Some(p) = r.phases.iter_mut().find(|p| p.0 == phase.name) {
-            p.2 = decision.map(|d| d["decision"].clone());
+        if let Some(p) = r.phases.iter_mut().find(|p| p.phase == phase.name) {
+            p.decision = decision.map(|d| d["decision"].clone());
+            p.complete = true;
         }
     }
     log(record, "phase_complete", json!({"phase": phase.name, "session_id": session_id}));
     Ok(())
+}
+
+/// Creates a phase's session and records it in the run.
+fn open_phase(
+    state: &AppState,
+    ns: &Namespace,
+    record: &Arc<Mutex<RunRecord>>,
+    req: &StartRunRequest,
+    scenario: &Scenario,
+    phase: &Phase,
+) -> Result<Arc<Slot>, ApiError> {
+    let create = session_request(scenario, phase, record, req)?;
+    let spec = create.into_spec().map_err(coord_error)?;
+    let ns_str = ns.as_str().to_owned();
+    let coord = &state.coord;
+    let lookup = |memory_id: &str| coord.history(&ns_str, memory_id);
+    let session = Session::new(random_id("sess_"), ns_str.clone(), spec, now_secs(), &lookup).map_err(coord_error)?;
+    let session_id = session.id.clone();
+    let slot = state.coord.insert(session)?;
+    {
+        let mut r = lock(record);
+        r.sessions.insert(phase.name.clone(), Arc::clone(&slot));
+        // A cut phase whose session is gone starts again in this one.
+        r.phases.retain(|p| p.phase != phase.name);
+        let phase_run =
+            PhaseRun { phase: phase.name.clone(), session_id: session_id.clone(), decision: None, complete: false };
+        r.phases.push(phase_run);
+    }
+    log(
+        record,
+        "phase_start",
+        json!({"phase": phase.name, "label": phase.label, "session_id": session_id, "agents": phase.agents}),
+    );
+    Ok(slot)
 }
 
 /// Runs `turns` turns of a phase's session (none if it already finished), forwarding every event
@@ -455,7 +603,9 @@ pub(crate) fn status_json(r: &RunRecord) -> Value {
         "run_id": r.id,
         "scenario": {"id": r.scenario.id, "title": r.scenario.title},
         "status": r.status,
-        "phases": r.phases.iter().map(|(name, session, _)| json!({"phase": name, "session_id": session})).collect::<Vec<_>>(),
+        "phases": r.phases.iter()
+            .map(|p| json!({"phase": p.phase, "session_id": p.session_id, "complete": p.complete}))
+            .collect::<Vec<_>>(),
         "phases_total": r.scenario.phases.len(),
         "turns_done": turns,
         "error": r.error,
@@ -469,7 +619,7 @@ pub(crate) fn transcript_json(r: &RunRecord) -> Value {
     let mut phases = Vec::new();
     let mut per_agent: BTreeMap<String, [u64; 5]> = BTreeMap::new(); // turns, prompt, cached, reuse_ok, reuse_checked
     let mut last_texts: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for (name, session_id, decision) in &r.phases {
+    for PhaseRun { phase: name, session_id, decision, .. } in &r.phases {
         let Some(slot) = r.sessions.get(name) else { continue };
         let s = slot.lock();
         for t in &s.turn_log {

@@ -128,7 +128,17 @@ pub fn clean_response(raw: &str, speaker: &str, others: &[&str]) -> String {
     if let Some(m) = new_speaker.as_ref().and_then(|re| re.find(text)) {
         text = &text[..m.start()];
     }
-    BLANK_LINES.replace_all(text, "\n\n").trim().to_string()
+    let text = BLANK_LINES.replace_all(text, "\n\n");
+    unquote(text.trim()).to_string()
+}
+
+/// A reply wrapped whole in one pair of double quotes, without, as SmolLM2 often writes it after
+/// its `Name:` prefill (`Ida: "We share."`); quotes inside the reply are kept.
+fn unquote(text: &str) -> &str {
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains('"') && !inner.trim().is_empty() => inner.trim(),
+        _ => text,
+    }
 }
 
 #[cfg(test)]
@@ -188,9 +198,57 @@ mod tests {
             ("harmony without final", "<|channel|>analysis<|message|>Thinking about Bob...", ""),
             ("harmony bare", "analysisNeed to answer briefly.assistantfinalWe share.", "We share."),
             ("angle text kept", "Use a < b and b > c.", "Use a < b and b > c."),
+            ("wrapped in quotes", " \"We share.\" ", "We share."),
+            ("inner quotes kept", "\"Share\" or \"hoard\"", "\"Share\" or \"hoard\""),
+            ("only quotes", "\"\"", "\"\""),
         ];
         for (case, raw, want) in cases {
             check(case, raw, "Alice", &["Bob", "Dr. (Who)?"], want);
+        }
+    }
+
+    /// Replies SmolLM2-135M-Instruct (Q4_1) wrote in `scenarios/lighthouse_keepers.yaml` runs
+    /// (`--seed 1` and `2`, `--max-tokens 64`), raw as generated, before and after the reply was
+    /// prefilled with the speaker's `Name:` (long ones abridged). Speakers: Harbour Master, Ida, Tor.
+    #[test]
+    fn cleans_real_smollm2_replies() {
+        let storm = "The storm has arrived, and with it, a new challenge to the crew's ability to provide for \
+                     their loved ones.";
+        let cases: &[(&str, &str, String, &str)] = &[
+            // Without the prefill, Tor opened as Ida: nothing of it is Tor's.
+            (
+                "opens as another keeper",
+                "Tor",
+                format!("Ida: {storm} It is clear that the crew needs extra support in order to ensure the safety"),
+                "",
+            ),
+            // It echoed its own cue after the text.
+            (
+                "echoed cue at the end",
+                "Ida",
+                format!("{storm} Ida, the captain, is addressing the issue\n\n[Ida, respond now.]"),
+                "Ida, the captain, is addressing the issue",
+            ),
+            // After the prefill: a leading space, the reply in quotes.
+            (
+                "quoted after the prefill",
+                "Harbour Master",
+                " \"The storm is getting worse and we need to ration our supplies until tomorrow.\"".into(),
+                "The storm is getting worse and we need to ration our supplies until tomorrow.",
+            ),
+            // An invented speaker nobody in the session is called stays: only known names cut a reply.
+            (
+                "invented speaker kept",
+                "Ida",
+                " \"The storm is getting worse.\"\nKeeper: \"Not a day longer.\"".into(),
+                "\"The storm is getting worse.\"\nKeeper: \"Not a day longer.\"",
+            ),
+        ];
+        for (case, speaker, raw, want) in cases {
+            let others: Vec<&str> = ["Harbour Master", "Ida", "Tor"].into_iter().filter(|n| n != speaker).collect();
+            let got = clean_response(raw, speaker, &others);
+            let want = if case.starts_with("echoed") { format!("{storm} {want}") } else { (*want).to_owned() };
+            assert_eq!(got, want, "case: {case}\nraw: {raw:?}");
         }
     }
 

@@ -1,7 +1,9 @@
 //! The words agents are given: the system message that opens an agent's memory, the style hint of
 //! each debate format, how messages from others are shown (`Name: text`, whispers and private
-//! notes marked), the speaking cue, and the stop strings that end a reply where the model starts
-//! to write someone else's line. Does not decide who sees what (`session.rs`).
+//! notes marked), the speaking cue, the reply prefix the agent's answer is prefilled with (its own
+//! `Name:`, so a small model continues as itself instead of opening as someone else), and the stop
+//! strings that end a reply where the model starts to write someone else's line. Does not decide
+//! who sees what (`session.rs`).
 
 use crate::{AgentSpec, Channel, DebateFormat};
 
@@ -26,8 +28,8 @@ pub fn system_message(agent: &AgentSpec, others: &[&str], format: DebateFormat) 
         text.push_str(&format!("You are in a conversation with {}.", join_names(others)));
     }
     text.push_str(&format!(
-        " Others' words are shown as \"Name: text\". Speak only as {}, in your own words, without writing \
-         a name before them and without speaking for anyone else. Keep each reply short.",
+        " Everyone's words are shown as \"Name: text\". Speak only as {}, in your own words, without \
+         speaking for anyone else. Keep each reply short.",
         agent.display_name
     ));
     if let Some(hint) = format_hint(format, &agent.role) {
@@ -106,6 +108,23 @@ pub fn turn_message(lines: &[Line<'_>], speaker: &str) -> String {
     parts.join("\n\n")
 }
 
+/// What an agent's reply is prefilled with: its own speaker label. The model continues after it,
+/// so it speaks as itself; the label is not part of the cleaned reply.
+pub fn reply_prefix(name: &str) -> String {
+    format!("{name}:")
+}
+
+/// The assistant message an agent's history keeps for a reply: the prefill it was generated
+/// after, then the cleaned reply, so that the prompt that ended with the prefill is a prefix of
+/// the next prompt's text (the agent's KV is reused).
+pub fn spoken(prefix: &str, content: &str) -> String {
+    match (prefix.is_empty(), content.is_empty()) {
+        (true, _) => content.to_owned(),
+        (false, true) => prefix.to_owned(),
+        (false, false) => format!("{prefix} {content}"),
+    }
+}
+
 /// Stop strings for a turn: a new line that starts another speaker's (or the speaker's own)
 /// labelled line, or a chat role label. The reply is cut there, never emitted past it.
 pub fn stop_strings(names: &[&str]) -> Vec<String> {
@@ -162,5 +181,13 @@ mod tests {
         assert_eq!(turn_message(&[], "Ann"), "[Ann, respond now.]");
         assert_eq!(join_names(&["a", "b", "c"]), "a, b and c");
         assert_eq!(stop_strings(&["Ann"])[0], "\nAnn:");
+    }
+
+    #[test]
+    fn a_history_keeps_the_reply_after_its_prefill() {
+        assert_eq!(reply_prefix("Ann"), "Ann:");
+        assert_eq!(spoken("Ann:", "Hello."), "Ann: Hello.");
+        assert_eq!(spoken("Ann:", ""), "Ann:");
+        assert_eq!(spoken("", "Hello."), "Hello.");
     }
 }

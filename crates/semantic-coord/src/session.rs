@@ -161,6 +161,10 @@ pub struct TurnPlan {
     pub appended: Vec<Message>,
     /// Stop strings for the reply.
     pub stop: Vec<String>,
+    /// Text the reply is prefilled with (the speaker's `Name:`): the prompt ends with it as the
+    /// start of the assistant message, and the history keeps it before the reply. The caller
+    /// clears it when its chat template cannot continue an assistant message.
+    pub reply_prefix: String,
     /// The agent's delivered pointer after this turn.
     delivered: usize,
     /// The speaker after this turn (index into the speakers).
@@ -451,6 +455,7 @@ impl Session {
             messages,
             appended,
             stop: prompt::stop_strings(&names),
+            reply_prefix: prompt::reply_prefix(&agent.display_name),
             delivered,
             next_speaker,
             round_start: cut,
@@ -532,7 +537,8 @@ impl Session {
     }
 
     /// Records a generated turn. `content` is the cleaned reply; an empty one enters the
-    /// agent's history (so its next prompt still extends this one) but not the channel.
+    /// agent's history (so its next prompt still extends this one) but not the channel. The
+    /// history keeps it after the plan's `reply_prefix`.
     pub fn commit(
         &mut self,
         plan: TurnPlan,
@@ -569,7 +575,7 @@ impl Session {
         let view = &mut self.views[plan.agent_index];
         let previous_prompt_tokens = view.last_prompt_tokens;
         view.history.extend(plan.appended);
-        view.history.push(Message::new("assistant", content.clone()));
+        view.history.push(Message::new("assistant", prompt::spoken(&plan.reply_prefix, &content)));
         view.delivered = plan.delivered;
         view.turns += 1;
         view.last_prompt_tokens = Some(usage.prompt_tokens);
@@ -625,8 +631,14 @@ impl Session {
 
     /// The exact chat messages `agent_id` would be given if it spoke next.
     pub fn next_prompt(&self, agent_id: &str) -> Result<Vec<Message>, CoordError> {
+        Ok(self.next_plan(agent_id)?.messages)
+    }
+
+    /// The plan of `agent_id`'s turn if it spoke next (its messages and reply prefix), for
+    /// showing; committing it is refused unless it is that agent's turn.
+    pub fn next_plan(&self, agent_id: &str) -> Result<TurnPlan, CoordError> {
         let index = self.agent_index(agent_id)?;
-        Ok(self.plan_for(index, self.turns_done + 1, self.next_speaker, self.cut_for(self.turns_done)).messages)
+        Ok(self.plan_for(index, self.turns_done + 1, self.next_speaker, self.cut_for(self.turns_done)))
     }
 
     /// Plans asking one agent a decision question: its system message if it has none, then one
@@ -651,6 +663,7 @@ impl Session {
             messages,
             appended,
             stop: prompt::stop_strings(&self.spec.agents.iter().map(|a| a.display_name.as_str()).collect::<Vec<_>>()),
+            reply_prefix: prompt::reply_prefix(&agent.display_name),
             delivered,
             next_speaker: self.next_speaker,
             round_start: self.round_start,
@@ -664,7 +677,7 @@ impl Session {
         self.push(MessageKind::Decision, Some(plan.agent_id), plan.agent_name, answer.clone(), Some(to), now);
         let view = &mut self.views[plan.agent_index];
         view.history.extend(plan.appended);
-        view.history.push(Message::new("assistant", answer));
+        view.history.push(Message::new("assistant", prompt::spoken(&plan.reply_prefix, &answer)));
         view.delivered = plan.delivered;
         view.last_prompt_tokens = Some(usage.prompt_tokens);
     }

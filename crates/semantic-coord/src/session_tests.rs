@@ -205,7 +205,32 @@ fn an_empty_reply_advances_the_turn_but_stays_out_of_the_channel() {
     assert_eq!(record.message_index, None);
     assert_eq!(s.transcript(None).unwrap().len(), 1);
     assert_eq!(s.plan_turn(None).unwrap().agent_id, "bob");
-    assert_eq!(s.views[0].history.last().unwrap(), &Message::new("assistant", ""));
+    assert_eq!(s.views[0].history.last().unwrap(), &Message::new("assistant", "Ann:"));
+}
+
+/// The prompt a turn is generated from ends with the speaker's prefilled `Name:` (SmolLM2 opened
+/// replies as another agent without it); the next turn's rendered prompt extends that text.
+#[test]
+fn a_prefilled_prompt_is_extended_by_the_next_turn() {
+    let chatml = "{% for m in messages %}{{'<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n'}}\
+                  {% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    let template = semantic_chat::ChatTemplate::new(chatml, "", "").unwrap();
+    let render = |plan: &TurnPlan| template.render(&plan.messages, None, true).unwrap() + &plan.reply_prefix;
+    let mut s = session(spec(Topology::RoundRobin, &["ann", "bob"]));
+    let mut previous: Vec<Option<String>> = vec![None; 2];
+    for (turn, reply) in ["Tea, always.", "", "Coffee.", "I still say tea."].into_iter().enumerate() {
+        let plan = s.plan_turn(None).unwrap();
+        let text = render(&plan);
+        assert!(text.ends_with(&format!("<|im_start|>assistant\n{}:", plan.agent_name)), "{text}");
+        if let Some(prev) = &previous[plan.agent_index] {
+            assert!(text.starts_with(prev.as_str()), "turn {turn}: {prev:?} is not a prefix of {text:?}");
+        }
+        previous[plan.agent_index] = Some(text);
+        s.commit(plan, reply.into(), TurnUsage::default(), "stop", 1).unwrap();
+    }
+    // The channel holds the cleaned replies, never the prefill.
+    let said: Vec<&str> = s.transcript(None).unwrap().iter().skip(1).map(|m| m.content.as_str()).collect();
+    assert_eq!(said, ["Tea, always.", "Coffee.", "I still say tea."]);
 }
 
 #[test]

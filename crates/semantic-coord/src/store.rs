@@ -3,10 +3,13 @@
 //! file, are fsynced and renamed over the old one (then the directory is fsynced), so a crash
 //! leaves the old file or the new one; reads verify the length and CRC and move a damaged file
 //! aside (`*.corrupt`) instead of serving it. Layout:
-//! `{dir}/{namespace}/sessions/{session}.json`, `{dir}/{namespace}/histories/{memory_id}.json`.
+//! `{dir}/{namespace}/sessions/{session}.json`, `{dir}/{namespace}/histories/{memory_id}.json`,
+//! `{dir}/{namespace}/runs/{run}.json` (scenario run records; their shape is the caller's).
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use semantic_chat::Message;
 use serde::{Deserialize, Serialize};
@@ -62,24 +65,46 @@ impl SessionStore {
     /// Every stored session that verifies, and what was wrong with those that did not (each
     /// such file is moved aside).
     pub fn load_sessions(&self) -> (Vec<Session>, Vec<CoordError>) {
-        let mut sessions = Vec::new();
+        let (mut sessions, problems) = self.load_all::<Session>("sessions");
+        sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        (sessions, problems)
+    }
+
+    /// Writes a scenario run's record atomically.
+    pub fn save_run<T: Serialize>(&self, namespace: &str, id: &str, run: &T) -> Result<(), CoordError> {
+        write_atomic(&self.dir.join(namespace).join("runs").join(format!("{id}.json")), run)
+    }
+
+    /// Deletes a scenario run's record (absent is fine).
+    pub fn delete_run(&self, namespace: &str, id: &str) -> Result<(), CoordError> {
+        remove(&self.dir.join(namespace).join("runs").join(format!("{id}.json")))
+    }
+
+    /// Every stored scenario run record that verifies (in no particular order), and what was
+    /// wrong with those that did not (each such file is moved aside).
+    pub fn load_runs<T: for<'de> Deserialize<'de>>(&self) -> (Vec<T>, Vec<CoordError>) {
+        self.load_all("runs")
+    }
+
+    /// Every `{dir}/*/{sub}/*.json` that verifies as a `T`; damaged ones are moved aside.
+    fn load_all<T: for<'de> Deserialize<'de>>(&self, sub: &str) -> (Vec<T>, Vec<CoordError>) {
+        let mut found = Vec::new();
         let mut problems = Vec::new();
-        let Ok(namespaces) = fs::read_dir(&self.dir) else { return (sessions, problems) };
+        let Ok(namespaces) = fs::read_dir(&self.dir) else { return (found, problems) };
         for ns in namespaces.flatten() {
-            let Ok(files) = fs::read_dir(ns.path().join("sessions")) else { continue };
+            let Ok(files) = fs::read_dir(ns.path().join(sub)) else { continue };
             for file in files.flatten() {
                 let path = file.path();
                 if path.extension().and_then(|e| e.to_str()) != Some("json") {
                     continue;
                 }
-                match read_verified::<Session>(&path) {
-                    Ok(session) => sessions.push(session),
+                match read_verified::<T>(&path) {
+                    Ok(value) => found.push(value),
                     Err(err) => problems.push(err),
                 }
             }
         }
-        sessions.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-        (sessions, problems)
+        (found, problems)
     }
 
     /// Writes a permanent agent's history atomically.
@@ -122,6 +147,37 @@ impl SessionStore {
         }
         deleted.sort();
         Ok(deleted)
+    }
+}
+
+/// Writes one session's file outside the session's lock without ever letting an older state
+/// overwrite a newer one. Under the lock, [`SessionWriter::stamp`] numbers the state taken (a
+/// clone); after the lock is released, [`SessionWriter::write`] writes it unless a later-stamped
+/// state is already on disk. Writes of one session run one at a time; a state that lost the race
+/// is dropped, since the newer one holds everything it held.
+#[derive(Debug, Default)]
+pub struct SessionWriter {
+    stamped: AtomicU64,
+    written: Mutex<u64>,
+}
+
+impl SessionWriter {
+    /// The version of the state about to be taken; call it under the session's lock.
+    pub fn stamp(&self) -> u64 {
+        self.stamped.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    /// Writes `session`, taken at `version`; returns false (and writes nothing) when a newer
+    /// version was written first.
+    pub fn write(&self, store: &SessionStore, version: u64, session: &Session) -> Result<bool, CoordError> {
+        // A panic while writing leaves the number of the last whole write: the lock stays usable.
+        let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        if *written >= version {
+            return Ok(false);
+        }
+        store.save_session(session)?;
+        *written = version;
+        Ok(true)
     }
 }
 
@@ -202,6 +258,70 @@ mod tests {
         assert_eq!(store.delete_histories_with_prefix("ns", "persist_other_").unwrap(), vec!["persist_other_b"]);
         assert_eq!(store.load_history("ns", "persist_other_b"), None);
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn run_records_round_trip_and_a_damaged_one_is_moved_aside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SessionStore::new(tmp.path());
+        let run = serde_json::json!({"id": "run_1", "status": "running"});
+        store.save_run("ns", "run_1", &run).unwrap();
+        store.save_run("ns", "run_2", &run).unwrap();
+        let path = tmp.path().join("ns/runs/run_2.json");
+        let bytes = fs::read(&path).unwrap();
+        fs::write(&path, &bytes[..bytes.len() - 1]).unwrap();
+        let (runs, problems) = store.load_runs::<serde_json::Value>();
+        assert_eq!(runs, vec![run]);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(tmp.path().join("ns/runs/run_2.json.corrupt").exists());
+        store.delete_run("ns", "run_1").unwrap();
+        store.delete_run("ns", "run_1").unwrap();
+        assert!(store.load_runs::<serde_json::Value>().0.is_empty());
+    }
+
+    /// Session files are written outside the session lock: a state stamped earlier but written
+    /// later must not replace the newer file.
+    #[test]
+    fn an_older_session_state_never_overwrites_a_newer_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = SessionStore::new(tmp.path());
+        use crate::{AgentSpec, DebateFormat, DecisionMode, Lifecycle, SessionSpec, Topology, TurnSettings};
+        let agent = |id: &str, name: &str| AgentSpec {
+            agent_id: id.into(),
+            display_name: name.into(),
+            role: "participant".into(),
+            system_prompt: String::new(),
+            lifecycle: Lifecycle::Ephemeral,
+        };
+        let spec = SessionSpec {
+            topology: Topology::RoundRobin,
+            debate_format: DebateFormat::FreeForm,
+            decision_mode: DecisionMode::None,
+            agents: vec![agent("ann", "Ann"), agent("bob", "Bob")],
+            initial_prompt: "Tea?".into(),
+            per_agent_prompts: vec![],
+            max_turns: 0,
+            persistent_cache_prefix: None,
+            prior_agent_messages: vec![],
+            interactions: vec![],
+            options: vec![],
+            settings: TurnSettings::default(),
+        };
+        let mut session = Session::new("sess_1".into(), "ns".into(), spec, 0, &|_| None).unwrap();
+        let writer = SessionWriter::default();
+        let (v1, older) = (writer.stamp(), session.clone());
+        session.whisper("ann", "bob", "psst", 1).unwrap();
+        let (v2, newer) = (writer.stamp(), session.clone());
+        assert!(v2 > v1);
+        assert!(writer.write(&store, v2, &newer).unwrap());
+        assert!(!writer.write(&store, v1, &older).unwrap(), "the older state is dropped");
+        let (loaded, problems) = store.load_sessions();
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(loaded, vec![newer.clone()]);
+        // In order, each write lands.
+        let v3 = writer.stamp();
+        assert!(writer.write(&store, v3, &older).unwrap());
+        assert_eq!(store.load_sessions().0, vec![older]);
     }
 
     #[test]

@@ -303,3 +303,102 @@ async fn sessions_and_permanent_agents_survive_a_restart() {
     assert_eq!(prompt.as_array().unwrap()[..old.len() - 1], old[..old.len() - 1]);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Holds decodes while set (a turn stays in flight inside the fake engine); released when
+/// dropped, so a failing test does not leave a step thread stuck.
+pub struct Hold(std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>);
+
+impl Hold {
+    pub fn new() -> Self {
+        Hold(std::sync::Arc::default())
+    }
+
+    /// A script that answers `next(history)`, each token only while not held or when
+    /// `applies(history)` is false.
+    pub fn script(
+        &self,
+        applies: impl Fn(&[i32]) -> bool + Send + Sync + 'static,
+        next: impl Fn(&[i32]) -> i32 + Send + Sync + 'static,
+    ) -> FakeScript {
+        let held = std::sync::Arc::clone(&self.0);
+        FakeScript::from_fn(move |history| {
+            if applies(history) {
+                let (flag, changed) = &*held;
+                let mut flag = flag.lock().unwrap_or_else(|p| p.into_inner());
+                while *flag {
+                    flag = changed.wait(flag).unwrap_or_else(|p| p.into_inner());
+                }
+            }
+            next(history)
+        })
+    }
+
+    pub fn set(&self, value: bool) {
+        *self.0 .0.lock().unwrap_or_else(|p| p.into_inner()) = value;
+        self.0 .1.notify_all();
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.set(false);
+    }
+}
+
+/// The stored file of a session (`{dir}/{namespace}/sessions/{id}.json`), its JSON body.
+fn stored_session(dir: &std::path::Path, id: &str) -> Value {
+    let ns = std::fs::read_dir(dir).unwrap().flatten().find(|e| e.path().join("sessions").is_dir()).unwrap();
+    let bytes = std::fs::read(ns.path().join("sessions").join(format!("{id}.json"))).unwrap();
+    let newline = bytes.iter().position(|&b| b == b'\n').unwrap();
+    serde_json::from_slice(&bytes[newline + 1..]).unwrap()
+}
+
+#[tokio::test]
+async fn a_turn_cut_by_shutdown_is_a_503_and_leaves_only_whole_turns_on_disk() {
+    let tmp = tempfile::tempdir().unwrap();
+    let hold = Hold::new();
+    let letters = |history: &[i32]| b'a' as i32 + (history.len() % 26) as i32;
+    let (scheduler, template, control) = crate::harness::fake_model(hold.script(|_| true, letters));
+    let opts = ServeOptions { coordination_dir: Some(tmp.path().to_owned()), ..options() };
+    let state = semantic_api::AppState::new(scheduler.clone(), template, opts);
+    let app = App::from_router(semantic_api::router(state), control);
+    let id = create(&app, &body("round_robin", &["Ann", "Bob"])).await;
+    let whole = post(&app, &format!("{SESSIONS}/{id}/turn"), json!({})).await;
+    assert_eq!(whole.status, 200, "{}", whole.text());
+
+    // Bob's turn is held inside a decode; the server drains with no grace period meanwhile.
+    hold.set(true);
+    let cut = {
+        let app = app.clone();
+        let path = format!("{SESSIONS}/{id}/turn");
+        tokio::spawn(async move { post(&app, &path, json!({})).await })
+    };
+    assert_eq!(app.running_becomes(1).await, 1, "Bob's turn is in flight");
+    let drain = {
+        let scheduler = scheduler.clone();
+        tokio::spawn(async move { scheduler.drain(std::time::Duration::ZERO).await })
+    };
+    for _ in 0..1000 {
+        if scheduler.is_draining() {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(scheduler.is_draining());
+    hold.set(false);
+    let cut = cut.await.unwrap();
+    assert_eq!(cut.status, 503, "{}", cut.text());
+    assert_eq!(cut.json()["error"]["code"], "draining");
+    drain.await.unwrap();
+
+    // Not committed: still turn 2 next, Bob's; the file holds Ann's whole turn and nothing of Bob's.
+    let session = get(&app, &format!("{SESSIONS}/{id}")).await.json();
+    assert_eq!((session["current_turn"].as_u64(), session["next_speaker"].as_str()), (Some(1), Some("bob")));
+    let file = stored_session(tmp.path(), &id);
+    assert_eq!(file["turns_done"], 1, "{file}");
+    assert_eq!(file["turn_log"].as_array().unwrap().len(), 1);
+    assert_eq!(file["views"][0]["history"].as_array().unwrap().last().unwrap()["role"], "assistant");
+    assert!(file["views"][1]["history"].as_array().unwrap().is_empty(), "Bob's cut turn left nothing: {file}");
+    let said: Vec<&Value> = file["messages"].as_array().unwrap().iter().filter(|m| m["kind"] == "turn").collect();
+    assert_eq!(said.len(), 1);
+}

@@ -1,6 +1,7 @@
 //! Scenario runs over the real router and a `FakeEngine`: a shipped scenario runs phase by
 //! phase, its events arrive in order, its transcript carries the outcome, payoff and memory
-//! totals, and invalid YAML is a 400 listing every issue with its line.
+//! totals, invalid YAML is a 400 listing every issue with its line, and a run cut by a restart
+//! reads `interrupted` on the next server and resumes with `next`.
 
 use axum::body::Body;
 use serde_json::{json, Value};
@@ -114,4 +115,76 @@ async fn a_step_run_pauses_after_each_phase_until_next() {
     let again = app.post(&format!("/v1/scenarios/runs/{id}/next"), &json!({})).await;
     assert_eq!(again.status, 409, "{}", again.text());
     assert_eq!(again.json()["error"]["code"], "run_not_paused");
+}
+
+/// The run's status, polled (up to 5 s) until `done` says it is what the test waits for.
+async fn status_until(app: &App, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut status = Value::Null;
+    for _ in 0..500 {
+        status = app.call("GET", &format!("/v1/scenarios/runs/{id}"), &[], Body::empty()).await.json();
+        if done(&status) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    status
+}
+
+#[tokio::test]
+async fn a_run_cut_by_a_restart_reads_interrupted_and_next_resumes_it() {
+    use semantic_api::ServeOptions;
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = || ServeOptions { coordination_dir: Some(tmp.path().to_owned()), ..crate::harness::options() };
+    // The first server answers phase one, then holds phase two's first turn (its prompt quotes
+    // phase one: "Earlier you said") until the test ends.
+    let hold = crate::coordination::Hold::new();
+    hold.set(true);
+    const EOS: i32 = 257;
+    let reply: Vec<i32> = b"I like plums.".iter().map(|&b| i32::from(b)).collect();
+    let next = move |history: &[i32]| {
+        let done = (0..=reply.len()).rev().find(|&n| history.ends_with(&reply[..n])).unwrap_or(0);
+        reply.get(done).copied().unwrap_or(EOS)
+    };
+    let phase_two = |history: &[i32]| crate::harness::decode(history).contains("Earlier you said");
+    let first = App::with_options(hold.script(phase_two, next), opts());
+    let body = json!({"yaml": shipped("tiny.yaml"), "max_tokens": 16, "temperature": 0});
+    let started = first.post("/v1/scenarios/runs", &body).await;
+    assert_eq!(started.status, 201, "{}", started.text());
+    let id = started.json()["run_id"].as_str().unwrap().to_owned();
+    let status = status_until(&first, &id, |s| s["phases"].as_array().is_some_and(|p| p.len() == 2)).await;
+    assert_eq!(status["status"], "running", "{status}");
+    assert_eq!(first.running_becomes(1).await, 1, "phase two's first turn is in flight");
+    let cut_session = status["phases"][1]["session_id"].clone();
+
+    // A new server over the same directory: the run is there, interrupted, its transcript whole.
+    let second = App::with_options(semantic_engine::FakeScript::reply("I like plums."), opts());
+    let status = second.call("GET", &format!("/v1/scenarios/runs/{id}"), &[], Body::empty()).await;
+    assert_eq!(status.status, 200, "{}", status.text());
+    let status = status.json();
+    assert_eq!(status["status"], "interrupted", "{status}");
+    assert_eq!(status["phases"][0]["complete"], true, "{status}");
+    assert_eq!(status["phases"][1]["complete"], false, "{status}");
+    let t = second.call("GET", &format!("/v1/scenarios/runs/{id}/transcript"), &[], Body::empty()).await.json();
+    assert_eq!(t["status"], "interrupted");
+    let said: Vec<&str> =
+        t["phases"][0]["turns"].as_array().unwrap().iter().map(|t| t["content"].as_str().unwrap()).collect();
+    assert_eq!(said, ["I like plums.", "I like plums."]);
+    assert!(t["phases"][1]["turns"].as_array().unwrap().is_empty(), "the cut turn was not recorded");
+
+    // `next` resumes it: phase two goes on in its own session and the run completes.
+    let resumed = second.post(&format!("/v1/scenarios/runs/{id}/next"), &json!({})).await;
+    assert_eq!(resumed.status, 200, "{}", resumed.text());
+    let events = second.call("GET", &format!("/v1/scenarios/runs/{id}/events"), &[], Body::empty()).await;
+    let names: Vec<String> = events.sse().into_iter().map(|(n, _)| n.unwrap_or_default()).collect();
+    assert_eq!(names.last().map(String::as_str), Some("run_complete"), "{names:?}");
+    for name in ["run_interrupted", "run_resumed"] {
+        assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+    }
+    let t = second.call("GET", &format!("/v1/scenarios/runs/{id}/transcript"), &[], Body::empty()).await.json();
+    assert_eq!(t["status"], "completed");
+    assert_eq!(t["phases"][1]["session_id"], cut_session);
+    assert_eq!(t["phases"][1]["turns"].as_array().unwrap().len(), 2, "{}", t["phases"][1]);
+    let again = second.post(&format!("/v1/scenarios/runs/{id}/next"), &json!({})).await;
+    assert_eq!(again.json()["error"]["code"], "run_not_paused");
+    drop(hold);
 }

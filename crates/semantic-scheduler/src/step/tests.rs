@@ -586,3 +586,40 @@ fn an_idle_scheduler_comes_back_for_a_write_in_flight() {
     assert_eq!(s.agents.persist_idle(&s.engine, Duration::ZERO), Persist::Nothing, "nothing left to wait for");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn an_agent_exported_from_disk_imports_under_another_name_persists_and_continues_like_a_cold_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let turn1 = bytes("remember the colour teal");
+    let mut s = memory_state(4, 1, Some(dir.clone()));
+    let (reply, _) = ask(&mut s, "default", Some("erin"), &turn1, 5);
+    let key =
+        |id: &str| AgentKey { namespace: crate::Namespace::default_ns(), agent: crate::AgentId::parse(id).unwrap() };
+    s.evict_to_disk(&key("erin")).unwrap();
+    assert_eq!(s.agents.memory().get(&key("erin")).unwrap().tier, Tier::Cold);
+    let exported = s.agents.snapshot(&s.engine, &key("erin")).expect("read from its file");
+    assert_eq!(s.agents.memory().get(&key("erin")).unwrap().tier, Tier::Cold, "export moves nothing");
+    assert_eq!(exported.header.tokens.len(), turn1.len() + 4);
+
+    let mut copy = exported.clone();
+    copy.header.agent = crate::AgentId::parse("frank").unwrap();
+    assert_eq!(s.import_agent(copy.clone(), false).unwrap().tier, Tier::Warm);
+    assert_eq!(s.import_agent(copy.clone(), false).unwrap_err(), crate::AgentOpError::Exists);
+    let mut foreign = copy.clone();
+    foreign.header.state_layout ^= 1;
+    assert!(matches!(s.import_agent(foreign, true), Err(crate::AgentOpError::Incompatible { .. })));
+    assert!(s.agents.flush(&s.engine, Duration::from_secs(10)), "the import is written like any turn");
+    assert!(!s.agents.memory().get(&key("frank")).unwrap().dirty);
+    drop(s);
+
+    let mut s = memory_state(4, 1, Some(dir));
+    let mut turn2 = turn1.clone();
+    turn2.extend(bytes(&reply));
+    turn2.extend(bytes("?"));
+    let (answer, usage) = ask(&mut s, "default", Some("frank"), &turn2, 5);
+    assert_eq!(usage.cache_source, Some(crate::CacheSource::Disk), "after a restart, from the imported file");
+    assert_eq!(usage.cached_tokens, turn1.len() + 4);
+    let mut cold = memory_state(4, 1, None);
+    assert_eq!(ask(&mut cold, "default", None, &turn2, 5).0, answer);
+}

@@ -132,3 +132,16 @@ async fn responses_required_forces_a_function_call() {
     assert_eq!(calls[0]["name"], "get_weather");
     assert_eq!(args(calls[0]["arguments"].as_str().unwrap_or("")), json!({"city": "Paris"}));
 }
+
+#[tokio::test]
+async fn responses_name_the_flat_tool_field_of_an_unsupported_forced_schema() {
+    let app = App::replying(REFUSAL);
+    let tools = json!([{"type": "function", "name": "get_weather",
+                        "parameters": {"type": "object", "properties": {"city": {"type": "string", "format": "x"}}}}]);
+    let body = json!({"input": "Weather?", "tools": tools, "tool_choice": "required"});
+    let reply = app.post("/v1/responses", &body).await;
+    assert_eq!(reply.status, 400, "{}", reply.text());
+    let error = &reply.json()["error"];
+    assert_eq!(error["param"], "tools[0].parameters", "{error}");
+    assert!(error["message"].as_str().is_some_and(|m| m.starts_with("tools[0].parameters:")), "{error}");
+}

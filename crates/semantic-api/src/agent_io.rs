@@ -2,7 +2,8 @@
 //! continues the agent's KV **through the scheduler** (the original ran the engine beside it),
 //! so it batches, queues, times out and persists like every other request. The agent is the
 //! caller's (namespace per API key); agent memory reuses the longest common token prefix of its
-//! previous prompt and reply, and the reply reports how much it reused.
+//! previous prompt and reply, and the reply reports how much it reused. With `stream: true` the
+//! reply is legacy `/v1/completions` SSE (the same code builds it), usage always included.
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -14,6 +15,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
+use crate::completions::{stream_completion, Maker};
 use crate::error::{ApiError, ErrorKind, Flavor};
 use crate::extract::{ApiJson, ApiPath};
 use crate::generation::{random_id, Generation, Job};
@@ -40,7 +42,8 @@ pub struct GenerateBody {
     pub seed: Option<i64>,
     /// Stop strings (at most 16), never included in the text.
     pub stop: Option<StopField>,
-    /// Streaming is not offered on this route: use `POST /v1/completions` with `agent_id`.
+    /// Server-sent events in the shape of `POST /v1/completions` streaming: `text_completion` chunks, one with
+    /// `finish_reason`, one with `usage` (including `prompt_tokens_details.cached_tokens`), then `data: [DONE]`.
     pub stream: Option<bool>,
 }
 
@@ -49,7 +52,8 @@ pub struct GenerateBody {
     request_body = GenerateBody,
     params(("id" = String, Path, description = "agent id (created on first use)")),
     responses(
-        (status = 200, description = "`{id, object: \"agent.generation\", agent_id, text, finish_reason, tokens_generated, usage}`; `usage.prompt_tokens_details.cached_tokens` is the reused KV"),
+        (status = 200, description = "`{id, object: \"agent.generation\", agent_id, text, finish_reason, tokens_generated, usage}`; `usage.prompt_tokens_details.cached_tokens` is the reused KV. With `stream`: SSE `text_completion` chunks (`choices[0].text`), a chunk with `finish_reason`, a chunk with `usage` and no choices, then `data: [DONE]`",
+            content((crate::openai_wire::TextCompletion = "text/event-stream"))),
         (status = 400, description = "invalid request or agent id", body = crate::error::OpenAiErrorBody),
         (status = 429, description = "queue full (Retry-After)", body = crate::error::OpenAiErrorBody),
     ))]
@@ -61,12 +65,6 @@ pub async fn generate(
 ) -> Result<Response, ApiError> {
     let agent = AgentId::parse(&id)
         .map_err(|e| ApiError::invalid("id", format!("invalid agent id: {e}")).with_code("invalid_agent_id"))?;
-    if body.stream == Some(true) {
-        return Err(ApiError::invalid(
-            "stream",
-            "this route does not stream; use POST /v1/completions with agent_id for a streamed raw prompt",
-        ));
-    }
     if body.prompt.is_empty() {
         return Err(ApiError::invalid("prompt", "prompt must not be empty"));
     }
@@ -83,7 +81,12 @@ pub async fn generate(
         state.prompter.raw(&body.prompt).map_err(|e| ApiError::new(ErrorKind::InvalidRequest, e.to_string()))?;
     let agent = AgentRef { namespace: caller.namespace.clone(), agent: Some(agent) };
     let job = Job { request: GenerateRequest { prompt, max_tokens, sampling, stop, agent }, tools: None };
-    let collected = Generation::start(&state, job, Flavor::OpenAi)?.collect().await?;
+    let generation = Generation::start(&state, job, Flavor::OpenAi)?;
+    if body.stream == Some(true) {
+        let maker = Maker::new("gen-", state.options.model_name.clone(), None);
+        return Ok(stream_completion(generation, maker, true).into_response());
+    }
+    let collected = generation.collect().await?;
     Ok(Json(json!({
         "id": random_id("gen-"),
         "object": "agent.generation",

@@ -111,9 +111,10 @@ fn prepare(
         top_k: req.top_k,
         ..SamplingFields::default()
     };
-    let sampling = params::sampling(&fields, params::ANTHROPIC, state.scheduler.facts().n_vocab)?;
+    let mut sampling = params::sampling(&fields, params::ANTHROPIC, state.scheduler.facts().n_vocab)?;
     let stop = params::stop_strings("stop_sequences", req.stop_sequences.unwrap_or_default())?;
     let offer = offered_tools(req.tools, req.tool_choice)?;
+    sampling.constraint = offer.call_constraint(state.prompter.tool_syntax())?;
     let messages = to_messages(req.system, req.messages)?;
     let prompt =
         state.prompter.chat_with_tools(messages, offer.tools.as_deref(), agent.key().as_ref()).map_err(prompt_error)?;
@@ -139,8 +140,9 @@ fn offered_tools(tools: Option<Vec<Tool>>, choice: Option<ToolChoice>) -> Result
             }
             None => return Err(ApiError::invalid(format!("tools[{i}].input_schema"), "input_schema: field required")),
         };
-        let name_param = format!("tools[{i}].name");
-        defs.push(ToolDef { name: tool.name, description: tool.description, parameters: Some(schema), name_param });
+        let (name_param, parameters_param) = (format!("tools[{i}].name"), format!("tools[{i}].input_schema"));
+        let (name, description, parameters) = (tool.name, tool.description, Some(schema));
+        defs.push(ToolDef { name, description, parameters, name_param, parameters_param });
     }
     let choice = match choice {
         None => Choice::Unset,

@@ -92,7 +92,7 @@ pub async fn completions(
             e
         }
     })?;
-    let maker = Maker { id: random_id("cmpl-"), created: now_secs(), model, tokenizer };
+    let maker = Maker::new("cmpl-", model, tokenizer);
     if streaming {
         return Ok(stream_completion(generation, maker, include_usage).into_response());
     }
@@ -103,7 +103,8 @@ pub async fn completions(
     Ok(Json(body).into_response())
 }
 
-struct Maker {
+/// Builds the `text_completion` objects of one reply (also `POST /v1/agents/{id}/generate`'s stream).
+pub(crate) struct Maker {
     id: String,
     created: u64,
     model: String,
@@ -112,6 +113,11 @@ struct Maker {
 }
 
 impl Maker {
+    /// A reply whose id starts with `id_prefix`, naming `model`; `tokenizer` when logprobs were asked for.
+    pub(crate) fn new(id_prefix: &str, model: String, tokenizer: Option<Arc<dyn Tokenizer>>) -> Self {
+        Self { id: random_id(id_prefix), created: now_secs(), model, tokenizer }
+    }
+
     fn logprobs(&self, lps: &[TokenLogprob], offset: &mut usize) -> Option<Value> {
         self.tokenizer.as_ref().map(|t| logprobs::completion(t.as_ref(), lps, offset))
     }
@@ -132,7 +138,9 @@ fn data(value: &TextCompletion) -> SseEvent {
     SseEvent::default().data(serde_json::to_string(value).unwrap_or_default())
 }
 
-fn stream_completion(
+/// The SSE stream of a raw-prompt reply: `text_completion` chunks, one with the `finish_reason`, with
+/// `include_usage` one more with `usage` and no choices, then `data: [DONE]`.
+pub(crate) fn stream_completion(
     generation: Generation,
     maker: Maker,
     include_usage: bool,

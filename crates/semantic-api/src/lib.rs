@@ -56,6 +56,7 @@ pub use identity::MODEL_ALIASES;
 pub use models::{ModelHost, StoredAgent, SwapRequest, SwapResult};
 pub use openapi::ApiDoc;
 pub use rate_limit::RateLimitConfig;
+pub use responses_store::Retention;
 pub use startup::Startup;
 pub use state::{AppState, ServeOptions};
 pub use ui::PAGES as UI_PAGES;

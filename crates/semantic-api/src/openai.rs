@@ -77,6 +77,10 @@ pub(crate) fn prepare(state: &AppState, req: ChatCompletionRequest, agent: Agent
         None => params::max_tokens("max_tokens", req.max_tokens)?,
     };
     let offer = offered_tools(req.tools, req.tool_choice)?;
+    if let Some(call) = offer.call_constraint(state.prompter.tool_syntax())? {
+        // The reply is a call, so a response_format (which shapes text replies) has nothing to apply to.
+        sampling.constraint = Some(call);
+    }
     let messages = to_messages(req.messages)?;
     let prompt =
         state.prompter.chat_with_tools(messages, offer.tools.as_deref(), agent.key().as_ref()).map_err(prompt_error)?;
@@ -102,7 +106,9 @@ fn offered_tools(tools: Option<Vec<ChatTool>>, choice: Option<ToolChoice>) -> Re
             ));
         }
         let name_param = format!("tools[{i}].function.name");
-        defs.push(ToolDef { name: f.name, description: f.description, parameters: f.parameters, name_param });
+        let parameters_param = format!("tools[{i}].function.parameters");
+        let (name, description, parameters) = (f.name, f.description, f.parameters);
+        defs.push(ToolDef { name, description, parameters, name_param, parameters_param });
     }
     let choice = match choice {
         None => Choice::Unset,

@@ -74,6 +74,11 @@ impl Prompter {
         Ok(self.tokenize(&text, agent)?)
     }
 
+    /// The syntax this template's model writes tool calls in (what a forced call is constrained to).
+    pub fn tool_syntax(&self) -> semantic_chat::ToolSyntax {
+        self.tool_prompting.syntax()
+    }
+
     /// How much prompt text agents' follow-up turns did not have to tokenize again.
     pub fn token_cache_stats(&self) -> TokenCacheStats {
         self.tokens.stats()

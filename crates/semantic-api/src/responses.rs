@@ -185,7 +185,7 @@ pub async fn create(
     let mut history = previous.as_ref().map(|p| p.messages.clone()).unwrap_or_default();
     history.extend(input.messages);
     let chat = chat_request(&req, &history, model.clone())?;
-    let job = crate::openai::prepare(&state, chat, agent)?;
+    let job = crate::openai::prepare(&state, chat, agent).map_err(flat_tool_param)?;
     let generation = Generation::start(&state, job, Flavor::OpenAi)?;
     let now_ms =
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -268,6 +268,17 @@ fn chat_request(
         let param = if e.to_string().contains("tool") { "tools" } else { "input" };
         ApiError::invalid(param, format!("invalid request: {e}"))
     })
+}
+
+/// A chat-route error about `tools[i].function.parameters` names the Responses field, `tools[i].parameters`
+/// (Responses tools are flat).
+fn flat_tool_param(mut e: ApiError) -> ApiError {
+    if let Some(param) = e.param.as_deref().filter(|p| p.starts_with("tools[")) {
+        let flat = param.replace(".function.", ".");
+        e.message = e.message.replace(param, &flat);
+        e.param = Some(flat);
+    }
+    e
 }
 
 /// `GET /v1/responses/{id}`.

@@ -3,13 +3,16 @@
 //! store's verified format (`semantic_coord::write_atomic` / `read_verified`: header line with
 //! CRC32 and length, temp + fsync + rename + dir fsync; a damaged file is moved aside and not
 //! served), so no second file format exists. Retention is a count (`--responses-max`): past it the
-//! oldest responses are dropped, from memory and disk. It does not own agent memory: deleting a
-//! response leaves its chain's agent alone (other responses of the chain may still use it).
+//! oldest responses are dropped, from memory and disk; and an age (`--responses-max-age-days`):
+//! older responses are dropped at load and whenever one is stored, and read as unknown before
+//! that. It does not own agent memory: deleting a response leaves its chain's agent alone (other
+//! responses of the chain may still use it).
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -40,11 +43,25 @@ struct Inner {
     order: BTreeSet<(u64, String)>,
 }
 
+/// How many stored responses are kept, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Most responses kept (at least 1); the oldest go first.
+    pub count: usize,
+    /// Older responses are dropped (None: kept until `count` pushes them out).
+    pub max_age: Option<Duration>,
+}
+
 /// Stored responses; cheap to share behind an `Arc`.
 pub(crate) struct ResponseStore {
     dir: Option<PathBuf>,
-    max: usize,
+    retention: Retention,
     inner: Mutex<Inner>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// A response id is `resp_` and hex digits: checked before it names a file.
@@ -54,10 +71,12 @@ pub(crate) fn valid_id(id: &str) -> bool {
 }
 
 impl ResponseStore {
-    /// A store keeping at most `max` responses, persisted under `dir` (None: memory only). Every
-    /// file under `dir` that verifies is loaded; damaged ones are moved aside and logged.
-    pub fn load(dir: Option<PathBuf>, max: usize) -> Self {
-        let store = ResponseStore { dir, max: max.max(1), inner: Mutex::default() };
+    /// A store keeping responses as `retention` says, persisted under `dir` (None: memory only). Every
+    /// file under `dir` that verifies is loaded (expired ones are then deleted); damaged ones are moved aside and
+    /// logged.
+    pub fn load(dir: Option<PathBuf>, retention: Retention) -> Self {
+        let retention = Retention { count: retention.count.max(1), ..retention };
+        let store = ResponseStore { dir, retention, inner: Mutex::default() };
         let Some(dir) = &store.dir else { return store };
         let mut loaded = Vec::new();
         for ns in fs::read_dir(dir).into_iter().flatten().flatten() {
@@ -91,10 +110,19 @@ impl ResponseStore {
         dir.join(namespace).join(format!("{id}.json"))
     }
 
-    /// The response `id` of `namespace` (None when unknown, deleted or another namespace's).
+    /// The response `id` of `namespace` (None when unknown, deleted, expired or another namespace's).
     pub fn get(&self, namespace: &str, id: &str) -> Option<Arc<StoredResponse>> {
+        self.enforce_retention();
         let inner = self.inner.lock().ok()?;
         inner.records.get(id).filter(|r| r.namespace == namespace).cloned()
+    }
+
+    /// Responses created before this instant (ms since the epoch) have expired.
+    fn cutoff_ms(&self) -> u64 {
+        match self.retention.max_age {
+            None => 0,
+            Some(age) => now_ms().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(u64::MAX)),
+        }
     }
 
     /// Stores a response (disk first, so what is served survives a restart), then drops the
@@ -113,6 +141,7 @@ impl ResponseStore {
 
     /// Deletes a response of `namespace`; false when there was none.
     pub fn delete(&self, namespace: &str, id: &str) -> bool {
+        self.enforce_retention();
         let Ok(mut inner) = self.inner.lock() else { return false };
         let Some(record) = inner.records.get(id).filter(|r| r.namespace == namespace).cloned() else {
             return false;
@@ -139,7 +168,9 @@ impl ResponseStore {
         let dropped: Vec<Arc<StoredResponse>> = {
             let Ok(mut inner) = self.inner.lock() else { return };
             let mut dropped = Vec::new();
-            while inner.order.len() > self.max {
+            let cutoff = self.cutoff_ms();
+            // Bounded: each turn removes one of the stored responses.
+            while inner.order.len() > self.retention.count || inner.order.first().is_some_and(|o| o.0 < cutoff) {
                 let Some(oldest) = inner.order.pop_first() else { break };
                 if let Some(record) = inner.records.remove(&oldest.1) {
                     dropped.push(record);
@@ -162,6 +193,10 @@ impl ResponseStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keep(count: usize) -> Retention {
+        Retention { count, max_age: None }
+    }
 
     fn record(id: &str, ns: &str, created_ms: u64) -> StoredResponse {
         StoredResponse {
@@ -186,15 +221,15 @@ mod tests {
     fn responses_survive_a_reload_and_namespaces_do_not_mix() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("reload");
-        let store = ResponseStore::load(Some(dir.clone()), 10);
+        let store = ResponseStore::load(Some(dir.clone()), keep(10));
         store.put(record("resp_01", "a", 1)).expect("put");
         store.put(record("resp_02", "b", 2)).expect("put");
-        let again = ResponseStore::load(Some(dir.clone()), 10);
+        let again = ResponseStore::load(Some(dir.clone()), keep(10));
         assert!(again.get("a", "resp_01").is_some());
         assert!(again.get("b", "resp_01").is_none(), "another namespace's response is invisible");
         assert!(!again.delete("b", "resp_01"));
         assert!(again.delete("a", "resp_01"));
-        assert!(ResponseStore::load(Some(dir.clone()), 10).get("a", "resp_01").is_none(), "deleted on disk");
+        assert!(ResponseStore::load(Some(dir.clone()), keep(10)).get("a", "resp_01").is_none(), "deleted on disk");
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -202,14 +237,14 @@ mod tests {
     fn a_damaged_file_is_not_served() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("damaged");
-        let store = ResponseStore::load(Some(dir.clone()), 10);
+        let store = ResponseStore::load(Some(dir.clone()), keep(10));
         store.put(record("resp_03", "a", 3)).expect("put");
         let path = dir.join("a").join("resp_03.json");
         let mut bytes = fs::read(&path).expect("read");
         let last = bytes.len() - 2;
         bytes[last] ^= 1;
         fs::write(&path, bytes).expect("write");
-        assert!(ResponseStore::load(Some(dir.clone()), 10).get("a", "resp_03").is_none());
+        assert!(ResponseStore::load(Some(dir.clone()), keep(10)).get("a", "resp_03").is_none());
         let _ = fs::remove_dir_all(&dir);
     }
 
@@ -217,14 +252,41 @@ mod tests {
     fn the_oldest_go_past_the_retention_limit() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("retention");
-        let store = ResponseStore::load(Some(dir.clone()), 2);
+        let store = ResponseStore::load(Some(dir.clone()), keep(2));
         for (i, id) in ["resp_a1", "resp_a2", "resp_a3"].into_iter().enumerate() {
             store.put(record(id, "a", i as u64)).expect("put");
         }
         assert_eq!(store.len(), 2);
         assert!(store.get("a", "resp_a1").is_none());
         assert!(!dir.join("a").join("resp_a1.json").exists());
-        assert_eq!(ResponseStore::load(Some(dir.clone()), 1).len(), 1, "a lower limit applies at load");
+        assert_eq!(ResponseStore::load(Some(dir.clone()), keep(1)).len(), 1, "a lower limit applies at load");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn expired_responses_are_dropped_at_load_and_unknown_on_access() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("age");
+        const DAY_MS: u64 = 86_400_000;
+        let month = Retention { count: 10, max_age: Some(Duration::from_secs(30 * 86_400)) };
+        let forever = ResponseStore::load(Some(dir.clone()), keep(10));
+        forever.put(record("resp_b1", "a", now_ms() - 31 * DAY_MS)).expect("put");
+        forever.put(record("resp_b2", "a", now_ms() - 29 * DAY_MS)).expect("put");
+        assert!(forever.get("a", "resp_b1").is_some(), "no age limit: kept");
+        let store = ResponseStore::load(Some(dir.clone()), month);
+        assert!(store.get("a", "resp_b1").is_none());
+        assert!(!dir.join("a").join("resp_b1.json").exists(), "deleted at load");
+        assert!(store.get("a", "resp_b2").is_some());
+        // A response that expires while the server runs (here: put in behind the store's back, already old).
+        let old = record("resp_b3", "a", now_ms() - 40 * DAY_MS);
+        semantic_coord::write_atomic(&dir.join("a").join("resp_b3.json"), &old).expect("write");
+        if let Ok(mut inner) = store.inner.lock() {
+            inner.order.insert((old.created_ms, old.id.clone()));
+            inner.records.insert(old.id.clone(), Arc::new(old));
+        }
+        assert!(store.get("a", "resp_b3").is_none(), "expired is unknown");
+        assert!(!store.delete("a", "resp_b3"), "and cannot be deleted twice");
+        assert!(!dir.join("a").join("resp_b3.json").exists(), "deleted on access");
+        assert_eq!(store.len(), 1);
     }
 }

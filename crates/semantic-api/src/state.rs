@@ -12,7 +12,7 @@ use crate::models::ModelSlot;
 use crate::ops::Ops;
 use crate::prompt::Prompter;
 use crate::rate_limit::RateLimitConfig;
-use crate::responses_store::ResponseStore;
+use crate::responses_store::{ResponseStore, Retention};
 use crate::scenario_runs::ScenarioRuns;
 
 /// Options the binary resolves from configuration.
@@ -53,8 +53,8 @@ pub struct ServeOptions {
     pub coordination_dir: Option<std::path::PathBuf>,
     /// Where stored Responses (`/v1/responses`) are kept (None: in memory only, lost at exit).
     pub responses_dir: Option<std::path::PathBuf>,
-    /// Most stored Responses kept (the oldest go first).
-    pub responses_max: usize,
+    /// How many stored Responses are kept (the oldest go first) and for how long.
+    pub responses_max: Retention,
 }
 
 impl Default for ServeOptions {
@@ -76,7 +76,7 @@ impl Default for ServeOptions {
             cors_origins: Vec::new(),
             coordination_dir: None,
             responses_dir: None,
-            responses_max: 10_000,
+            responses_max: Retention { count: 10_000, max_age: None },
         }
     }
 }

@@ -22,4 +22,4 @@ pub use error::ChatError;
 pub use stop::{StopMatcher, StopStep};
 pub use template::{ChatTemplate, FunctionCall, Message, ToolCall};
 pub use tool_parse::{ParsedOutput, ParsedToolCall, ToolCallParser, ToolEvent};
-pub use tools::{ToolPrompting, ToolSyntax};
+pub use tools::{CallFrame, ToolPrompting, ToolSyntax};

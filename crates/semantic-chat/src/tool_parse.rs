@@ -10,8 +10,8 @@
 //! A JSON value is a call when it names an offered tool: `{"name", "arguments"|"parameters"|"input"}`,
 //! or that wrapped as `{"function": ..}`, `{"function_call": ..}`, `{"tool_use": ..}` or
 //! `{"tool_calls": [..]}`. Arguments given as a JSON string are decoded; they must be an object.
-//! Anything that does not parse as a call stays text, so a reply is never lost. It does not make
-//! the model produce a call (no grammar-constrained decoding).
+//! Anything that does not parse as a call stays text, so a reply is never lost. Making the model
+//! produce a call is the constraint's job (`ToolSyntax::call_frame` says what it writes).
 
 use serde_json::{Map, Value};
 

@@ -39,6 +39,33 @@ impl ToolSyntax {
     }
 }
 
+/// How one forced tool call is written in a [`ToolSyntax`], as text the parser reads back (`tool_parse.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallFrame {
+    /// Text before the call's JSON object.
+    pub prefix: &'static str,
+    /// The key of the arguments object.
+    pub arguments_key: &'static str,
+    /// Text after the object.
+    pub suffix: &'static str,
+}
+
+impl ToolSyntax {
+    /// How a constrained decoder should write exactly one call: Hermes inside `<tool_call>` lines, as
+    /// [`hermes_system_block`] shows it; Llama 3 as a bare object with `parameters`; Mistral as a one-call JSON
+    /// array (its `[TOOL_CALLS]` marker is a control token, which a constraint over text cannot produce; the
+    /// parser reads a leading array of calls as calls).
+    pub fn call_frame(self) -> CallFrame {
+        match self {
+            ToolSyntax::Hermes => {
+                CallFrame { prefix: "<tool_call>\n", arguments_key: "arguments", suffix: "\n</tool_call>" }
+            }
+            ToolSyntax::Llama3 => CallFrame { prefix: "", arguments_key: "parameters", suffix: "" },
+            ToolSyntax::Mistral => CallFrame { prefix: "[", arguments_key: "arguments", suffix: "]" },
+        }
+    }
+}
+
 /// How one chat template is given tools and tool history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ToolPrompting {
@@ -278,5 +305,20 @@ mod tests {
         assert_eq!(a, nine_char_id("call_0123456789abcdef01234567"));
         assert_ne!(a, nine_char_id("call_0123456789abcdef01234568"));
         assert_eq!(nine_char_id("abcDEF123"), "abcDEF123");
+    }
+
+    #[test]
+    fn a_call_written_in_each_syntax_frame_parses_back() {
+        for syntax in [ToolSyntax::Hermes, ToolSyntax::Llama3, ToolSyntax::Mistral] {
+            let f = syntax.call_frame();
+            let text = format!(
+                "{}{{\"name\":\"get_weather\",\"{}\":{{\"city\":\"Rome\"}}}}{}",
+                f.prefix, f.arguments_key, f.suffix
+            );
+            let parsed = crate::ToolCallParser::parse(vec!["get_weather".to_owned()], &text);
+            assert_eq!(parsed.content, "", "{syntax:?}: {text}");
+            assert_eq!(parsed.calls.len(), 1, "{syntax:?}: {text}");
+            assert_eq!(parsed.calls[0].arguments, json!({"city": "Rome"}), "{syntax:?}");
+        }
     }
 }

@@ -108,6 +108,8 @@ pub struct Config {
     pub persist_within_secs: u64,
     /// Most stored Responses kept (at least 1).
     pub responses_max: usize,
+    /// Days a stored Response is kept (0: forever).
+    pub responses_max_age_days: u64,
     /// Origins allowed to call from a browser: `["*"]`, exact origins, or empty (no CORS).
     pub cors_origins: Vec<String>,
 }
@@ -117,6 +119,8 @@ impl Config {
     pub const DEFAULT_MODEL: &'static str = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     /// Stored Responses kept when `responses_max` is not set.
     pub const DEFAULT_RESPONSES_MAX: usize = 10_000;
+    /// Days a stored Response is kept when `responses_max_age_days` is not set (OpenAI keeps them 30 days).
+    pub const DEFAULT_RESPONSES_MAX_AGE_DAYS: u64 = 30;
 
     /// Fills defaults and validates.
     pub fn resolve(raw: RawConfig) -> Result<Self, ConfigError> {
@@ -181,6 +185,11 @@ impl Config {
             max_connections: within("max_connections", raw.max_connections.unwrap_or(1024), 16..=1_000_000)?,
             persist_within_secs: within("persist_within_secs", raw.persist_within_secs.unwrap_or(5), 1..=3600)?,
             responses_max: within("responses_max", raw.responses_max.unwrap_or(Self::DEFAULT_RESPONSES_MAX), 1..)?,
+            responses_max_age_days: within(
+                "responses_max_age_days",
+                raw.responses_max_age_days.unwrap_or(Self::DEFAULT_RESPONSES_MAX_AGE_DAYS),
+                0..=36_500,
+            )?,
             cors_origins: cors_origins(raw.cors_origin.unwrap_or_default())?,
         })
     }
@@ -270,6 +279,7 @@ impl Config {
             max_connections: Some(self.max_connections),
             persist_within_secs: Some(self.persist_within_secs),
             responses_max: Some(self.responses_max),
+            responses_max_age_days: Some(self.responses_max_age_days),
             cors_origin: Some(self.cors_origins.clone()),
         }
     }

@@ -172,6 +172,10 @@ layer! {
         /// Most stored Responses (`/v1/responses`, `store: true`) kept; the oldest go first [default: 10000].
         #[arg(long, env = "SEMANTIC_RESPONSES_MAX")]
         pub responses_max: Option<usize>,
+        /// Days a stored Response is kept; older ones are deleted at start and as the store is used, and read as
+        /// unknown (0 = keep forever) [default: 30].
+        #[arg(long, env = "SEMANTIC_RESPONSES_MAX_AGE_DAYS")]
+        pub responses_max_age_days: Option<u64>,
         /// Origin allowed to call from a browser (repeatable; env: comma-separated; `*` = any) [default: none, no
         /// CORS].
         #[arg(long, env = "SEMANTIC_CORS_ORIGINS", value_delimiter = ',')]
@@ -322,7 +326,7 @@ mod tests {
         let keys = RawConfig::keys();
         assert_eq!(keys.first(), Some(&"model"));
         assert_eq!(keys.last(), Some(&"cors_origin"));
-        assert_eq!(keys.len(), 41);
+        assert_eq!(keys.len(), 42);
         for key in ["api_key", "metrics_private", "model_alias", "admin_key_file", "models_dir", "encryption_key_file"]
         {
             assert!(keys.contains(&key), "{key}");

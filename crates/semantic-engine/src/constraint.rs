@@ -12,7 +12,7 @@ mod schema;
 mod trie;
 
 pub use automaton::JsonState;
-pub use schema::{JsonGrammar, SchemaError};
+pub use schema::{CallShape, CallableTool, JsonGrammar, SchemaError, ToolSchemaError};
 pub use trie::TokenTrie;
 
 #[cfg(test)]

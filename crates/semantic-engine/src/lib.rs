@@ -22,7 +22,7 @@ mod registry;
 pub mod sampler;
 
 pub use batch::{Batch, BatchRow};
-pub use constraint::{JsonGrammar, JsonState, SchemaError, TokenTrie};
+pub use constraint::{CallShape, CallableTool, JsonGrammar, JsonState, SchemaError, TokenTrie, ToolSchemaError};
 pub use engine::{Engine, EngineConfig, FlashAttention, KvElem, KvType, TokenizeOptions, Tokenizer};
 pub use error::EngineError;
 pub use facts::{ContextInfo, ModelFacts, StateLayout};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use semantic_api::{AuthConfig, ModelHost, RateLimitConfig, ServeOptions, Startup, StoredAgent};
+use semantic_api::{AuthConfig, ModelHost, RateLimitConfig, Retention, ServeOptions, Startup, StoredAgent};
 use semantic_chat::ChatTemplate;
 use semantic_config::Config;
 use semantic_engine::{ModelFacts, ModelRegistry};
@@ -195,7 +195,11 @@ fn serve_options(config: &Config) -> ServeOptions {
         cors_origins: config.cors_origins.clone(),
         coordination_dir: Some(config.cache_dir.join("coordination")),
         responses_dir: Some(config.cache_dir.join("responses")),
-        responses_max: config.responses_max,
+        responses_max: Retention {
+            count: config.responses_max,
+            max_age: (config.responses_max_age_days > 0)
+                .then(|| Duration::from_secs(config.responses_max_age_days.saturating_mul(86_400))),
+        },
         ..ServeOptions::default()
     }
 }

@@ -4,7 +4,7 @@
 use axum::body::Body;
 use semantic_api::{AuthConfig, ServeOptions};
 use semantic_engine::FakeScript;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::harness::{options, App, Reply};
 
@@ -40,17 +40,43 @@ async fn generate_continues_the_agents_kv() {
     assert!(cached >= 5, "the second prompt extends the first: {second}");
     let agent = app.call("GET", "/v1/agents/raw-1", &[], Body::empty()).await;
     assert_eq!(agent.status, 200, "{}", agent.text());
-    for (body, param) in [
-        (json!({"prompt": ""}), "prompt"),
-        (json!({"prompt": "x", "stream": true}), "stream"),
-        (json!({"prompt": "x", "max_tokens": 0}), "max_tokens"),
-    ] {
+    for (body, param) in [(json!({"prompt": ""}), "prompt"), (json!({"prompt": "x", "max_tokens": 0}), "max_tokens")] {
         let reply = app.call("POST", "/v1/agents/raw-1/generate", &headers, body.to_string()).await;
         assert_eq!(reply.status, 400, "{body}");
         assert_eq!(reply.json()["error"]["param"], param);
     }
     let bad = app.call("POST", "/v1/agents/a%20b/generate", &headers, json!({"prompt": "x"}).to_string()).await;
     assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn a_streamed_generate_is_completions_sse_with_usage_and_continues_the_kv() {
+    let app = App::replying(" world");
+    let headers = [("content-type", "application/json")];
+    let body = |prompt: &str, stream: bool| {
+        json!({"prompt": prompt, "temperature": 0, "max_tokens": 10, "stream": stream}).to_string()
+    };
+    let first = app.call("POST", "/v1/agents/raw-2/generate", &headers, body("Hello", true)).await;
+    assert_eq!(first.status, 200, "{}", first.text());
+    let data: Vec<String> = first.sse().into_iter().map(|(_, d)| d).collect();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = data.iter().filter_map(|d| serde_json::from_str(d).ok()).collect();
+    assert_eq!(chunks.len(), data.len() - 1, "every chunk but [DONE] is JSON: {data:?}");
+    assert!(chunks.iter().all(|c| c["object"] == "text_completion" && c["id"] == chunks[0]["id"]), "{chunks:?}");
+    let text: String = chunks.iter().filter_map(|c| c["choices"].get(0)?["text"].as_str()).collect();
+    assert_eq!(text, " world");
+    let finish: Vec<&Value> =
+        chunks.iter().filter_map(|c| c["choices"].get(0)).filter(|c| !c["finish_reason"].is_null()).collect();
+    assert_eq!(finish.len(), 1);
+    assert_eq!(finish[0]["finish_reason"], "stop");
+    let usage = &chunks.last().map(|c| c["usage"].clone()).unwrap_or_default();
+    assert_eq!(usage["completion_tokens"], 6, "{usage}");
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 0, "{usage}");
+    // The streamed reply went into the agent's memory like a plain one.
+    let second = app.call("POST", "/v1/agents/raw-2/generate", &headers, body("Hello world. More", true)).await;
+    let chunks: Vec<Value> = second.sse().into_iter().filter_map(|(_, d)| serde_json::from_str(&d).ok()).collect();
+    let cached = chunks.last().and_then(|c| c["usage"]["prompt_tokens_details"]["cached_tokens"].as_u64());
+    assert!(cached >= Some(5), "the second prompt extends the first: {chunks:?}");
 }
 
 #[tokio::test]

@@ -186,9 +186,9 @@ async fn a_tool_call_becomes_a_tool_use_block() {
 
 #[tokio::test]
 async fn tool_history_system_blocks_and_tool_choice_reach_the_prompt() {
-    let (script, prompt) = recording("Sunny.");
+    let (script, prompt) = recording("{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Rome\"}}");
     let app = App::with_script(script);
-    let request = json!({"max_tokens": 50, "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
+    let request = json!({"max_tokens": 100, "temperature": 0, "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}],
     "tools": [weather_tool(), {"name": "search", "input_schema": {"type": "object"}}],
     "tool_choice": {"type": "tool", "name": "get_weather"},
     "messages": [
@@ -200,7 +200,12 @@ async fn tool_history_system_blocks_and_tool_choice_reach_the_prompt() {
     ]});
     let reply = app.post("/v1/messages", &request).await;
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert_eq!(reply.json()["content"][0]["text"], "Sunny.");
+    let tool_use = &reply.json()["content"][0];
+    assert_eq!(
+        (&tool_use["name"], &tool_use["input"]),
+        (&json!("get_weather"), &json!({"city": "Rome"})),
+        "{tool_use}"
+    );
     let prompt = prompt.lock().unwrap().clone().unwrap_or_default();
     assert!(prompt.starts_with("<|im_start|>system\nBe brief.\n\n# Tools"), "{prompt}");
     assert!(!prompt.contains("\"name\":\"search\""), "tool_choice tool offers only that tool: {prompt}");

@@ -6,6 +6,7 @@ mod agent_io;
 mod anthropic;
 mod coordination;
 mod errors;
+mod forced_tools;
 mod harness;
 mod hostile;
 mod isolation;

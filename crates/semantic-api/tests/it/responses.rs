@@ -3,7 +3,7 @@
 //! events, tool calls, `text.format`, persistence and retention.
 
 use axum::body::Body;
-use semantic_api::{AuthConfig, ServeOptions};
+use semantic_api::{AuthConfig, Retention, ServeOptions};
 use semantic_engine::FakeScript;
 use serde_json::{json, Value};
 
@@ -261,7 +261,8 @@ async fn text_format_goes_the_way_of_chat_response_format() {
 async fn stored_responses_survive_a_restart_within_the_retention_limit() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("restart");
-    let opts = || ServeOptions { responses_dir: Some(dir.clone()), responses_max: 2, ..options() };
+    let responses_max = Retention { count: 2, max_age: None };
+    let opts = || ServeOptions { responses_dir: Some(dir.clone()), responses_max, ..options() };
     let app = App::with_options(FakeScript::reply("ok"), opts());
     let mut ids = Vec::new();
     for input in ["one", "two", "three"] {
@@ -278,6 +279,46 @@ async fn stored_responses_survive_a_restart_within_the_retention_limit() {
     assert_eq!(status(&ids[2]).await, 200);
     let next = ok(&again, json!({"input": "four", "previous_response_id": ids[2]})).await;
     assert_eq!(next["status"], "completed");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stored file of response `id`, wherever its namespace put it.
+fn stored_file(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    let found = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|ns| ns.path().join(format!("{id}.json")));
+    found.into_iter().find(|p| p.exists()).unwrap_or_else(|| panic!("no file for {id}"))
+}
+
+#[tokio::test]
+async fn a_response_older_than_the_age_limit_is_gone_like_an_unknown_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("age");
+    let month = Retention { count: 100, max_age: Some(std::time::Duration::from_secs(30 * 86_400)) };
+    let opts = || ServeOptions { responses_dir: Some(dir.clone()), responses_max: month, ..options() };
+    let app = App::with_options(FakeScript::reply("ok"), opts());
+    let old = ok(&app, json!({"input": "one"})).await["id"].as_str().expect("id").to_owned();
+    let fresh = ok(&app, json!({"input": "two"})).await["id"].as_str().expect("id").to_owned();
+    // Age the first one by 31 days on disk, in the store's own verified format.
+    let path = stored_file(&dir, &old);
+    let mut record: Value = semantic_coord::read_verified(&path).expect("verified");
+    let created = record["created_ms"].as_u64().expect("created_ms");
+    record["created_ms"] = json!(created - 31 * 86_400_000);
+    semantic_coord::write_atomic(&path, &record).expect("rewrite");
+
+    let again = App::with_options(FakeScript::reply("ok"), opts());
+    let get = |id: &str| {
+        let (again, path) = (again.clone(), format!("/v1/responses/{id}"));
+        async move { again.call("GET", &path, &[], Body::empty()).await }
+    };
+    let expired = get(&old).await;
+    let unknown = get("resp_0123456789abcdef").await;
+    assert_eq!(expired.status, 404, "{}", expired.text());
+    assert_eq!(unknown.status, 404);
+    assert_eq!(expired.json()["error"]["code"], unknown.json()["error"]["code"]);
+    assert!(!path.exists(), "deleted at start");
+    let chained = create(&again, json!({"input": "three", "previous_response_id": old})).await;
+    assert_eq!(chained.status, 404, "{}", chained.text());
+    assert_eq!(chained.json()["error"]["param"], "previous_response_id");
+    assert_eq!(get(&fresh).await.status, 200, "a young response stays");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

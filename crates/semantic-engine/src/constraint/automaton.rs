@@ -122,6 +122,10 @@ fn feed(g: &JsonGrammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
     let Some(top) = stack.pop() else { return };
     match top {
         Frame::Value(node) => {
+            if let Node::Seq(parts) = g.node(node) {
+                stack.extend(parts.iter().rev().map(|&id| Frame::Value(id)));
+                return feed(g, stack, b, out);
+            }
             for first in starts(g, node) {
                 let mut s = stack.clone();
                 s.push(first);
@@ -214,7 +218,8 @@ fn starts(g: &JsonGrammar, node: NodeId) -> Vec<Frame> {
         Node::Integer { .. } | Node::Number => vec![num],
         Node::Literals(lits) => lits.iter().map(|&lit| Frame::Lit { lit, pos: 0 }).collect(),
         Node::AnyOf(ids) => ids.iter().flat_map(|&id| starts(g, id)).collect(),
-        Node::Pending => Vec::new(),
+        // `Seq` is only ever the root, expanded by `feed`; `Pending` is never walked.
+        Node::Seq(_) | Node::Pending => Vec::new(),
     }
 }
 

@@ -72,6 +72,9 @@ pub(crate) enum Node {
     /// One of these literals (indices into `literals`), e.g. `true` or `"red"`.
     Literals(Vec<u32>),
     AnyOf(Vec<NodeId>),
+    /// These nodes one after the other (a tool call: marker, object, marker). Only ever the root: never
+    /// inside `AnyOf` (its first bytes are not a single frame, see `starts`).
+    Seq(Vec<NodeId>),
     /// Not compiled yet (a `$ref` being resolved); never walked.
     Pending,
 }
@@ -82,6 +85,36 @@ pub struct JsonGrammar {
     pub(crate) nodes: Vec<Node>,
     pub(crate) literals: Vec<Vec<u8>>,
     pub(crate) root: NodeId,
+}
+
+/// How a model writes one tool call around its JSON object: `{prefix}{"name":..,"{arguments_key}":..}{suffix}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallShape<'a> {
+    /// Text before the object (`<tool_call>\n` for Hermes; may be empty).
+    pub prefix: &'a str,
+    /// The key of the arguments object (`arguments`, or `parameters` for Llama 3).
+    pub arguments_key: &'a str,
+    /// Text after the object (may be empty).
+    pub suffix: &'a str,
+}
+
+/// One function a constrained tool call may name, with its parameters' JSON Schema (None: any object).
+#[derive(Debug, Clone, Copy)]
+pub struct CallableTool<'a> {
+    /// The function's name.
+    pub name: &'a str,
+    /// Its `parameters` schema.
+    pub parameters: Option<&'a Value>,
+}
+
+/// A tool's parameters schema the grammar cannot express: which tool (index into the list given) and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tool {tool}: {source}")]
+pub struct ToolSchemaError {
+    /// Index of the tool in the list given to [`JsonGrammar::tool_call`].
+    pub tool: usize,
+    /// What the schema compiler refused.
+    pub source: SchemaError,
 }
 
 const ANNOTATIONS: &[&str] =
@@ -100,6 +133,50 @@ impl JsonGrammar {
         let mut c = Compiler { g: Self::empty(), root: schema, refs: HashMap::new() };
         c.g.root = c.node(schema, "#")?;
         Ok(c.g)
+    }
+
+    /// Exactly one call to one of `tools`, written in `shape`: the name is one of theirs and the arguments valid
+    /// against that tool's schema. The error names the first tool whose schema is not supported.
+    pub fn tool_call(tools: &[CallableTool<'_>], shape: CallShape<'_>) -> Result<Self, ToolSchemaError> {
+        let mut g = Self::empty();
+        let mut calls = Vec::with_capacity(tools.len());
+        let name_key = g.literal(b"\"name\":".to_vec());
+        let mut args_key = serde_json::to_vec(shape.arguments_key).unwrap_or_default();
+        args_key.push(b':');
+        let args_key = g.literal(args_key);
+        for (tool, def) in tools.iter().enumerate() {
+            let args = match def.parameters {
+                None => g.push(Node::AnyObject),
+                Some(schema) => {
+                    let mut c = Compiler { g, root: schema, refs: HashMap::new() };
+                    let args = c.node(schema, "#");
+                    g = c.g;
+                    args.map_err(|source| ToolSchemaError { tool, source })?
+                }
+            };
+            let name = g.literal(serde_json::to_vec(def.name).unwrap_or_default());
+            let name = g.push(Node::Literals(vec![name]));
+            let props = vec![
+                Prop { key: name_key, value: name, required: true },
+                Prop { key: args_key, value: args, required: true },
+            ];
+            calls.push(g.push(Node::Object(props)));
+        }
+        let mut seq = Vec::with_capacity(3);
+        if !shape.prefix.is_empty() {
+            let lit = g.literal(shape.prefix.as_bytes().to_vec());
+            seq.push(g.push(Node::Literals(vec![lit])));
+        }
+        seq.push(match calls.as_slice() {
+            [one] => *one,
+            _ => g.push(Node::AnyOf(calls)),
+        });
+        if !shape.suffix.is_empty() {
+            let lit = g.literal(shape.suffix.as_bytes().to_vec());
+            seq.push(g.push(Node::Literals(vec![lit])));
+        }
+        g.root = g.push(Node::Seq(seq));
+        Ok(g)
     }
 
     fn empty() -> Self {

@@ -15,7 +15,23 @@ struct Vocab(Vec<Vec<u8>>);
 impl Vocab {
     fn new() -> Self {
         let mut v: Vec<Vec<u8>> = (0x20u8..0x7f).map(|b| vec![b]).collect();
-        for piece in ["{\"", "\":", "\",\"", "true", "null", "false", "12", " {", "\"}", "}}", "é", "ab", "\":\""] {
+        for piece in [
+            "{\"",
+            "\":",
+            "\",\"",
+            "true",
+            "null",
+            "false",
+            "12",
+            " {",
+            "\"}",
+            "}}",
+            "é",
+            "ab",
+            "\":\"",
+            "\n",
+            "<tool_call>",
+        ] {
             v.push(piece.as_bytes().to_vec());
         }
         v.push(b"<special>".to_vec());
@@ -176,4 +192,62 @@ fn special_tokens_are_never_allowed_and_eos_only_when_complete() {
     trie.mask(&done, &mut mask);
     let allowed: Vec<usize> = (0..mask.len()).filter(|&t| mask[t]).collect();
     assert_eq!(allowed, vec![vocab.eos() as usize]);
+}
+
+fn tool_grammar() -> JsonGrammar {
+    use super::{CallShape, CallableTool};
+    let weather = json!({"type":"object","properties":{"city":{"type":"string","maxLength":3}},"required":["city"]});
+    let tools = [
+        CallableTool { name: "get_weather", parameters: Some(&weather) },
+        CallableTool { name: "now", parameters: None },
+    ];
+    let shape = CallShape { prefix: "<tool_call>\n", arguments_key: "arguments", suffix: "\n</tool_call>" };
+    JsonGrammar::tool_call(&tools, shape).expect("compiles")
+}
+
+#[test]
+fn a_tool_call_grammar_accepts_one_call_to_an_offered_tool() {
+    let g = Arc::new(tool_grammar());
+    let check = |text: &str, prefix: bool, complete: bool| {
+        let s = JsonState::new(Arc::clone(&g)).advanced(text.as_bytes());
+        assert_eq!((!s.is_dead(), s.is_complete()), (prefix, complete), "{text}");
+    };
+    check("<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Rom\"}}\n</tool_call>", true, true);
+    check("<tool_call>\n{\"name\":\"now\",\"arguments\":{\"tz\":[1]}}\n</tool_call>", true, true);
+    check("<tool_call>\n{\"name\":\"now\",\"arguments\":{}}", true, false);
+    check("<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{}}", false, false);
+    check("<tool_call>\n{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Roma\"", false, false);
+    check("<tool_call>\n{\"name\":\"other\"", false, false);
+    check("Sure", false, false);
+    check("{\"name\":\"now\"", false, false);
+}
+
+#[test]
+fn a_tool_call_grammar_names_the_tool_whose_schema_is_unsupported() {
+    use super::{CallShape, CallableTool};
+    let bad = json!({"type":"string","pattern":"a+"});
+    let tools = [CallableTool { name: "a", parameters: None }, CallableTool { name: "b", parameters: Some(&bad) }];
+    let shape = CallShape { prefix: "", arguments_key: "parameters", suffix: "" };
+    let e = JsonGrammar::tool_call(&tools, shape).expect_err("pattern is unsupported");
+    assert_eq!(e.tool, 1);
+    assert!(e.source.reason.contains("pattern"), "{e}");
+}
+
+#[test]
+fn masked_random_walks_over_a_tool_call_always_give_a_call() {
+    let vocab = Vocab::new();
+    let trie = TokenTrie::new(&vocab);
+    let grammar = Arc::new(tool_grammar());
+    let mut rng = StdRng::seed_from_u64(11);
+    for _ in 0..100 {
+        let text = random_walk(&trie, &vocab, JsonState::new(Arc::clone(&grammar)), &mut rng);
+        let body = text.strip_prefix("<tool_call>\n").and_then(|t| t.strip_suffix("\n</tool_call>"));
+        let v: Value =
+            serde_json::from_str(body.unwrap_or_else(|| panic!("{text}"))).unwrap_or_else(|e| panic!("{text}: {e}"));
+        match v["name"].as_str() {
+            Some("get_weather") => assert!(v["arguments"]["city"].as_str().is_some_and(|c| c.chars().count() <= 3)),
+            Some("now") => assert!(v["arguments"].is_object(), "{text}"),
+            _ => panic!("{text}"),
+        }
+    }
 }

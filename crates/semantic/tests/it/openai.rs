@@ -115,3 +115,46 @@ fn json_schema_replies_validate_and_logprobs_match_the_choice() {
     assert_eq!(err["error"]["param"], "response_format");
     assert!(err["error"]["message"].as_str().unwrap().contains("format"), "{err}");
 }
+
+#[test]
+fn a_forced_tool_choice_yields_a_call_with_schema_valid_arguments() {
+    let server = Server::start(&[]);
+    let params = json!({"type": "object", "additionalProperties": false, "required": ["city", "unit", "days"],
+        "properties": {"city": {"type": "string", "maxLength": 20}, "unit": {"enum": ["celsius", "fahrenheit"]},
+                       "days": {"type": "integer", "minimum": 1, "maximum": 7}}});
+    let tools = json!([{"type": "function", "function": {"name": "get_forecast", "description": "Weather forecast",
+                        "parameters": params}},
+                       {"type": "function", "function": {"name": "tell_joke", "parameters": {"type": "object"}}}]);
+    let valid = |arguments: &str| {
+        let v: serde_json::Value = serde_json::from_str(arguments).unwrap_or_else(|e| panic!("{arguments}: {e}"));
+        let mut keys: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+        keys.sort();
+        assert_eq!(keys, ["city", "days", "unit"], "{arguments}");
+        assert!(v["city"].as_str().is_some_and(|c| c.chars().count() <= 20), "{arguments}");
+        assert!(v["unit"] == "celsius" || v["unit"] == "fahrenheit", "{arguments}");
+        assert!(v["days"].as_u64().is_some_and(|d| (1..=7).contains(&d)), "{arguments}");
+    };
+    for (temperature, stream) in [(0.0, false), (0.9, true)] {
+        let body = json!({"messages": [{"role": "user", "content": "Tell me something nice."}], "tools": tools,
+            "tool_choice": {"type": "function", "function": {"name": "get_forecast"}}, "max_tokens": 120,
+            "temperature": temperature, "seed": 5, "stream": stream});
+        let r = server.post_json("/v1/chat/completions", &body);
+        assert_eq!(r.status, 200, "{}", r.body);
+        let (name, arguments) = if stream {
+            let data = r.sse_data();
+            let chunks: Vec<serde_json::Value> =
+                data.iter().filter(|d| *d != "[DONE]").map(|d| serde_json::from_str(d).unwrap()).collect();
+            let calls: Vec<&serde_json::Value> =
+                chunks.iter().filter_map(|c| c["choices"].get(0)?["delta"].get("tool_calls")).collect();
+            let name = calls.first().and_then(|c| c[0]["function"]["name"].as_str()).unwrap_or_default().to_owned();
+            (name, calls.iter().filter_map(|c| c[0]["function"]["arguments"].as_str()).collect::<String>())
+        } else {
+            let reply = r.json();
+            assert_eq!(reply["choices"][0]["finish_reason"], "tool_calls", "{reply}");
+            let f = &reply["choices"][0]["message"]["tool_calls"][0]["function"];
+            (f["name"].as_str().unwrap_or_default().to_owned(), f["arguments"].as_str().unwrap_or_default().to_owned())
+        };
+        assert_eq!(name, "get_forecast", "{}", r.body);
+        valid(&arguments);
+    }
+}

@@ -165,7 +165,7 @@ pub async fn unpin(
     Ok(Json(agent_json(&info, &kv_type(&state))))
 }
 
-/// Largest agent file `POST /v1/agents/{id}/import` takes (above `--max-body-bytes`, which sizes
+/// Largest agent file `PUT /v1/agents/{id}/import` takes (above `--max-body-bytes`, which sizes
 /// JSON bodies): a full 8K-token agent of a small model is a few hundred MB.
 pub(crate) const IMPORT_MAX_BYTES: usize = 1 << 30;
 
@@ -188,7 +188,7 @@ pub async fn export(
     Ok((headers, encoded).into_response())
 }
 
-/// `POST /v1/agents/{id}/import` query.
+/// `PUT /v1/agents/{id}/import` query.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
@@ -197,7 +197,7 @@ pub struct ImportQuery {
     replace: bool,
 }
 
-/// `POST /v1/agents/{id}/import`: an exported agent file as the body; it becomes agent `id` of
+/// `PUT` (or `POST`) `/v1/agents/{id}/import`: an exported agent file as the body; it becomes agent `id` of
 /// the caller (whatever names the file holds), warm, and is written to disk like any turn. The
 /// file must come from the serving model with the same KV layout.
 pub async fn import(

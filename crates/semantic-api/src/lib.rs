@@ -47,7 +47,7 @@ mod tool_offer;
 mod ui;
 
 use axum::http::Method;
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 pub use auth::{namespace_for_key, AuthConfig, Caller};
@@ -78,6 +78,11 @@ pub fn routes() -> Vec<(Method, &'static str, MethodRouter<AppState>)> {
         (Method::POST, "/v1/agents/{id}/pin", post(agents::pin)),
         (Method::POST, "/v1/agents/{id}/unpin", post(agents::unpin)),
         (Method::GET, "/v1/agents/{id}/export", get(agents::export)),
+        (
+            Method::PUT,
+            "/v1/agents/{id}/import",
+            put(agents::import).layer(axum::extract::DefaultBodyLimit::max(agents::IMPORT_MAX_BYTES)),
+        ),
         (
             Method::POST,
             "/v1/agents/{id}/import",

@@ -27,6 +27,7 @@ use crate::{
         agents_doc::unpin,
         agents_doc::export,
         agents_doc::import,
+        agents_doc::import_post,
         agent_io::generate,
         agents_doc::status,
         agents_doc::clear,
@@ -128,12 +129,18 @@ mod agents_doc {
         responses((status = 200, description = "the agent's file (application/octet-stream), as `semantic agents export` writes it"),
             (status = 404, description = "no such agent", body = OpenAiErrorBody), (status = 409, description = "the agent is generating (`agent_busy`)", body = OpenAiErrorBody)))]
     pub fn export() {}
-    #[utoipa::path(post, path = "/v1/agents/{id}/import", tag = "agents", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "an exported agent file (at most 1 GiB)"),
+    #[utoipa::path(put, path = "/v1/agents/{id}/import", tag = "agents", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "an exported agent file (at most 1 GiB)"),
         params(("id" = String, Path, description = "agent id the file becomes"), ("replace" = Option<bool>, Query, description = "overwrite an agent of that name")),
         responses((status = 200, description = "the agent, warm; written to disk like any turn"),
             (status = 400, description = "not a valid agent file (`invalid_agent_file`), or another model's (`incompatible_agent_file`)", body = OpenAiErrorBody),
             (status = 409, description = "the agent exists (`agent_exists`) or is generating (`agent_busy`)", body = OpenAiErrorBody)))]
     pub fn import() {}
+    #[utoipa::path(post, path = "/v1/agents/{id}/import", tag = "agents", request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "an exported agent file (at most 1 GiB); the same as PUT"),
+        params(("id" = String, Path, description = "agent id the file becomes"), ("replace" = Option<bool>, Query, description = "overwrite an agent of that name")),
+        responses((status = 200, description = "the agent, warm; written to disk like any turn"),
+            (status = 400, description = "not a valid agent file (`invalid_agent_file`), or another model's (`incompatible_agent_file`)", body = OpenAiErrorBody),
+            (status = 409, description = "the agent exists (`agent_exists`) or is generating (`agent_busy`)", body = OpenAiErrorBody)))]
+    pub fn import_post() {}
     #[utoipa::path(get, path = "/admin/status", tag = "admin", responses((status = 200, description = "scheduler and memory figures"), (status = 401, description = "admin key needed", body = OpenAiErrorBody)))]
     pub fn status() {}
     #[utoipa::path(delete, path = "/admin/caches", tag = "admin", responses((status = 200, description = "every agent deleted (busy ones kept)"), (status = 401, description = "admin key needed", body = OpenAiErrorBody)))]

@@ -118,7 +118,7 @@ async fn an_exported_agent_imports_under_another_name_and_keeps_its_kv() {
 
     let again = app.call("POST", "/v1/agents/copy/import", &octets, file.clone()).await;
     assert_eq!((again.status.as_u16(), again.json()["error"]["code"].clone()), (409, json!("agent_exists")));
-    let replaced = app.call("POST", "/v1/agents/copy/import?replace=true", &octets, file.clone()).await;
+    let replaced = app.call("PUT", "/v1/agents/copy/import?replace=true", &octets, file.clone()).await;
     assert_eq!(replaced.status, 200, "{}", replaced.text());
     let mut tampered = file.clone();
     tampered[file.len() / 2] ^= 0x40;

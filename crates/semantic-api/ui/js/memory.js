@@ -43,7 +43,7 @@ export function mount(root) {
     }
     try {
       const path = `/v1/agents/${encodeURIComponent(id)}/import${replace.checked ? '?replace=true' : ''}`;
-      const agent = await api(path, {method: 'POST', raw: file});
+      const agent = await api(path, {method: 'PUT', raw: file});
       status.replaceChildren(h('span', {class: 'ok'}, `Imported ${agent.id}: ${fmtInt(agent.tokens)} tokens, ${agent.tier}`));
     } catch (e) {
       status.replaceChildren(errorBox(e));

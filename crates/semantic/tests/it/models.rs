@@ -158,7 +158,8 @@ fn swap_on_demand_follows_the_model_a_request_names_under_its_registry_id() {
     let server = Server::start(&["--model", model, "--models-dir", models, "--model-id", &ids, "--swap-on-demand"]);
     let listed = server.request("GET", "/v1/models", None).json();
     let names: Vec<&str> = listed["data"].as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap()).collect();
-    assert_eq!(names, ["smol", "gemma"], "registry ids replace the file stems: {listed}");
+    assert_eq!(names, ["smol", SMOL, "gemma"], "registry ids replace the file stems, which stay aliases: {listed}");
+    assert_eq!(listed["data"][1]["details"]["alias_of"], "smol");
     let ask = |model: &str| {
         let body =
             json!({"model": model, "max_tokens": 4, "temperature": 0, "messages": [{"role": "user", "content": "Hi"}]});

@@ -12,20 +12,8 @@ fn agent(id: &str, role: &str, lifecycle: Lifecycle) -> AgentSpec {
 }
 
 fn spec(topology: Topology, ids: &[&str]) -> SessionSpec {
-    SessionSpec {
-        topology,
-        debate_format: DebateFormat::FreeForm,
-        decision_mode: DecisionMode::None,
-        agents: ids.iter().map(|id| agent(id, "participant", Lifecycle::Ephemeral)).collect(),
-        initial_prompt: "Topic: tea or coffee?".into(),
-        per_agent_prompts: vec![],
-        max_turns: 0,
-        persistent_cache_prefix: None,
-        prior_agent_messages: vec![],
-        interactions: vec![],
-        options: vec![],
-        settings: TurnSettings::default(),
-    }
+    let agents = ids.iter().map(|id| agent(id, "participant", Lifecycle::Ephemeral)).collect();
+    SessionSpec { topology, initial_prompt: "Topic: tea or coffee?".into(), ..SessionSpec::with_agents(agents) }
 }
 
 fn session(spec: SessionSpec) -> Session {

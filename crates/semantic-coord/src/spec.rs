@@ -315,20 +315,9 @@ pub fn slug(name: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn agent(id: &str, name: &str, role: &str) -> AgentSpec {
-        AgentSpec {
-            agent_id: id.into(),
-            display_name: name.into(),
-            role: role.into(),
-            system_prompt: String::new(),
-            lifecycle: Lifecycle::Ephemeral,
-        }
-    }
-
-    fn spec(agents: Vec<AgentSpec>) -> SessionSpec {
+impl SessionSpec {
+    /// Tests: a round-robin, free-form session of `agents` with nothing else set.
+    pub(crate) fn with_agents(agents: Vec<AgentSpec>) -> Self {
         SessionSpec {
             topology: Topology::RoundRobin,
             debate_format: DebateFormat::FreeForm,
@@ -343,6 +332,25 @@ mod tests {
             options: vec![],
             settings: TurnSettings::default(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, name: &str, role: &str) -> AgentSpec {
+        AgentSpec {
+            agent_id: id.into(),
+            display_name: name.into(),
+            role: role.into(),
+            system_prompt: String::new(),
+            lifecycle: Lifecycle::Ephemeral,
+        }
+    }
+
+    fn spec(agents: Vec<AgentSpec>) -> SessionSpec {
+        SessionSpec::with_agents(agents)
     }
 
     fn check(mutate: impl FnOnce(&mut SessionSpec), param: Option<&str>) {

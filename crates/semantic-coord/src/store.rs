@@ -285,7 +285,7 @@ mod tests {
     fn an_older_session_state_never_overwrites_a_newer_one() {
         let tmp = tempfile::tempdir().unwrap();
         let store = SessionStore::new(tmp.path());
-        use crate::{AgentSpec, DebateFormat, DecisionMode, Lifecycle, SessionSpec, Topology, TurnSettings};
+        use crate::{AgentSpec, Lifecycle, SessionSpec};
         let agent = |id: &str, name: &str| AgentSpec {
             agent_id: id.into(),
             display_name: name.into(),
@@ -294,18 +294,8 @@ mod tests {
             lifecycle: Lifecycle::Ephemeral,
         };
         let spec = SessionSpec {
-            topology: Topology::RoundRobin,
-            debate_format: DebateFormat::FreeForm,
-            decision_mode: DecisionMode::None,
-            agents: vec![agent("ann", "Ann"), agent("bob", "Bob")],
             initial_prompt: "Tea?".into(),
-            per_agent_prompts: vec![],
-            max_turns: 0,
-            persistent_cache_prefix: None,
-            prior_agent_messages: vec![],
-            interactions: vec![],
-            options: vec![],
-            settings: TurnSettings::default(),
+            ..SessionSpec::with_agents(vec![agent("ann", "Ann"), agent("bob", "Bob")])
         };
         let mut session = Session::new("sess_1".into(), "ns".into(), spec, 0, &|_| None).unwrap();
         let writer = SessionWriter::default();

@@ -19,10 +19,12 @@ fn metric(server: &Server, series: &str) -> Option<f64> {
 #[test]
 fn a_turn_finished_under_load_survives_a_kill_9() {
     let server = Server::start(&["--persist-within-secs", "1"]);
-    // B: one long streamed generation that keeps a request running throughout.
+    // B: one long streamed generation that keeps a request running throughout. SmolLM2's end
+    // tokens (0 `<|endoftext|>`, 2 `<|im_end|>`) are banned so it cannot end early (it did once in CI).
     let long = json!({
         "messages": [{"role": "user", "content": "Count from 1 to 2000, separated by commas."}],
-        "max_tokens": 3000, "temperature": 0, "stream": true, "agent_id": "busy-bee"
+        "max_tokens": 3000, "temperature": 0, "stream": true, "agent_id": "busy-bee",
+        "logit_bias": {"0": -100, "2": -100}
     })
     .to_string();
     let mut stream = TcpStream::connect(server.addr).unwrap();
